@@ -1,0 +1,3 @@
+from pointcast.cli import main
+
+main()

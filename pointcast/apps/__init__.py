@@ -1,0 +1,1 @@
+"""Pinpoint projects (applications) and their settings."""

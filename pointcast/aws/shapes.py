@@ -1,0 +1,118 @@
+"""Request validation driven by botocore's service models.
+
+Every structure in a model becomes a pydantic ``TypedDict`` validator (strict types, enums as ``Literal``,
+required members required, unknown members refused), so a request body is checked against exactly the shape
+botocore describes, and a failure names the member path and the rule it broke.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Any, Literal, NotRequired, Required
+
+import botocore.session
+from botocore.model import ServiceModel, Shape
+from pydantic import ConfigDict, TypeAdapter, ValidationError
+from typing_extensions import TypedDict
+
+from pointcast.aws.errors import BadRequest
+
+_CONFIG = ConfigDict(extra="forbid", strict=True)
+
+
+@cache
+def service_model(name: str) -> ServiceModel:
+    """botocore's model for a service (``pinpoint``, ``lambda``, ...), loaded once."""
+    return botocore.session.get_session().get_service_model(name)
+
+
+class ShapeTypes:
+    """Builds (and caches) Python types for one service model's shapes."""
+
+    def __init__(self, model: ServiceModel) -> None:
+        self._model = model
+        self._types: dict[str, Any] = {}
+
+    def type_for(self, shape: Shape) -> Any:
+        kind = shape.type_name
+        if kind == "structure":
+            return self._structure(shape)
+        if kind == "list":
+            return list[self.type_for(shape.member)]  # type: ignore[misc]
+        if kind == "map":
+            return dict[str, self.type_for(shape.value)]  # type: ignore[misc]
+        if kind == "string":
+            enum = shape.metadata.get("enum")
+            return Literal[tuple(enum)] if enum else str
+        if kind in ("integer", "long"):
+            return int
+        if kind in ("double", "float"):
+            return float
+        if kind == "boolean":
+            return bool
+        if kind in ("timestamp", "blob"):
+            return str
+        return Any
+
+    def _structure(self, shape: Shape) -> Any:
+        if shape.name in self._types:
+            return self._types[shape.name]
+        required = set(shape.required_members)
+        fields = {
+            name: (Required if name in required else NotRequired)[self.type_for(member)]
+            for name, member in shape.members.items()
+        }
+        typed = TypedDict(shape.name, fields, total=False)  # type: ignore[misc, operator]
+        typed.__pydantic_config__ = _CONFIG  # type: ignore[attr-defined]
+        self._types[shape.name] = typed
+        return typed
+
+
+@cache
+def _adapter(service: str, shape_name: str) -> TypeAdapter[Any]:
+    model = service_model(service)
+    return TypeAdapter(ShapeTypes(model).type_for(model.shape_for(shape_name)))
+
+
+def validate(service: str, shape_name: str, value: Any, *, root: str | None = None) -> dict[str, Any]:
+    """Check ``value`` against a model shape; raise ``BadRequest`` naming the first broken member and rule."""
+    try:
+        _adapter(service, shape_name).validate_python(value)
+    except ValidationError as exc:
+        raise BadRequest(describe(exc, root or shape_name)) from None
+    return value  # type: ignore[no-any-return]
+
+
+def describe(exc: ValidationError, root: str) -> str:
+    """Turn pydantic's errors into one message: ``Root.Member[2].Child: rule`` for up to three errors."""
+    parts = []
+    errors = exc.errors(include_url=False)
+    for error in errors[:3]:
+        path = root
+        loc = list(error["loc"])
+        # Literal/TypedDict errors carry pydantic's own tags in the loc; keep only the member names and indexes.
+        for item in loc:
+            if isinstance(item, int):
+                path += f"[{item}]"
+            elif item.startswith("literal[") or item.startswith("function-") or item in ("str", "int"):
+                continue
+            else:
+                path += f".{item}"
+        kind = error["type"]
+        if kind == "missing":
+            rule = "is required"
+        elif kind == "extra_forbidden":
+            rule = "is not a member of this shape"
+        elif kind == "literal_error":
+            expected = error.get("ctx", {}).get("expected", "")
+            rule = f"must be one of {expected} (got {error.get('input')!r})"
+        else:
+            rule = f"{error['msg'][0].lower()}{error['msg'][1:]} (got {_short(error.get('input'))})"
+        parts.append(f"{path} {rule}")
+    more = f" (and {len(errors) - 3} more)" if len(errors) > 3 else ""
+    return "; ".join(parts) + more
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."

@@ -1,0 +1,52 @@
+"""Building the running service from Settings: store, credentials, TLS trust, the ASGI app."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+from pathlib import Path
+
+from fastapi import FastAPI
+
+from pointcast.aws.sigv4 import SigV4Verifier, parse_credentials
+from pointcast.channels.webhook.verify import make_ssl_context
+from pointcast.context import Context
+from pointcast.server import create_app
+from pointcast.settings import Settings
+from pointcast.store import Database
+
+CREDENTIALS_FILE = "credentials.json"
+
+
+def load_credentials(settings: Settings) -> tuple[dict[str, str], bool]:
+    """Keys from POINTCAST_CREDENTIALS, else from the data dir, else a new pair stored there.
+
+    Returns the keys and whether a pair was just created (so ``serve`` can say how to export it).
+    """
+    if settings.credentials:
+        return parse_credentials(settings.credentials), False
+    path = settings.data_dir / CREDENTIALS_FILE
+    if path.exists():
+        stored = json.loads(path.read_text())
+        return {stored["aws_access_key_id"]: stored["aws_secret_access_key"]}, False
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    akid = "PC" + secrets.token_hex(9).upper()
+    secret = secrets.token_urlsafe(30)
+    path.write_text(json.dumps({"aws_access_key_id": akid, "aws_secret_access_key": secret}, indent=2))
+    os.chmod(path, 0o600)
+    return {akid: secret}, True
+
+
+def build(settings: Settings, keys: dict[str, str]) -> FastAPI:
+    db = Database(settings.resolved_database_url())
+    db.migrate()
+    ctx = Context(settings=settings, db=db, ssl_context=make_ssl_context(settings.ca_bundle))
+    verifier = SigV4Verifier(
+        keys, max_skew_seconds=settings.max_clock_skew_seconds, allow_any=settings.allow_any_credentials
+    )
+    return create_app(ctx, verifier)
+
+
+def credentials_path(settings: Settings) -> Path:
+    return settings.data_dir / CREDENTIALS_FILE

@@ -1,0 +1,104 @@
+"""Everything about a WriteCampaignRequest that botocore's model cannot say, checked before anything is stored."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pointcast.aws.errors import BadRequest
+from pointcast.pinpoint import limits, targets
+
+_ROOT = "WriteCampaignRequest"
+_UTC_OFFSET = re.compile(r"^UTC([+-](0\d|1[0-4])(:[0-5]\d)?)?$")
+
+
+def parse_time(value: str, path: str) -> datetime:
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise BadRequest(f"{path} must be IMMEDIATE or an ISO 8601 date-time (got {value!r})") from None
+    if moment.tzinfo is None:
+        raise BadRequest(f"{path} must carry a time zone, for example 2026-12-01T09:00:00.000Z (got {value!r})")
+    return moment
+
+
+def check_timezone(value: str, path: str) -> None:
+    if _UTC_OFFSET.match(value):
+        return
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise BadRequest(f"{path} must be UTC, UTC±HH[:MM] or an IANA time zone name (got {value!r})") from None
+
+
+def check_schedule(schedule: dict[str, Any] | None, path: str, *, required: bool) -> None:
+    if schedule is None:
+        if required:
+            raise BadRequest(f"{path} is required: say when the campaign runs (StartTime IMMEDIATE or a date-time)")
+        return
+    start = schedule["StartTime"]
+    start_at = None if start == "IMMEDIATE" else parse_time(start, f"{path}.StartTime")
+    end = schedule.get("EndTime")
+    if end is not None:
+        end_at = parse_time(end, f"{path}.EndTime")
+        if start_at is not None and end_at <= start_at:
+            raise BadRequest(f"{path}.EndTime must be after {path}.StartTime")
+    frequency = schedule.get("Frequency", "ONCE")
+    if frequency in ("HOURLY", "DAILY", "WEEKLY", "MONTHLY") and end is None:
+        raise BadRequest(f"{path}.EndTime is required when {path}.Frequency is {frequency}")
+    if schedule.get("Timezone"):
+        check_timezone(schedule["Timezone"], f"{path}.Timezone")
+    limits.check_quiet_time(schedule.get("QuietTime"), f"{path}.QuietTime")
+
+
+def check_request(request: dict[str, Any], *, creating: bool) -> list[tuple[str, str]]:
+    """Check the request; return the (field, url) webhook targets that still need the HEAD check."""
+    if creating and not request.get("SegmentId"):
+        raise BadRequest(f"{_ROOT}.SegmentId is required")
+    check_schedule(request.get("Schedule"), f"{_ROOT}.Schedule", required=creating)
+    limits.check_limits(request.get("Limits"), f"{_ROOT}.Limits")
+    limits.check_tags(request.get("tags"), f"{_ROOT}.tags")
+    holdout = request.get("HoldoutPercent", 0)
+    if not 0 <= holdout <= 100:
+        raise BadRequest(f"{_ROOT}.HoldoutPercent must be from 0 to 100 (got {holdout})")
+    treatments = request.get("AdditionalTreatments") or []
+    if len(treatments) + 1 > limits.MAX_TREATMENTS:
+        raise BadRequest(
+            f"{_ROOT}.AdditionalTreatments has {len(treatments)} treatments; a campaign has at most "
+            f"{limits.MAX_TREATMENTS} treatments in all, so at most {limits.MAX_TREATMENTS - 1} additional ones"
+        )
+    total = holdout
+    for index, treatment in enumerate(treatments):
+        size = treatment["SizePercent"]
+        if not 0 <= size <= 100:
+            raise BadRequest(f"{_ROOT}.AdditionalTreatments[{index}].SizePercent must be from 0 to 100 (got {size})")
+        total += size
+    if total > 100:
+        raise BadRequest(
+            f"{_ROOT}.AdditionalTreatments[].SizePercent plus {_ROOT}.HoldoutPercent add up to {total}; "
+            "they must be at most 100"
+        )
+
+    webhooks: list[tuple[str, str]] = []
+    campaign_cdc = request.get("CustomDeliveryConfiguration")
+    units = [(_ROOT, request, None)] + [
+        (f"{_ROOT}.AdditionalTreatments[{i}]", t, campaign_cdc) for i, t in enumerate(treatments)
+    ]
+    for path, unit, inherited in units:
+        message = unit.get("MessageConfiguration")
+        limits.check_custom_data(message, f"{path}.MessageConfiguration")
+        cdc = unit.get("CustomDeliveryConfiguration")
+        if (message or {}).get("CustomMessage") is not None and not (cdc or inherited):
+            raise BadRequest(
+                f"{path}.CustomDeliveryConfiguration is required when {path}.MessageConfiguration.CustomMessage is set"
+            )
+        if unit is not request:
+            check_schedule(unit.get("Schedule"), f"{path}.Schedule", required=False)
+        if cdc:
+            field = f"{path}.CustomDeliveryConfiguration.DeliveryUri"
+            if targets.check_delivery_uri(cdc["DeliveryUri"], field):
+                webhooks.append((field, cdc["DeliveryUri"]))
+    webhooks += targets.check_hook(request.get("Hook"), f"{_ROOT}.Hook")
+    return webhooks

@@ -1,0 +1,99 @@
+"""Campaigns: create, update (a new version each time), read, list, delete; activities as they exist."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import sqlalchemy as sa
+
+from pointcast.apps import repository as apps
+from pointcast.aws.arns import child_arn
+from pointcast.aws.errors import BadRequest
+from pointcast.aws.wire import new_id, now_iso
+from pointcast.campaigns.repository import campaigns, delete_activities
+from pointcast.segments.repository import segments
+
+_MEMBERS = (
+    "CustomDeliveryConfiguration",
+    "Description",
+    "HoldoutPercent",
+    "Hook",
+    "IsPaused",
+    "Limits",
+    "MessageConfiguration",
+    "Name",
+    "Schedule",
+    "SegmentId",
+    "SegmentVersion",
+    "TemplateConfiguration",
+    "TreatmentDescription",
+    "TreatmentName",
+    "Priority",
+)
+
+
+def _resolve_segment(conn: sa.Connection, app_id: str, doc: dict[str, Any], request: dict[str, Any]) -> None:
+    segment_id = doc["SegmentId"]
+    if not segments.exists(conn, app_id, segment_id):
+        raise BadRequest(f"WriteCampaignRequest.SegmentId: segment '{segment_id}' does not exist in this application")
+    latest = segments.get(conn, app_id, segment_id)["Version"]
+    version = request.get("SegmentVersion")
+    if version is None:
+        if "SegmentId" in request:
+            doc["SegmentVersion"] = latest
+    elif not 1 <= version <= latest:
+        raise BadRequest(f"WriteCampaignRequest.SegmentVersion: segment '{segment_id}' has no version {version}")
+
+
+def _status(doc: dict[str, Any]) -> dict[str, str]:
+    return {"CampaignStatus": "PAUSED" if doc.get("IsPaused") else "SCHEDULED"}
+
+
+def _apply(doc: dict[str, Any], request: dict[str, Any]) -> None:
+    doc.update({k: request[k] for k in _MEMBERS if k in request})
+    if "AdditionalTreatments" in request:
+        doc["AdditionalTreatments"] = [
+            {"Id": str(index + 1), "State": _status(doc), **treatment}
+            for index, treatment in enumerate(request["AdditionalTreatments"])
+        ]
+    if "tags" in request:
+        doc["tags"] = request["tags"]
+    doc["State"] = _status(doc)
+    doc["DefaultState"] = _status(doc)
+
+
+def create(conn: sa.Connection, app_id: str, request: dict[str, Any], region: str, account: str) -> dict[str, Any]:
+    apps.require(conn, app_id)
+    campaign_id, now = new_id(), now_iso()
+    doc: dict[str, Any] = {
+        "ApplicationId": app_id,
+        "Arn": child_arn(region, account, app_id, "campaigns", campaign_id),
+        "CreationDate": now,
+        "Id": campaign_id,
+        "LastModifiedDate": now,
+        "tags": {},
+        "Version": 1,
+    }
+    _apply(doc, request)
+    _resolve_segment(conn, app_id, doc, request)
+    campaigns.insert(conn, app_id, doc)
+    return doc
+
+
+def update(conn: sa.Connection, app_id: str, campaign_id: str, request: dict[str, Any]) -> dict[str, Any]:
+    """Members given replace the stored ones; members left out are kept (docs/contract.md)."""
+    apps.require(conn, app_id)
+    doc = dict(campaigns.get(conn, app_id, campaign_id))
+    _apply(doc, request)
+    _resolve_segment(conn, app_id, doc, request)
+    doc["Version"] += 1
+    doc["LastModifiedDate"] = now_iso()
+    campaigns.replace(conn, app_id, doc)
+    return doc
+
+
+def delete(conn: sa.Connection, app_id: str, campaign_id: str) -> dict[str, Any]:
+    apps.require(conn, app_id)
+    doc = campaigns.delete(conn, app_id, campaign_id)
+    delete_activities(conn, app_id, campaign_id)
+    return doc

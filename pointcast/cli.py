@@ -1,0 +1,128 @@
+"""The ``pointcast`` command: serve the APIs, run the demo, print the OpenAPI description."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import orjson
+import typer
+from rich.console import Console
+
+from pointcast import __version__
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="pointcast: Amazon Pinpoint's API, self-hosted.")
+err = Console(stderr=True)
+
+
+def _settings(**overrides: Any) -> Any:
+    from pydantic import ValidationError
+
+    from pointcast.settings import Settings
+
+    try:
+        return Settings(**{k: v for k, v in overrides.items() if v is not None})
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        err.print(f"[red]error:[/red] {'.'.join(str(p) for p in first['loc'])}: {first['msg']}")
+        raise typer.Exit(2) from None
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Address to listen on [env POINTCAST_HOST]")] = None,
+    port: Annotated[int | None, typer.Option(help="Port to listen on [env POINTCAST_PORT]")] = None,
+    data_dir: Annotated[
+        Path | None, typer.Option(help="SQLite file and credentials live here [env POINTCAST_DATA_DIR]")
+    ] = None,
+    database_url: Annotated[
+        str | None, typer.Option(help="PostgreSQL URL instead of SQLite [env POINTCAST_DATABASE_URL]")
+    ] = None,
+    account_id: Annotated[
+        str | None, typer.Option(help="Account id in ARNs and webhook checks [env POINTCAST_ACCOUNT_ID]")
+    ] = None,
+    region: Annotated[str | None, typer.Option(help="Region in ARNs [env POINTCAST_REGION]")] = None,
+    ca_bundle: Annotated[
+        str | None, typer.Option(help="Extra trusted CAs for webhooks [env POINTCAST_CA_BUNDLE]")
+    ] = None,
+    allow_any_credentials: Annotated[
+        bool | None,
+        typer.Option("--allow-any-credentials", help="Accept any signature (throwaway local use only)"),
+    ] = None,
+    log_level: Annotated[str | None, typer.Option(help="debug, info, warning [env POINTCAST_LOG_LEVEL]")] = None,
+) -> None:
+    """Serve every API pointcast speaks on one port."""
+    import uvicorn
+
+    from pointcast.boot import build, credentials_path, load_credentials
+
+    settings = _settings(
+        host=host,
+        port=port,
+        data_dir=data_dir,
+        database_url=database_url,
+        account_id=account_id,
+        region=region,
+        ca_bundle=ca_bundle,
+        allow_any_credentials=allow_any_credentials,
+        log_level=log_level,
+    )
+    keys, created = load_credentials(settings)
+    if settings.allow_any_credentials:
+        err.print(
+            "[bold red]WARNING: --allow-any-credentials: requests are NOT authenticated. "
+            "Use this only for throwaway local work.[/bold red]"
+        )
+    elif created:
+        akid, secret = next(iter(keys.items()))
+        err.print(
+            f"Created a key pair in {credentials_path(settings)}. Use it with:\n"
+            f"  export AWS_ACCESS_KEY_ID={akid}\n  export AWS_SECRET_ACCESS_KEY={secret}"
+        )
+    try:
+        asgi = build(settings, keys)
+    except Exception as exc:  # a clean one-line error instead of a traceback
+        err.print(f"[red]error:[/red] cannot start: {exc}")
+        raise typer.Exit(1) from None
+    store = "PostgreSQL" if settings.database_url else f"SQLite in {settings.data_dir}"
+    err.print(
+        f"pointcast {__version__} on http://{settings.host}:{settings.port} ({store}, account "
+        f"{settings.account_id}, {settings.region})"
+    )
+    uvicorn.run(
+        asgi,
+        host=settings.host,
+        port=settings.port,
+        log_level=settings.log_level,
+        access_log=False,
+        timeout_graceful_shutdown=10,
+    )
+
+
+@app.command()
+def demo(
+    data_dir: Annotated[Path, typer.Option(help="Where the demo keeps its store")] = Path("pointcast-data/demo"),
+) -> None:
+    """Start pointcast on SQLite with a local HTTPS webhook receiver and run a campaign tour against it."""
+    from pointcast.demo import run_demo
+
+    raise typer.Exit(run_demo(data_dir))
+
+
+@app.command()
+def openapi() -> None:
+    """Print the OpenAPI description of the operations pointcast serves."""
+    from pointcast.api import build_apis
+    from pointcast.aws.openapi import openapi_document
+
+    typer.echo(orjson.dumps(openapi_document(build_apis()), option=orjson.OPT_INDENT_2).decode())
+
+
+@app.command()
+def version() -> None:
+    """Print the version."""
+    typer.echo(__version__)
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,1 @@
+"""PutEvents: endpoint updates plus the app events that segments and journeys look at."""

@@ -1,0 +1,60 @@
+"""PutEvents, item by item: each endpoint and each event gets its own status, as Pinpoint reports them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import sqlalchemy as sa
+
+from pointcast.apps import repository as apps
+from pointcast.aws.errors import AwsError, BadRequest
+from pointcast.endpoints import service as endpoints
+from pointcast.events import repository
+from pointcast.pinpoint import limits
+
+_ACCEPTED = {"Message": "Accepted", "StatusCode": 202}
+
+
+def check(request: dict[str, Any]) -> None:
+    batch = request["BatchItem"]
+    if len(batch) > limits.MAX_EVENTS:
+        raise BadRequest(f"EventsRequest.BatchItem has {len(batch)} items; at most {limits.MAX_EVENTS} are allowed")
+    count = sum(len(item["Events"]) for item in batch.values())
+    if count > limits.MAX_EVENTS:
+        raise BadRequest(f"EventsRequest has {count} events in all; at most {limits.MAX_EVENTS} are allowed per call")
+
+
+def put_events(conn: sa.Connection, app_id: str, request: dict[str, Any]) -> dict[str, Any]:
+    apps.require(conn, app_id)
+    results: dict[str, Any] = {}
+    rows: list[dict[str, Any]] = []
+    for endpoint_id, item in request["BatchItem"].items():
+        path = f"EventsRequest.BatchItem.{endpoint_id}"
+        try:
+            endpoints.check_id(endpoint_id, path)
+            with conn.begin_nested():
+                endpoints.write(conn, app_id, [(endpoint_id, item["Endpoint"])], f"{path}.Endpoint")
+        except AwsError as exc:
+            failed = {"Message": exc.message, "StatusCode": exc.status}
+            results[endpoint_id] = {
+                "EndpointItemResponse": failed,
+                "EventsItemResponse": {event_id: failed for event_id in item["Events"]},
+            }
+            continue
+        for event_id, event in item["Events"].items():
+            rows.append(
+                {
+                    "app_id": app_id,
+                    "endpoint_id": endpoint_id,
+                    "event_id": event_id,
+                    "event_type": event["EventType"],
+                    "timestamp": event["Timestamp"],
+                    "doc": event,
+                }
+            )
+        results[endpoint_id] = {
+            "EndpointItemResponse": dict(_ACCEPTED),
+            "EventsItemResponse": {event_id: dict(_ACCEPTED) for event_id in item["Events"]},
+        }
+    repository.insert_many(conn, rows)
+    return {"Results": results}

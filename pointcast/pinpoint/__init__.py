@@ -1,0 +1,1 @@
+"""Pieces shared by the Pinpoint features: pagination and limits from Pinpoint's quotas."""

@@ -1,0 +1,75 @@
+"""Where a campaign delivers: webhook URLs are checked (syntax, then HEAD); function ARNs/names are recorded.
+
+A ``DeliveryUri`` or ``Hook.WebUrl`` is either an ``https://`` URL (a webhook) or a Lambda function ARN/name.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from pointcast.aws.errors import BadRequest
+from pointcast.channels.webhook.verify import WebhookCheckError, check_webhook_head, validate_webhook_url
+from pointcast.context import Context
+
+_FUNCTION_ARN = re.compile(
+    r"^arn:aws[a-zA-Z-]*:lambda:[a-z0-9-]+:\d{12}:function:[a-zA-Z0-9-_]{1,64}(:[a-zA-Z0-9$_-]+)?$"
+)
+_FUNCTION_NAME = re.compile(r"^[a-zA-Z0-9-_]{1,64}(:[a-zA-Z0-9$_-]+)?$")
+
+
+def is_function_arn(uri: str) -> bool:
+    return bool(_FUNCTION_ARN.match(uri))
+
+
+def check_delivery_uri(uri: str, field: str) -> bool:
+    """Syntax of a DeliveryUri; returns True when it is a webhook URL (which then needs the HEAD check)."""
+    if uri.startswith("arn:"):
+        if not is_function_arn(uri):
+            raise BadRequest(
+                f"{field} '{uri}' is not a Lambda function ARN (arn:aws:lambda:REGION:ACCOUNT:function:NAME)"
+            )
+        return False
+    _validate_url(uri, field)
+    return True
+
+
+def check_hook(hook: dict[str, Any] | None, field: str) -> list[tuple[str, str]]:
+    """Syntax of a CampaignHook; returns the (field, url) pairs that need the HEAD check."""
+    if not hook:
+        return []
+    name, url = hook.get("LambdaFunctionName"), hook.get("WebUrl")
+    if name and not (_FUNCTION_NAME.match(name) or is_function_arn(name)):
+        raise BadRequest(f"{field}.LambdaFunctionName '{name}' is not a function name or ARN")
+    if hook.get("Mode") and not (name or url):
+        raise BadRequest(f"{field} sets Mode but neither LambdaFunctionName nor WebUrl")
+    if url:
+        _validate_url(url, f"{field}.WebUrl")
+        return [(f"{field}.WebUrl", url)]
+    return []
+
+
+def _validate_url(url: str, field: str) -> None:
+    try:
+        validate_webhook_url(url, field)
+    except WebhookCheckError as exc:
+        raise BadRequest(str(exc)) from None
+
+
+async def check_webhooks(ctx: Context, targets: list[tuple[str, str]]) -> None:
+    """HEAD each distinct webhook URL; each must answer with this account's X-Amz-Pinpoint-AccountId."""
+    seen: set[str] = set()
+    for field, url in targets:
+        if url in seen:
+            continue
+        seen.add(url)
+        try:
+            await check_webhook_head(
+                url,
+                field=field,
+                account_id=ctx.account_id,
+                ssl_context=ctx.ssl_context,
+                timeout=ctx.settings.webhook_check_timeout,
+            )
+        except WebhookCheckError as exc:
+            raise BadRequest(str(exc)) from None

@@ -1,0 +1,86 @@
+"""Storage shared by segments and campaigns: a current document plus every version of it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+
+from pointcast.aws.errors import BadRequest, NotFound
+from pointcast.pinpoint.paging import Page, page_response
+
+
+@dataclass(frozen=True)
+class VersionedRepository:
+    """Queries over ``table`` (current documents) and ``versions`` (one row per version), keyed by app and id."""
+
+    table: sa.Table
+    versions: sa.Table
+    key: str  # the id column in ``versions`` ("segment_id", "campaign_id")
+    label: str  # "Segment", "Campaign": used in messages
+
+    def insert(self, conn: sa.Connection, app_id: str, doc: dict[str, Any]) -> None:
+        conn.execute(sa.insert(self.table).values(app_id=app_id, id=doc["Id"], version=doc["Version"], doc=doc))
+        self._insert_version(conn, app_id, doc)
+
+    def replace(self, conn: sa.Connection, app_id: str, doc: dict[str, Any]) -> None:
+        t = self.table
+        conn.execute(
+            sa.update(t).where(t.c.app_id == app_id, t.c.id == doc["Id"]).values(version=doc["Version"], doc=doc)
+        )
+        self._insert_version(conn, app_id, doc)
+
+    def set_current(self, conn: sa.Connection, app_id: str, doc: dict[str, Any]) -> None:
+        """Change the current document without making a new version (state changes, tags)."""
+        t = self.table
+        conn.execute(sa.update(t).where(t.c.app_id == app_id, t.c.id == doc["Id"]).values(doc=doc))
+
+    def _insert_version(self, conn: sa.Connection, app_id: str, doc: dict[str, Any]) -> None:
+        conn.execute(
+            sa.insert(self.versions).values(app_id=app_id, version=doc["Version"], doc=doc, **{self.key: doc["Id"]})
+        )
+
+    def get(self, conn: sa.Connection, app_id: str, resource_id: str) -> dict[str, Any]:
+        t = self.table
+        row = conn.execute(sa.select(t.c.doc).where(t.c.app_id == app_id, t.c.id == resource_id)).first()
+        if row is None:
+            raise NotFound(f"{self.label} '{resource_id}' not found in application '{app_id}'")
+        doc: dict[str, Any] = row.doc
+        return doc
+
+    def exists(self, conn: sa.Connection, app_id: str, resource_id: str) -> bool:
+        t = self.table
+        return conn.execute(sa.select(t.c.pk).where(t.c.app_id == app_id, t.c.id == resource_id)).first() is not None
+
+    def page(self, conn: sa.Connection, app_id: str, page: Page) -> dict[str, Any]:
+        t = self.table
+        rows, token = page.fetch(conn, sa.select(t.c.pk, t.c.doc).where(t.c.app_id == app_id), t.c.pk)
+        return page_response([row.doc for row in rows], token)
+
+    def version(self, conn: sa.Connection, app_id: str, resource_id: str, version: str) -> dict[str, Any]:
+        if not str(version).isdigit():
+            raise BadRequest(f"Version must be a whole number (got {version!r})")
+        v = self.versions
+        row = conn.execute(
+            sa.select(v.c.doc).where(v.c.app_id == app_id, v.c[self.key] == resource_id, v.c.version == int(version))
+        ).first()
+        if row is None:
+            self.get(conn, app_id, resource_id)
+            raise NotFound(f"{self.label} '{resource_id}' has no version {version}")
+        doc: dict[str, Any] = row.doc
+        return doc
+
+    def version_page(self, conn: sa.Connection, app_id: str, resource_id: str, page: Page) -> dict[str, Any]:
+        self.get(conn, app_id, resource_id)
+        v = self.versions
+        query = sa.select(v.c.version.label("pk"), v.c.doc).where(v.c.app_id == app_id, v.c[self.key] == resource_id)
+        rows, token = page.fetch(conn, query, v.c.version)
+        return page_response([row.doc for row in rows], token)
+
+    def delete(self, conn: sa.Connection, app_id: str, resource_id: str) -> dict[str, Any]:
+        doc = self.get(conn, app_id, resource_id)
+        t, v = self.table, self.versions
+        conn.execute(sa.delete(t).where(t.c.app_id == app_id, t.c.id == resource_id))
+        conn.execute(sa.delete(v).where(v.c.app_id == app_id, v.c[self.key] == resource_id))
+        return doc

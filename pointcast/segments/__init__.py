@@ -1,0 +1,1 @@
+"""Segments: dimensional audiences (and, later, imported ones), stored as given and versioned."""

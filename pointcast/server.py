@@ -1,0 +1,120 @@
+"""The ASGI application: one port, every API; SigV4 at the door, AWS error envelopes on the way out."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+from urllib.parse import parse_qs
+
+from fastapi import FastAPI, Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from pointcast import __version__
+from pointcast.api import Api, build_apis
+from pointcast.aws.errors import AwsError, BadRequest, Forbidden, MethodNotAllowed, NotFound, PayloadTooLarge
+from pointcast.aws.openapi import openapi_document
+from pointcast.aws.sigv4 import SigV4Verifier
+from pointcast.aws.wire import json_response, new_id
+from pointcast.context import Context
+
+log = logging.getLogger("pointcast.server")
+
+MAX_BODY_BYTES = 8 * 1024 * 1024
+_METHODS = ["GET", "PUT", "POST", "DELETE", "PATCH", "HEAD"]
+
+
+def error_response(exc: AwsError, request_id: str) -> Response:
+    """The envelope botocore's rest-json parser reads: the type header, and Message/RequestID in the body."""
+    return json_response(
+        {"Message": exc.message, "RequestID": request_id},
+        status=exc.status,
+        headers={"x-amzn-ErrorType": exc.code, "x-amzn-RequestId": request_id},
+    )
+
+
+def create_app(ctx: Context, verifier: SigV4Verifier) -> FastAPI:
+    apis = build_apis()
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        yield
+        ctx.db.dispose()
+
+    app = FastAPI(
+        title="pointcast",
+        version=__version__,
+        openapi_url=None,
+        docs_url=None,
+        redoc_url=None,
+        lifespan=lifespan,
+    )
+    app.state.ctx = ctx
+
+    async def health(_: Request) -> Response:
+        return json_response({"status": "ok", "version": __version__})
+
+    async def openapi(_: Request) -> Response:
+        return json_response(openapi_document(apis))
+
+    async def dispatch(request: Request) -> Response:
+        request_id = new_id()
+        try:
+            payload, status = await _handle(ctx, verifier, apis, request, request_id)
+        except AwsError as exc:
+            return error_response(exc, request_id)
+        except Exception:
+            log.exception("unhandled error in %s %s (request %s)", request.method, request.url.path, request_id)
+            return error_response(AwsError("Internal server error; the server log has the details"), request_id)
+        headers = {"x-amzn-RequestId": request_id}
+        if isinstance(payload, Response):
+            payload.headers.update(headers)
+            return payload
+        if status == 204 or payload is None:
+            return Response(status_code=status, headers=headers)
+        return json_response(payload, status=status, headers=headers)
+
+    app.router.routes.append(Route("/pointcast/health", health, methods=["GET"]))
+    app.router.routes.append(Route("/openapi.json", openapi, methods=["GET"]))
+    app.router.routes.append(Route("/{path:path}", dispatch, methods=_METHODS))
+    return app
+
+
+async def _handle(
+    ctx: Context, verifier: SigV4Verifier, apis: list[Api], request: Request, request_id: str
+) -> tuple[Any, int]:
+    scope = request.scope
+    raw_path = scope.get("raw_path", b"").decode("latin-1").split("?", 1)[0] or scope["path"]
+    query_string = scope.get("query_string", b"").decode("latin-1")
+    headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+    length = headers.get("content-length")
+    if length and length.isdigit() and int(length) > MAX_BODY_BYTES:
+        raise PayloadTooLarge(f"The request body is {length} bytes; at most {MAX_BODY_BYTES} are accepted")
+    body = await request.body()
+    if len(body) > MAX_BODY_BYTES:
+        raise PayloadTooLarge(f"The request body is {len(body)} bytes; at most {MAX_BODY_BYTES} are accepted")
+
+    signer = verifier.verify(request.method, raw_path, query_string, headers, body)
+    api = next((a for a in apis if a.owns(raw_path)), None)
+    if api is None:
+        raise NotFound(f"No API of pointcast serves {request.method} {raw_path}")
+    if signer.service and signer.service != api.signing_name:
+        raise Forbidden(
+            f"Credential should be scoped to correct service: '{api.signing_name}' (got '{signer.service}')"
+        )
+    query = parse_qs(query_string, keep_blank_values=True)
+    found = api.router.match(request.method, raw_path, query)
+    if found is None:
+        allowed = api.router.allowed_methods(raw_path)
+        if allowed:
+            raise MethodNotAllowed(f"{request.method} is not allowed on {raw_path}; use {', '.join(allowed)}")
+        raise NotFound(f"No {api.model} operation matches {request.method} {raw_path}")
+    route, labels = found
+    handler = api.handlers.get(route.operation.name)
+    if handler is None:
+        raise BadRequest(f"{route.operation.name} is not supported by pointcast yet (docs/api.md lists what is)")
+    call = api.router.parse(route, labels, query, headers, body, request_id)
+    call.access_key = signer.access_key
+    return await handler(ctx, call), route.status

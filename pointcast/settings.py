@@ -1,0 +1,45 @@
+"""One settings object for the whole service; every field is also a ``POINTCAST_*`` environment variable."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Runtime configuration. Built once at the edge (CLI, test) and passed down; nothing reads env at import."""
+
+    model_config = SettingsConfigDict(env_prefix="POINTCAST_", extra="ignore")
+
+    host: str = "127.0.0.1"
+    port: int = Field(8787, ge=0, le=65535)
+    data_dir: Path = Path("pointcast-data")
+    database_url: str | None = None
+    account_id: str = "000000000000"
+    region: str = "us-east-1"
+    credentials: str | None = None
+    allow_any_credentials: bool = False
+    ca_bundle: str | None = None
+    webhook_check_timeout: float = Field(5.0, gt=0)
+    max_clock_skew_seconds: int = Field(900, ge=1)
+    log_level: str = "info"
+
+    @field_validator("account_id")
+    @classmethod
+    def _twelve_digits(cls, value: str) -> str:
+        if not re.fullmatch(r"\d{12}", value):
+            raise ValueError("POINTCAST_ACCOUNT_ID must be 12 digits")
+        return value
+
+    def resolved_database_url(self) -> str:
+        """The SQLAlchemy URL: the given one (PostgreSQL URLs get the psycopg 3 driver) or SQLite in the data dir."""
+        if self.database_url:
+            url = self.database_url
+            for prefix in ("postgres://", "postgresql://"):
+                if url.startswith(prefix):
+                    return "postgresql+psycopg://" + url[len(prefix) :]
+            return url
+        return f"sqlite:///{(self.data_dir / 'pointcast.sqlite3').resolve()}"

@@ -1,0 +1,1 @@
+"""Tags on applications, segments and campaigns, addressed by ARN."""
