@@ -1,0 +1,139 @@
+"""``pointcast demo``: pointcast on SQLite, a local HTTPS webhook receiver, and a campaign tour with boto3.
+
+Everything runs on 127.0.0.1 and stops by itself.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import boto3
+import httpx
+from botocore.config import Config
+from rich.console import Console
+from rich.table import Table
+
+from pointcast.channels.webhook.receiver import LocalReceiver
+
+ACCOUNT_ID = "000000000000"
+KEY_ID, SECRET = "AKIDPOINTCASTDEMO", "pointcast-demo-secret"
+console = Console()
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _start_server(data_dir: Path, port: int, ca_path: Path) -> subprocess.Popen[bytes]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("POINTCAST_")}
+    env.update({"POINTCAST_CREDENTIALS": f"{KEY_ID}:{SECRET}", "POINTCAST_ACCOUNT_ID": ACCOUNT_ID,
+                "POINTCAST_CA_BUNDLE": str(ca_path), "POINTCAST_LOG_LEVEL": "warning"})
+    log = (data_dir / "server.log").open("wb")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "pointcast", "serve", "--port", str(port), "--data-dir", str(data_dir)],
+        env=env, stdout=log, stderr=subprocess.STDOUT,
+    )
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"pointcast serve exited; see {data_dir / 'server.log'}")
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/pointcast/health", timeout=1).status_code == 200:
+                return process
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    process.kill()
+    raise RuntimeError("pointcast serve did not start within 30 s")
+
+
+def _endpoints(count: int) -> list[dict[str, Any]]:
+    channels = ["EMAIL", "SMS", "CUSTOM", "GCM"]
+    cities = ["Seattle", "Lisbon", "Osaka", "Lagos"]
+    return [
+        {
+            "Id": f"endpoint-{i:03d}",
+            "ChannelType": channels[i % 4],
+            "Address": f"user{i}@example.com" if i % 4 == 0 else f"+1206555{i:04d}",
+            "Attributes": {"Interests": ["shoes" if i % 2 else "hats"]},
+            "Location": {"City": cities[i % 4], "Country": "USA"},
+            "User": {"UserId": f"user-{i // 2}", "UserAttributes": {"FirstName": [f"Name{i}"]}},
+        }
+        for i in range(count)
+    ]
+
+
+def run_demo(data_dir: Path) -> int:
+    shutil.rmtree(data_dir, ignore_errors=True)
+    data_dir.mkdir(parents=True)
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}"
+    with LocalReceiver(ACCOUNT_ID, data_dir) as receiver:
+        server = _start_server(data_dir, port, receiver.ca_path)
+        try:
+            _tour(url, receiver)
+        except Exception as exc:  # a clean one-line error instead of a traceback
+            console.print(f"[red]demo failed:[/red] {exc}")
+            return 1
+        finally:
+            server.terminate()
+            server.wait(timeout=15)
+    console.print("[green]Demo finished.[/green] Store kept in", data_dir)
+    return 0
+
+
+def _tour(url: str, receiver: LocalReceiver) -> None:
+    pp = boto3.client("pinpoint", endpoint_url=url, region_name="us-east-1", aws_access_key_id=KEY_ID,
+                      aws_secret_access_key=SECRET, config=Config(retries={"max_attempts": 1}))
+    console.rule("pointcast demo")
+    console.print(f"pointcast on {url} (SQLite), webhook receiver on {receiver.url}")
+    app = pp.create_app(CreateApplicationRequest={"Name": "shop", "tags": {"env": "demo"}})["ApplicationResponse"]
+    console.print(f"1. create_app -> [bold]{app['Id']}[/bold] ({app['Arn']})")
+    pp.update_endpoints_batch(ApplicationId=app["Id"], EndpointBatchRequest={"Item": _endpoints(100)})
+    sample = pp.get_endpoint(ApplicationId=app["Id"], EndpointId="endpoint-007")["EndpointResponse"]
+    console.print(f"2. update_endpoints_batch: 100 endpoints; endpoint-007 is {sample['ChannelType']} "
+                  f"{sample['Address']} in {sample['Location']['City']}")
+    segment = pp.create_segment(ApplicationId=app["Id"], WriteSegmentRequest={
+        "Name": "shoe-lovers",
+        "Dimensions": {"Attributes": {"Interests": {"AttributeType": "INCLUSIVE", "Values": ["shoes"]}}},
+    })["SegmentResponse"]
+    console.print(f"3. create_segment -> {segment['Id']} (Interests = shoes)")
+    campaign = pp.create_campaign(ApplicationId=app["Id"], WriteCampaignRequest={
+        "Name": "spring-sale",
+        "SegmentId": segment["Id"],
+        "Schedule": {"StartTime": "IMMEDIATE"},
+        "MessageConfiguration": {"CustomMessage": {"Data": '{"text": "Spring sale: 20% off shoes"}'}},
+        "CustomDeliveryConfiguration": {"DeliveryUri": receiver.url, "EndpointTypes": ["SMS", "CUSTOM"]},
+        "AdditionalTreatments": [{"SizePercent": 40, "TreatmentName": "B",
+                                  "MessageConfiguration": {"CustomMessage": {"Data": '{"text": "25% off"}'}}}],
+        "HoldoutPercent": 10,
+    })["CampaignResponse"]
+    console.print(f"4. create_campaign -> {campaign['Id']}: the webhook answered pointcast's HEAD check with "
+                  f"X-Amz-Pinpoint-AccountId {ACCOUNT_ID}; state {campaign['State']['CampaignStatus']}")
+    try:
+        pp.create_campaign(ApplicationId=app["Id"], WriteCampaignRequest={
+            "SegmentId": segment["Id"], "Schedule": {"StartTime": "IMMEDIATE"},
+            "MessageConfiguration": {"CustomMessage": {"Data": "x"}},
+            "CustomDeliveryConfiguration": {"DeliveryUri": "http://127.0.0.1/hook", "EndpointTypes": ["SMS"]}})
+    except pp.exceptions.BadRequestException as exc:
+        console.print(f"5. a plain-http webhook is refused: [yellow]{exc.response['Error']['Message']}[/yellow]")
+    activities = pp.get_campaign_activities(ApplicationId=app["Id"], CampaignId=campaign["Id"])
+    console.print(f"6. get_campaign_activities -> {len(activities['ActivitiesResponse']['Item'])} run(s) so far")
+
+    table = Table(title="what the store holds")
+    for column in ("resource", "count"):
+        table.add_column(column)
+    table.add_row("applications", str(len(pp.get_apps()["ApplicationsResponse"]["Item"])))
+    table.add_row("segments", str(len(pp.get_segments(ApplicationId=app["Id"])["SegmentsResponse"]["Item"])))
+    table.add_row("campaigns", str(len(pp.get_campaigns(ApplicationId=app["Id"])["CampaignsResponse"]["Item"])))
+    table.add_row("user user-3 endpoints", str(len(pp.get_user_endpoints(
+        ApplicationId=app["Id"], UserId="user-3")["EndpointsResponse"]["Item"])))
+    console.print(table)

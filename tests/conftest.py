@@ -1,0 +1,78 @@
+"""Fixtures: a real server per store backend (SQLite always, PostgreSQL when configured), a test CA."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+import trustme
+
+from tests.support.server import PostgresSchema, Server, server_env
+
+IN_CI = os.environ.get("CI", "").lower() == "true"
+PG_URL = os.environ.get("POINTCAST_TEST_DATABASE_URL")
+
+
+def need_service(reason: str) -> None:
+    """In CI a missing service is a failure; elsewhere the test skips and says why."""
+    if IN_CI:
+        pytest.fail(f"CI=true but {reason}")
+    pytest.skip(reason)
+
+
+def postgres_url() -> str:
+    if not PG_URL:
+        need_service("POINTCAST_TEST_DATABASE_URL is not set (e.g. postgresql://postgres@127.0.0.1:5432/test)")
+    try:
+        with psycopg.connect(str(PG_URL), connect_timeout=3):
+            pass
+    except psycopg.Error as exc:
+        need_service(f"PostgreSQL at POINTCAST_TEST_DATABASE_URL is not reachable: {exc}")
+    return str(PG_URL)
+
+
+@pytest.fixture(scope="session")
+def test_ca(tmp_path_factory: pytest.TempPathFactory) -> trustme.CA:
+    return trustme.CA()
+
+
+@pytest.fixture(scope="session")
+def ca_bundle(test_ca: trustme.CA, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("ca") / "test-ca.pem"
+    test_ca.cert_pem.write_to_path(str(path))
+    return path
+
+
+@pytest.fixture(scope="session", params=["sqlite", "postgres"])
+def backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+def make_server(backend: str, directory: Path, ca_bundle: Path | None, **extra: str) -> tuple[Server, PostgresSchema | None]:
+    schema = PostgresSchema(postgres_url()) if backend == "postgres" else None
+    server = Server(directory, server_env(schema.url if schema else None, ca_bundle, **extra))
+    return server, schema
+
+
+@pytest.fixture(scope="session")
+def server(backend: str, ca_bundle: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """One server per backend for the whole session; tests isolate themselves by creating their own app."""
+    srv, schema = make_server(backend, tmp_path_factory.mktemp(f"server-{backend}"), ca_bundle)
+    srv.start()
+    yield srv
+    srv.stop()
+    if schema:
+        schema.drop()
+
+
+@pytest.fixture
+def pinpoint(server: Server):  # type: ignore[no-untyped-def]
+    return server.pinpoint()
+
+
+@pytest.fixture
+def app_id(pinpoint) -> str:  # type: ignore[no-untyped-def]
+    return str(pinpoint.create_app(CreateApplicationRequest={"Name": "test"})["ApplicationResponse"]["Id"])
