@@ -25,7 +25,7 @@ def run(*args: str | Path, env: dict[str, str] | None = None) -> int:
 
 
 def ensure_env(extra: str) -> None:
-    if sys.version_info < (3, 11):
+    if sys.version_info[:2] < (3, 11):  # noqa: UP036 - dev.py itself must run on an older Python to say this
         sys.exit(f"pointcast needs Python 3.11 or newer (this is {sys.version.split()[0]})")
     if not PY.exists():
         print("creating .venv ...", flush=True)
@@ -50,8 +50,10 @@ def demo() -> int:
 
 def test(args: list[str]) -> int:
     ensure_env("[test]")
-    for check in (["ruff", "check", "pointcast", "tests", "bench", "dev.py"],
-                  ["ruff", "format", "--check", "pointcast", "tests", "bench", "dev.py"]):
+    for check in (
+        ["ruff", "check", "pointcast", "tests", "bench", "dev.py"],
+        ["ruff", "format", "--check", "pointcast", "tests", "bench", "dev.py"],
+    ):
         if run(BIN / check[0], *check[1:]) != 0:
             print(f"{' '.join(check)} failed", file=sys.stderr)
             return 1

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,7 +33,7 @@ class Api:
         return raw_path.startswith(self.prefixes)
 
 
-def _api(model: str, prefixes: tuple[str, ...], *handler_maps: dict[str, Handler]) -> Api:
+def _api(model: str, prefixes: tuple[str, ...], *handler_maps: Mapping[str, Handler]) -> Api:
     service = service_model(model)
     handlers: dict[str, Handler] = {}
     for mapping in handler_maps:

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import psycopg
 import pytest
-import trustme
 
 from tests.support.server import PostgresSchema, Server, server_env
+from tests.support.tls import TestCA
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
 PG_URL = os.environ.get("POINTCAST_TEST_DATABASE_URL")
@@ -35,15 +35,14 @@ def postgres_url() -> str:
 
 
 @pytest.fixture(scope="session")
-def test_ca(tmp_path_factory: pytest.TempPathFactory) -> trustme.CA:
-    return trustme.CA()
+def test_ca(tmp_path_factory: pytest.TempPathFactory) -> TestCA:
+    """The test CA every server trusts (POINTCAST_CA_BUNDLE) and every TLSReceiver presents."""
+    return TestCA(tmp_path_factory.mktemp("ca"))
 
 
 @pytest.fixture(scope="session")
-def ca_bundle(test_ca: trustme.CA, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("ca") / "test-ca.pem"
-    test_ca.cert_pem.write_to_path(str(path))
-    return path
+def ca_bundle(test_ca: TestCA) -> Path:
+    return test_ca.ca_path
 
 
 @pytest.fixture(scope="session", params=["sqlite", "postgres"])
@@ -51,7 +50,9 @@ def backend(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
 
-def make_server(backend: str, directory: Path, ca_bundle: Path | None, **extra: str) -> tuple[Server, PostgresSchema | None]:
+def make_server(
+    backend: str, directory: Path, ca_bundle: Path | None, **extra: str
+) -> tuple[Server, PostgresSchema | None]:
     schema = PostgresSchema(postgres_url()) if backend == "postgres" else None
     server = Server(directory, server_env(schema.url if schema else None, ca_bundle, **extra))
     return server, schema

@@ -17,13 +17,25 @@ FULL_ENDPOINT: dict[str, Any] = {
     "Attributes": {"CohortName": ["42"], "Interests": ["shoes", "hats"]},
     "ChannelType": "EMAIL",
     "Demographic": {
-        "AppVersion": "1.2", "Locale": "en_US", "Make": "OnePlus", "Model": "8", "ModelVersion": "8T",
-        "Platform": "android", "PlatformVersion": "11", "Timezone": "America/Los_Angeles",
+        "AppVersion": "1.2",
+        "Locale": "en_US",
+        "Make": "OnePlus",
+        "Model": "8",
+        "ModelVersion": "8T",
+        "Platform": "android",
+        "PlatformVersion": "11",
+        "Timezone": "America/Los_Angeles",
     },
     "EffectiveDate": "2026-04-01T01:05:17.267Z",
     "EndpointStatus": "ACTIVE",
-    "Location": {"City": "Seattle", "Country": "USA", "Latitude": 47.6, "Longitude": -122.3, "PostalCode": "98101",
-                 "Region": "WA"},
+    "Location": {
+        "City": "Seattle",
+        "Country": "USA",
+        "Latitude": 47.6,
+        "Longitude": -122.3,
+        "PostalCode": "98101",
+        "Region": "WA",
+    },
     "Metrics": {"purchases": 3.0, "score": 7.5},
     "OptOut": "NONE",
     "RequestId": "req-1",
@@ -82,9 +94,14 @@ def test_endpoint_update_merges(pinpoint, app_id) -> None:
     pinpoint.update_endpoint(ApplicationId=app_id, EndpointId="ep", EndpointRequest=FULL_ENDPOINT)
     first = pinpoint.get_endpoint(ApplicationId=app_id, EndpointId="ep")["EndpointResponse"]
     pinpoint.update_endpoint(
-        ApplicationId=app_id, EndpointId="ep",
-        EndpointRequest={"Attributes": {"Interests": ["boots"]}, "Location": {"City": "Portland"},
-                         "User": {"UserAttributes": {"LastName": ["Major"]}}, "OptOut": "ALL"},
+        ApplicationId=app_id,
+        EndpointId="ep",
+        EndpointRequest={
+            "Attributes": {"Interests": ["boots"]},
+            "Location": {"City": "Portland"},
+            "User": {"UserAttributes": {"LastName": ["Major"]}},
+            "OptOut": "ALL",
+        },
     )
     got = pinpoint.get_endpoint(ApplicationId=app_id, EndpointId="ep")["EndpointResponse"]
     assert got["Attributes"] == {"CohortName": ["42"], "Interests": ["boots"]}
@@ -96,8 +113,10 @@ def test_endpoint_update_merges(pinpoint, app_id) -> None:
 
 
 def test_batch_users_and_deletes(pinpoint, app_id) -> None:
-    items = [{"Id": f"e{i}", "ChannelType": "SMS", "Address": f"+1555000{i:04d}", "User": {"UserId": f"u{i % 3}"}}
-             for i in range(100)]
+    items = [
+        {"Id": f"e{i}", "ChannelType": "SMS", "Address": f"+1555000{i:04d}", "User": {"UserId": f"u{i % 3}"}}
+        for i in range(100)
+    ]
     pinpoint.update_endpoints_batch(ApplicationId=app_id, EndpointBatchRequest={"Item": items})
     for item in items[::17]:
         got = pinpoint.get_endpoint(ApplicationId=app_id, EndpointId=item["Id"])["EndpointResponse"]
@@ -118,7 +137,9 @@ def test_batch_users_and_deletes(pinpoint, app_id) -> None:
 def test_endpoint_ids_with_reserved_characters(pinpoint, app_id) -> None:
     for endpoint_id in ("a/b", "x:y", "with space", "ümlaut"):
         pinpoint.update_endpoint(ApplicationId=app_id, EndpointId=endpoint_id, EndpointRequest={"ChannelType": "SMS"})
-        assert pinpoint.get_endpoint(ApplicationId=app_id, EndpointId=endpoint_id)["EndpointResponse"]["Id"] == endpoint_id
+        assert (
+            pinpoint.get_endpoint(ApplicationId=app_id, EndpointId=endpoint_id)["EndpointResponse"]["Id"] == endpoint_id
+        )
 
 
 SEGMENT = {
@@ -127,8 +148,10 @@ SEGMENT = {
         "Attributes": {"Interests": {"AttributeType": "CONTAINS", "Values": ["sho"]}},
         "Behavior": {"Recency": {"Duration": "DAY_7", "RecencyType": "ACTIVE"}},
         "Demographic": {"Platform": {"DimensionType": "INCLUSIVE", "Values": ["android"]}},
-        "Location": {"Country": {"DimensionType": "EXCLUSIVE", "Values": ["FRA"]},
-                     "GPSPoint": {"Coordinates": {"Latitude": 47.6, "Longitude": -122.3}, "RangeInKilometers": 50.0}},
+        "Location": {
+            "Country": {"DimensionType": "EXCLUSIVE", "Values": ["FRA"]},
+            "GPSPoint": {"Coordinates": {"Latitude": 47.6, "Longitude": -122.3}, "RangeInKilometers": 50.0},
+        },
         "Metrics": {"score": {"ComparisonOperator": "GREATER_THAN", "Value": 5.0}},
         "UserAttributes": {"FirstName": {"AttributeType": "INCLUSIVE", "Values": ["Mary"]}},
     },
@@ -142,8 +165,17 @@ def test_segment_round_trip_and_versions(pinpoint, app_id) -> None:
     assert created["Version"] == 1 and created["SegmentType"] == "DIMENSIONAL" and created["tags"] == {"k": "v"}
     assert created["Arn"].endswith(f"apps/{app_id}/segments/{created['Id']}")
     assert pinpoint.get_segment(ApplicationId=app_id, SegmentId=created["Id"])["SegmentResponse"] == created
-    groups = {"Groups": [{"Dimensions": [SEGMENT["Dimensions"]], "SourceSegments": [{"Id": created["Id"], "Version": 1}],
-                          "SourceType": "ANY", "Type": "ALL"}], "Include": "ALL"}
+    groups = {
+        "Groups": [
+            {
+                "Dimensions": [SEGMENT["Dimensions"]],
+                "SourceSegments": [{"Id": created["Id"], "Version": 1}],
+                "SourceType": "ANY",
+                "Type": "ALL",
+            }
+        ],
+        "Include": "ALL",
+    }
     combined = pinpoint.create_segment(
         ApplicationId=app_id, WriteSegmentRequest={"Name": "group", "SegmentGroups": groups}
     )["SegmentResponse"]
@@ -159,8 +191,10 @@ def test_segment_round_trip_and_versions(pinpoint, app_id) -> None:
     listed = pinpoint.get_segments(ApplicationId=app_id)["SegmentsResponse"]["Item"]
     assert {s["Id"] for s in listed} == {created["Id"], combined["Id"]}
     with pytest.raises(pinpoint.exceptions.BadRequestException, match="SourceSegments"):
-        pinpoint.create_segment(ApplicationId=app_id, WriteSegmentRequest={
-            "Name": "bad", "SegmentGroups": {"Groups": [{"SourceSegments": [{"Id": "f" * 32}]}]}})
+        pinpoint.create_segment(
+            ApplicationId=app_id,
+            WriteSegmentRequest={"Name": "bad", "SegmentGroups": {"Groups": [{"SourceSegments": [{"Id": "f" * 32}]}]}},
+        )
     pinpoint.delete_segment(ApplicationId=app_id, SegmentId=combined["Id"])
     with pytest.raises(pinpoint.exceptions.NotFoundException):
         pinpoint.get_segment(ApplicationId=app_id, SegmentId=combined["Id"])
@@ -178,16 +212,25 @@ def campaign_request(segment_id: str, **extra: Any) -> dict[str, Any]:
         "Name": "spring",
         "Description": "spring sale",
         "SegmentId": segment_id,
-        "Schedule": {"StartTime": "2030-03-01T09:00:00.000Z", "EndTime": "2030-03-08T09:00:00.000Z",
-                     "Frequency": "DAILY", "Timezone": "UTC-05", "IsLocalTime": True,
-                     "QuietTime": {"Start": "22:00", "End": "08:00"}},
+        "Schedule": {
+            "StartTime": "2030-03-01T09:00:00.000Z",
+            "EndTime": "2030-03-08T09:00:00.000Z",
+            "Frequency": "DAILY",
+            "Timezone": "UTC-05",
+            "IsLocalTime": True,
+            "QuietTime": {"Start": "22:00", "End": "08:00"},
+        },
         "MessageConfiguration": {"CustomMessage": {"Data": '{"offer":"{{Attributes.Interests}}"}'}},
         "CustomDeliveryConfiguration": {"DeliveryUri": FUNCTION_ARN, "EndpointTypes": ["EMAIL", "SMS", "CUSTOM"]},
         "HoldoutPercent": 10,
         "AdditionalTreatments": [
-            {"SizePercent": 30, "TreatmentName": "B", "TreatmentDescription": "variant",
-             "MessageConfiguration": {"CustomMessage": {"Data": "b"}},
-             "CustomDeliveryConfiguration": {"DeliveryUri": FUNCTION_ARN, "EndpointTypes": ["SMS"]}},
+            {
+                "SizePercent": 30,
+                "TreatmentName": "B",
+                "TreatmentDescription": "variant",
+                "MessageConfiguration": {"CustomMessage": {"Data": "b"}},
+                "CustomDeliveryConfiguration": {"DeliveryUri": FUNCTION_ARN, "EndpointTypes": ["SMS"]},
+            },
         ],
         "Hook": {"LambdaFunctionName": "filter-fn", "Mode": "FILTER"},
         "Limits": {"Daily": 1, "MaximumDuration": 3600, "MessagesPerSecond": 100, "Total": 5},
@@ -214,8 +257,9 @@ def test_campaign_round_trip_and_versions(pinpoint, app_id) -> None:
     assert created["Arn"] == f"arn:aws:mobiletargeting:{REGION}:{ACCOUNT_ID}:apps/{app_id}/campaigns/{created['Id']}"
     assert pinpoint.get_campaign(ApplicationId=app_id, CampaignId=created["Id"])["CampaignResponse"] == created
 
-    updated = pinpoint.update_campaign(ApplicationId=app_id, CampaignId=created["Id"],
-                                       WriteCampaignRequest={"Name": "summer", "IsPaused": True})["CampaignResponse"]
+    updated = pinpoint.update_campaign(
+        ApplicationId=app_id, CampaignId=created["Id"], WriteCampaignRequest={"Name": "summer", "IsPaused": True}
+    )["CampaignResponse"]
     assert updated["Version"] == 2 and updated["Name"] == "summer" and updated["Description"] == "spring sale"
     assert updated["State"] == {"CampaignStatus": "PAUSED"}
     v1 = pinpoint.get_campaign_version(ApplicationId=app_id, CampaignId=created["Id"], Version="1")["CampaignResponse"]
@@ -261,9 +305,15 @@ def test_put_events_updates_endpoint_and_reports_per_item(pinpoint, app_id) -> N
         "BatchItem": {
             "ep-events": {
                 "Endpoint": {"ChannelType": "EMAIL", "Address": "a@example.com", "Attributes": {"Plan": ["pro"]}},
-                "Events": {"ev-1": {"EventType": "purchase", "Timestamp": "2026-11-01T10:00:00.000Z",
-                                    "Attributes": {"sku": "1"}, "Metrics": {"price": 9.5},
-                                    "Session": {"Id": "s1", "StartTimestamp": "2026-11-01T09:59:00.000Z"}}},
+                "Events": {
+                    "ev-1": {
+                        "EventType": "purchase",
+                        "Timestamp": "2026-11-01T10:00:00.000Z",
+                        "Attributes": {"sku": "1"},
+                        "Metrics": {"price": 9.5},
+                        "Session": {"Id": "s1", "StartTimestamp": "2026-11-01T09:59:00.000Z"},
+                    }
+                },
             },
             "ep-bad": {
                 "Endpoint": {"Attributes": {"x" * 51: ["v"]}},
@@ -288,8 +338,12 @@ def test_tags_by_arn(pinpoint, app_id) -> None:
     app_arn = pinpoint.get_app(ApplicationId=app_id)["ApplicationResponse"]["Arn"]
     segment = pinpoint.create_segment(ApplicationId=app_id, WriteSegmentRequest={"Name": "s"})["SegmentResponse"]
     for arn in (app_arn, segment["Arn"]):
-        assert pinpoint.tag_resource(ResourceArn=arn, TagsModel={"tags": {"a": "1", "b": "2"}})[
-            "ResponseMetadata"]["HTTPStatusCode"] == 204
+        assert (
+            pinpoint.tag_resource(ResourceArn=arn, TagsModel={"tags": {"a": "1", "b": "2"}})["ResponseMetadata"][
+                "HTTPStatusCode"
+            ]
+            == 204
+        )
         assert pinpoint.list_tags_for_resource(ResourceArn=arn)["TagsModel"]["tags"] == {"a": "1", "b": "2"}
         pinpoint.untag_resource(ResourceArn=arn, TagKeys=["a"])
         assert pinpoint.list_tags_for_resource(ResourceArn=arn)["TagsModel"]["tags"] == {"b": "2"}

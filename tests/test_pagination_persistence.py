@@ -19,8 +19,10 @@ def _all_pages(call, key: str, **kwargs) -> tuple[list[dict], int]:
 
 
 def test_pagination_over_250_items(pinpoint, app_id) -> None:
-    segment_ids = [pinpoint.create_segment(ApplicationId=app_id, WriteSegmentRequest={"Name": f"s{i}"})[
-        "SegmentResponse"]["Id"] for i in range(260)]
+    segment_ids = [
+        pinpoint.create_segment(ApplicationId=app_id, WriteSegmentRequest={"Name": f"s{i}"})["SegmentResponse"]["Id"]
+        for i in range(260)
+    ]
     items, pages = _all_pages(pinpoint.get_segments, "SegmentsResponse", ApplicationId=app_id, PageSize="40")
     assert [s["Id"] for s in items] == segment_ids  # every one, once, in creation order
     assert pages == 7
@@ -34,11 +36,14 @@ def test_pagination_over_250_items(pinpoint, app_id) -> None:
 
 
 def test_app_and_campaign_pagination(pinpoint, app_id) -> None:
-    segment_id = pinpoint.create_segment(ApplicationId=app_id, WriteSegmentRequest={"Name": "s"})[
-        "SegmentResponse"]["Id"]
+    segment_id = pinpoint.create_segment(ApplicationId=app_id, WriteSegmentRequest={"Name": "s"})["SegmentResponse"][
+        "Id"
+    ]
     request = {"SegmentId": segment_id, "Schedule": {"StartTime": "IMMEDIATE"}, "Name": "c"}
-    ids = [pinpoint.create_campaign(ApplicationId=app_id, WriteCampaignRequest=request)["CampaignResponse"]["Id"]
-           for _ in range(30)]
+    ids = [
+        pinpoint.create_campaign(ApplicationId=app_id, WriteCampaignRequest=request)["CampaignResponse"]["Id"]
+        for _ in range(30)
+    ]
     items, pages = _all_pages(pinpoint.get_campaigns, "CampaignsResponse", ApplicationId=app_id, PageSize="7")
     assert [c["Id"] for c in items] == ids and pages == 5
     apps, _ = _all_pages(pinpoint.get_apps, "ApplicationsResponse", PageSize="3")
@@ -52,14 +57,19 @@ def test_restart_keeps_everything(backend, ca_bundle, tmp_path) -> None:
         server.start()
         pp = server.pinpoint()
         app = pp.create_app(CreateApplicationRequest={"Name": "durable", "tags": {"t": "1"}})["ApplicationResponse"]
-        items = [{"Id": f"e{i}", "ChannelType": "EMAIL", "Address": f"{i}@x.io", "Attributes": {"n": [str(i)]}}
-                 for i in range(100)]
+        items = [
+            {"Id": f"e{i}", "ChannelType": "EMAIL", "Address": f"{i}@x.io", "Attributes": {"n": [str(i)]}}
+            for i in range(100)
+        ]
         pp.update_endpoints_batch(ApplicationId=app["Id"], EndpointBatchRequest={"Item": items})
-        settings = pp.update_application_settings(ApplicationId=app["Id"], WriteApplicationSettingsRequest={
-            "Limits": {"Daily": 5}})["ApplicationSettingsResource"]
+        settings = pp.update_application_settings(
+            ApplicationId=app["Id"], WriteApplicationSettingsRequest={"Limits": {"Daily": 5}}
+        )["ApplicationSettingsResource"]
         segment = pp.create_segment(ApplicationId=app["Id"], WriteSegmentRequest={"Name": "s"})["SegmentResponse"]
-        campaign = pp.create_campaign(ApplicationId=app["Id"], WriteCampaignRequest={
-            "Name": "c", "SegmentId": segment["Id"], "Schedule": {"StartTime": "IMMEDIATE"}})["CampaignResponse"]
+        campaign = pp.create_campaign(
+            ApplicationId=app["Id"],
+            WriteCampaignRequest={"Name": "c", "SegmentId": segment["Id"], "Schedule": {"StartTime": "IMMEDIATE"}},
+        )["CampaignResponse"]
         endpoint = pp.get_endpoint(ApplicationId=app["Id"], EndpointId="e42")["EndpointResponse"]
 
         server.stop()

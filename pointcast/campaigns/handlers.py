@@ -29,12 +29,12 @@ async def update_campaign(ctx: Context, call: Call) -> Any:
 
 async def get_campaign(ctx: Context, call: Call) -> Any:
     app_id, campaign_id = call.param("ApplicationId"), call.param("CampaignId")
-    return await ctx.read(lambda conn: (apps.require(conn, app_id), campaigns.get(conn, app_id, campaign_id))[1])
+    return await ctx.read(lambda conn: service.get(conn, app_id, campaign_id))
 
 
 async def get_campaigns(ctx: Context, call: Call) -> Any:
     app_id, page = call.param("ApplicationId"), Page.from_params(call.param("PageSize"), call.param("Token"))
-    return await ctx.read(lambda conn: (apps.require(conn, app_id), campaigns.page(conn, app_id, page))[1])
+    return await ctx.read(lambda conn: service.page(conn, app_id, page))
 
 
 async def get_campaign_version(ctx: Context, call: Call) -> Any:

@@ -11,6 +11,7 @@ from pointcast.aws.arns import child_arn
 from pointcast.aws.errors import BadRequest
 from pointcast.aws.wire import new_id, now_iso
 from pointcast.campaigns.repository import campaigns, delete_activities
+from pointcast.pinpoint.paging import Page
 from pointcast.segments.repository import segments
 
 _MEMBERS = (
@@ -90,6 +91,16 @@ def update(conn: sa.Connection, app_id: str, campaign_id: str, request: dict[str
     doc["LastModifiedDate"] = now_iso()
     campaigns.replace(conn, app_id, doc)
     return doc
+
+
+def get(conn: sa.Connection, app_id: str, campaign_id: str) -> dict[str, Any]:
+    apps.require(conn, app_id)
+    return campaigns.get(conn, app_id, campaign_id)
+
+
+def page(conn: sa.Connection, app_id: str, page: Page) -> dict[str, Any]:
+    apps.require(conn, app_id)
+    return campaigns.page(conn, app_id, page)
 
 
 def delete(conn: sa.Connection, app_id: str, campaign_id: str) -> dict[str, Any]:

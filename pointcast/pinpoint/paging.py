@@ -39,8 +39,8 @@ class Page:
         rows = conn.execute(query.where(pk > self.after).order_by(pk).limit(self.size + 1)).all()
         if len(rows) > self.size:
             rows = rows[: self.size]
-            return rows, f"p{rows[-1].pk}"
-        return rows, None
+            return list(rows), f"p{rows[-1].pk}"
+        return list(rows), None
 
 
 def page_response(items: list[Any], token: str | None) -> dict[str, Any]:

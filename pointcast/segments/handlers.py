@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from pointcast.apps import repository as apps
 from pointcast.aws.restjson import Call
 from pointcast.context import Context
 from pointcast.pinpoint.paging import Page
@@ -24,12 +23,12 @@ async def update_segment(ctx: Context, call: Call) -> Any:
 
 async def get_segment(ctx: Context, call: Call) -> Any:
     app_id, segment_id = call.param("ApplicationId"), call.param("SegmentId")
-    return await ctx.read(lambda conn: (apps.require(conn, app_id), segments.get(conn, app_id, segment_id))[1])
+    return await ctx.read(lambda conn: service.get(conn, app_id, segment_id))
 
 
 async def get_segments(ctx: Context, call: Call) -> Any:
     app_id, page = call.param("ApplicationId"), Page.from_params(call.param("PageSize"), call.param("Token"))
-    return await ctx.read(lambda conn: (apps.require(conn, app_id), segments.page(conn, app_id, page))[1])
+    return await ctx.read(lambda conn: service.page(conn, app_id, page))
 
 
 async def get_segment_version(ctx: Context, call: Call) -> Any:

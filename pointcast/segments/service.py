@@ -11,6 +11,7 @@ from pointcast.aws.arns import child_arn
 from pointcast.aws.errors import BadRequest
 from pointcast.aws.wire import new_id, now_iso
 from pointcast.pinpoint import limits
+from pointcast.pinpoint.paging import Page
 from pointcast.segments.repository import campaigns_using, segments
 
 _MEMBERS = ("Dimensions", "Name", "SegmentGroups")
@@ -61,6 +62,16 @@ def update(conn: sa.Connection, app_id: str, segment_id: str, request: dict[str,
     doc["LastModifiedDate"] = now_iso()
     segments.replace(conn, app_id, doc)
     return doc
+
+
+def get(conn: sa.Connection, app_id: str, segment_id: str) -> dict[str, Any]:
+    apps.require(conn, app_id)
+    return segments.get(conn, app_id, segment_id)
+
+
+def page(conn: sa.Connection, app_id: str, page: Page) -> dict[str, Any]:
+    apps.require(conn, app_id)
+    return segments.page(conn, app_id, page)
 
 
 def delete(conn: sa.Connection, app_id: str, segment_id: str) -> dict[str, Any]:

@@ -52,7 +52,9 @@ class Server:
         log = self.log_path.open("wb")
         self.process = subprocess.Popen(
             [str(BIN / "pointcast"), "serve", "--port", str(self.port), "--data-dir", str(self.data_dir)],
-            env=self.env, stdout=log, stderr=subprocess.STDOUT,
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -88,7 +90,10 @@ class Server:
         env = {**cli_env(), "AWS_ACCESS_KEY_ID": KEY_ID, "AWS_SECRET_ACCESS_KEY": SECRET}
         result = subprocess.run(
             [str(BIN / "aws"), *args, "--endpoint-url", self.url, "--region", REGION, "--output", "json"],
-            env=env, capture_output=True, text=True, timeout=60,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
         )
         if check and result.returncode != 0:
             raise AssertionError(f"aws {' '.join(args)} failed ({result.returncode}):\n{result.stderr}")
@@ -99,7 +104,11 @@ class Server:
 
 def client(service: str, url: str, *, key: str = KEY_ID, secret: str = SECRET, retries: int = 0) -> Any:
     return boto3.client(
-        service, endpoint_url=url, region_name=REGION, aws_access_key_id=key, aws_secret_access_key=secret,
+        service,
+        endpoint_url=url,
+        region_name=REGION,
+        aws_access_key_id=key,
+        aws_secret_access_key=secret,
         config=Config(retries={"max_attempts": retries + 1, "mode": "standard"}),
     )
 
@@ -114,13 +123,15 @@ def cli_env() -> dict[str, str]:
 
 def server_env(database_url: str | None, ca_bundle: Path | None, **extra: str) -> dict[str, str]:
     env = cli_env()
-    env.update({
-        "POINTCAST_CREDENTIALS": f"{KEY_ID}:{SECRET}",
-        "POINTCAST_ACCOUNT_ID": ACCOUNT_ID,
-        "POINTCAST_REGION": REGION,
-        "POINTCAST_WEBHOOK_CHECK_TIMEOUT": "2",
-        "POINTCAST_LOG_LEVEL": "warning",
-    })
+    env.update(
+        {
+            "POINTCAST_CREDENTIALS": f"{KEY_ID}:{SECRET}",
+            "POINTCAST_ACCOUNT_ID": ACCOUNT_ID,
+            "POINTCAST_REGION": REGION,
+            "POINTCAST_WEBHOOK_CHECK_TIMEOUT": "2",
+            "POINTCAST_LOG_LEVEL": "warning",
+        }
+    )
     if database_url:
         env["POINTCAST_DATABASE_URL"] = database_url
     if ca_bundle:

@@ -24,8 +24,9 @@ def signed_request(
     headers: dict[str, str] | None = None,
 ) -> httpx.Response:
     """Send one SigV4-signed request (optionally dated ``when``) with httpx and return the response."""
-    request = AWSRequest(method=method, url=url, data=body, headers={"Content-Type": "application/json",
-                                                                     **(headers or {})})
+    request = AWSRequest(
+        method=method, url=url, data=body, headers={"Content-Type": "application/json", **(headers or {})}
+    )
     moment = when or datetime.now(UTC)
     timestamp = moment.strftime("%Y%m%dT%H%M%SZ")
     request.context["timestamp"] = timestamp
