@@ -10,9 +10,6 @@ from pathlib import Path
 
 import pytest
 
-# tests/ has no __init__.py, so pytest (rootdir-relative "prepend" import mode) puts tests/ on sys.path.
-from support.tls import TestCA, TLSReceiver, free_port, silent_server
-
 from pointcast.channels.webhook.verify import (
     MAX_URL_LENGTH,
     WebhookCheckError,
@@ -20,6 +17,7 @@ from pointcast.channels.webhook.verify import (
     make_ssl_context,
     validate_webhook_url,
 )
+from tests.support.tls import TestCA, TLSReceiver, free_port, silent_server
 
 FIELD = "CustomDeliveryConfiguration.DeliveryUri"
 ACCOUNT = "000000000000"
@@ -143,7 +141,16 @@ def trusting_context(ca: TestCA) -> ssl.SSLContext:
 
 
 def head(url: str, ctx: ssl.SSLContext, account_id: str = ACCOUNT, timeout: float = 5.0) -> None:
-    asyncio.run(check_webhook_head(url, field=FIELD, account_id=account_id, ssl_context=ctx, timeout=timeout))
+    async def run() -> None:
+        try:
+            await check_webhook_head(url, field=FIELD, account_id=account_id, ssl_context=ctx, timeout=timeout)
+        finally:
+            # aiohttp closes a connection it will not reuse in the background (TLS close_notify
+            # round trip); give that a moment before asyncio.run closes the loop, or the socket
+            # is reported as an unclosed-transport ResourceWarning. A long-lived loop needs nothing.
+            await asyncio.sleep(0.02)
+
+    asyncio.run(run())
 
 
 def head_error(url: str, ctx: ssl.SSLContext, account_id: str = ACCOUNT, timeout: float = 5.0) -> str:
@@ -239,12 +246,10 @@ def test_silent_server_times_out(trusting_context: ssl.SSLContext) -> None:
         message = head_error(silent.url, trusting_context, timeout=1.0)
         elapsed = time.monotonic() - started
     assert message.endswith("timed out after 1.0 s")
-    assert 0.9 <= elapsed < 1.9
+    assert 0.9 <= elapsed < 3.0  # generous upper bound for loaded CI machines
 
 
-def test_invalid_syntax_is_rejected_before_any_request(
-    receiver: TLSReceiver, trusting_context: ssl.SSLContext
-) -> None:
+def test_invalid_syntax_is_rejected_before_any_request(receiver: TLSReceiver, trusting_context: ssl.SSLContext) -> None:
     url = receiver.url.replace("https://", "http://")
     with pytest.raises(WebhookCheckError, match="must begin with https://"):
         head(url, trusting_context)

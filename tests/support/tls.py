@@ -164,9 +164,7 @@ class TLSReceiver:
         with self._cond:
             self._records.clear()
 
-    def wait_for_requests(
-        self, count: int, timeout: float = 5.0, method: str | None = None
-    ) -> list[RequestRecord]:
+    def wait_for_requests(self, count: int, timeout: float = 5.0, method: str | None = None) -> list[RequestRecord]:
         """Wait for ``count`` requests (of ``method`` if given); return them, or raise TimeoutError."""
 
         def matching() -> list[RequestRecord]:
