@@ -35,12 +35,20 @@ def _free_port() -> int:
 
 def _start_server(data_dir: Path, port: int, ca_path: Path) -> subprocess.Popen[bytes]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("POINTCAST_")}
-    env.update({"POINTCAST_CREDENTIALS": f"{KEY_ID}:{SECRET}", "POINTCAST_ACCOUNT_ID": ACCOUNT_ID,
-                "POINTCAST_CA_BUNDLE": str(ca_path), "POINTCAST_LOG_LEVEL": "warning"})
+    env.update(
+        {
+            "POINTCAST_CREDENTIALS": f"{KEY_ID}:{SECRET}",
+            "POINTCAST_ACCOUNT_ID": ACCOUNT_ID,
+            "POINTCAST_CA_BUNDLE": str(ca_path),
+            "POINTCAST_LOG_LEVEL": "warning",
+        }
+    )
     log = (data_dir / "server.log").open("wb")
     process = subprocess.Popen(
         [sys.executable, "-m", "pointcast", "serve", "--port", str(port), "--data-dir", str(data_dir)],
-        env=env, stdout=log, stderr=subprocess.STDOUT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
     )
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
@@ -91,38 +99,64 @@ def run_demo(data_dir: Path) -> int:
 
 
 def _tour(url: str, receiver: LocalReceiver) -> None:
-    pp = boto3.client("pinpoint", endpoint_url=url, region_name="us-east-1", aws_access_key_id=KEY_ID,
-                      aws_secret_access_key=SECRET, config=Config(retries={"max_attempts": 1}))
+    pp = boto3.client(
+        "pinpoint",
+        endpoint_url=url,
+        region_name="us-east-1",
+        aws_access_key_id=KEY_ID,
+        aws_secret_access_key=SECRET,
+        config=Config(retries={"max_attempts": 1}),
+    )
     console.rule("pointcast demo")
     console.print(f"pointcast on {url} (SQLite), webhook receiver on {receiver.url}")
     app = pp.create_app(CreateApplicationRequest={"Name": "shop", "tags": {"env": "demo"}})["ApplicationResponse"]
     console.print(f"1. create_app -> [bold]{app['Id']}[/bold] ({app['Arn']})")
     pp.update_endpoints_batch(ApplicationId=app["Id"], EndpointBatchRequest={"Item": _endpoints(100)})
     sample = pp.get_endpoint(ApplicationId=app["Id"], EndpointId="endpoint-007")["EndpointResponse"]
-    console.print(f"2. update_endpoints_batch: 100 endpoints; endpoint-007 is {sample['ChannelType']} "
-                  f"{sample['Address']} in {sample['Location']['City']}")
-    segment = pp.create_segment(ApplicationId=app["Id"], WriteSegmentRequest={
-        "Name": "shoe-lovers",
-        "Dimensions": {"Attributes": {"Interests": {"AttributeType": "INCLUSIVE", "Values": ["shoes"]}}},
-    })["SegmentResponse"]
+    console.print(
+        f"2. update_endpoints_batch: 100 endpoints; endpoint-007 is {sample['ChannelType']} "
+        f"{sample['Address']} in {sample['Location']['City']}"
+    )
+    segment = pp.create_segment(
+        ApplicationId=app["Id"],
+        WriteSegmentRequest={
+            "Name": "shoe-lovers",
+            "Dimensions": {"Attributes": {"Interests": {"AttributeType": "INCLUSIVE", "Values": ["shoes"]}}},
+        },
+    )["SegmentResponse"]
     console.print(f"3. create_segment -> {segment['Id']} (Interests = shoes)")
-    campaign = pp.create_campaign(ApplicationId=app["Id"], WriteCampaignRequest={
-        "Name": "spring-sale",
-        "SegmentId": segment["Id"],
-        "Schedule": {"StartTime": "IMMEDIATE"},
-        "MessageConfiguration": {"CustomMessage": {"Data": '{"text": "Spring sale: 20% off shoes"}'}},
-        "CustomDeliveryConfiguration": {"DeliveryUri": receiver.url, "EndpointTypes": ["SMS", "CUSTOM"]},
-        "AdditionalTreatments": [{"SizePercent": 40, "TreatmentName": "B",
-                                  "MessageConfiguration": {"CustomMessage": {"Data": '{"text": "25% off"}'}}}],
-        "HoldoutPercent": 10,
-    })["CampaignResponse"]
-    console.print(f"4. create_campaign -> {campaign['Id']}: the webhook answered pointcast's HEAD check with "
-                  f"X-Amz-Pinpoint-AccountId {ACCOUNT_ID}; state {campaign['State']['CampaignStatus']}")
+    campaign = pp.create_campaign(
+        ApplicationId=app["Id"],
+        WriteCampaignRequest={
+            "Name": "spring-sale",
+            "SegmentId": segment["Id"],
+            "Schedule": {"StartTime": "IMMEDIATE"},
+            "MessageConfiguration": {"CustomMessage": {"Data": '{"text": "Spring sale: 20% off shoes"}'}},
+            "CustomDeliveryConfiguration": {"DeliveryUri": receiver.url, "EndpointTypes": ["SMS", "CUSTOM"]},
+            "AdditionalTreatments": [
+                {
+                    "SizePercent": 40,
+                    "TreatmentName": "B",
+                    "MessageConfiguration": {"CustomMessage": {"Data": '{"text": "25% off"}'}},
+                }
+            ],
+            "HoldoutPercent": 10,
+        },
+    )["CampaignResponse"]
+    console.print(
+        f"4. create_campaign -> {campaign['Id']}: the webhook answered pointcast's HEAD check with "
+        f"X-Amz-Pinpoint-AccountId {ACCOUNT_ID}; state {campaign['State']['CampaignStatus']}"
+    )
     try:
-        pp.create_campaign(ApplicationId=app["Id"], WriteCampaignRequest={
-            "SegmentId": segment["Id"], "Schedule": {"StartTime": "IMMEDIATE"},
-            "MessageConfiguration": {"CustomMessage": {"Data": "x"}},
-            "CustomDeliveryConfiguration": {"DeliveryUri": "http://127.0.0.1/hook", "EndpointTypes": ["SMS"]}})
+        pp.create_campaign(
+            ApplicationId=app["Id"],
+            WriteCampaignRequest={
+                "SegmentId": segment["Id"],
+                "Schedule": {"StartTime": "IMMEDIATE"},
+                "MessageConfiguration": {"CustomMessage": {"Data": "x"}},
+                "CustomDeliveryConfiguration": {"DeliveryUri": "http://127.0.0.1/hook", "EndpointTypes": ["SMS"]},
+            },
+        )
     except pp.exceptions.BadRequestException as exc:
         console.print(f"5. a plain-http webhook is refused: [yellow]{exc.response['Error']['Message']}[/yellow]")
     activities = pp.get_campaign_activities(ApplicationId=app["Id"], CampaignId=campaign["Id"])
@@ -134,6 +168,8 @@ def _tour(url: str, receiver: LocalReceiver) -> None:
     table.add_row("applications", str(len(pp.get_apps()["ApplicationsResponse"]["Item"])))
     table.add_row("segments", str(len(pp.get_segments(ApplicationId=app["Id"])["SegmentsResponse"]["Item"])))
     table.add_row("campaigns", str(len(pp.get_campaigns(ApplicationId=app["Id"])["CampaignsResponse"]["Item"])))
-    table.add_row("user user-3 endpoints", str(len(pp.get_user_endpoints(
-        ApplicationId=app["Id"], UserId="user-3")["EndpointsResponse"]["Item"])))
+    table.add_row(
+        "user user-3 endpoints",
+        str(len(pp.get_user_endpoints(ApplicationId=app["Id"], UserId="user-3")["EndpointsResponse"]["Item"])),
+    )
     console.print(table)

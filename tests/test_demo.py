@@ -10,7 +10,9 @@ from pathlib import Path
 def test_demo_runs_end_to_end(tmp_path: Path) -> None:
     result = subprocess.run(
         [str(Path(sys.executable).parent / "pointcast"), "demo", "--data-dir", str(tmp_path / "demo")],
-        capture_output=True, text=True, timeout=120,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "create_campaign" in result.stdout and "HEAD check" in result.stdout
