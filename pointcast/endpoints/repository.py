@@ -6,7 +6,6 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 
 from pointcast.store import models as m
 
@@ -19,15 +18,24 @@ def docs_by_id(conn: sa.Connection, app_id: str, ids: Sequence[str]) -> dict[str
     return {row.id: (row.doc, row.request_id) for row in rows}
 
 
-def upsert(conn: sa.Connection, rows: list[dict[str, Any]]) -> None:
+UPSERT_COLUMNS = ("app_id", "id", "user_id", "channel_type", "endpoint_status", "opt_out", "request_id", "doc")
+_UPDATED = ", ".join(f"{c} = excluded.{c}" for c in UPSERT_COLUMNS[2:])
+
+
+def upsert(conn: sa.Connection, rows: list[tuple[Any, ...]]) -> None:
+    """Insert or replace rows given as tuples in ``UPSERT_COLUMNS`` order.
+
+    This is the ingest hot path: the statement goes straight to the driver's executemany (SQLite and
+    PostgreSQL both speak ``ON CONFLICT ... DO UPDATE``), skipping per-row parameter processing.
+    """
     if not rows:
         return
-    insert = (postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert)(t)
-    columns = ("user_id", "channel_type", "endpoint_status", "opt_out", "request_id", "doc")
-    stmt = insert.on_conflict_do_update(
-        index_elements=[t.c.app_id, t.c.id], set_={c: insert.excluded[c] for c in columns}
+    mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
+    sql = (
+        f"INSERT INTO endpoints ({', '.join(UPSERT_COLUMNS)}) VALUES ({', '.join([mark] * len(UPSERT_COLUMNS))}) "
+        f"ON CONFLICT (app_id, id) DO UPDATE SET {_UPDATED}"
     )
-    conn.execute(stmt, rows)
+    conn.exec_driver_sql(sql, rows)
 
 
 def by_user(conn: sa.Connection, app_id: str, user_id: str) -> list[sa.Row[Any]]:

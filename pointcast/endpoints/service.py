@@ -72,30 +72,28 @@ def write(conn: sa.Connection, app_id: str, items: list[tuple[str, dict[str, Any
     now = now_iso()
     stored = repository.docs_by_id(conn, app_id, [endpoint_id for endpoint_id, _ in items])
     merged: dict[str, dict[str, Any]] = {}
+    rows: dict[str, tuple[Any, ...]] = {}
     for index, (endpoint_id, request) in enumerate(items):
         previous = merged.get(endpoint_id)
         if previous is None and endpoint_id in stored:
             previous = orjson.loads(stored[endpoint_id][0])
         doc = merge(previous, request, now)
-        limits.check_endpoint(doc, f"{path}[{index}]" if len(items) > 1 else path)
+        text = orjson.dumps(doc)
+        limits.check_endpoint(doc, f"{path}[{index}]" if len(items) > 1 else path, size=len(text))
         merged[endpoint_id] = doc
-        merged[endpoint_id]["__request_id"] = request.get("RequestId") or (stored.get(endpoint_id) or ("", None))[1]
-    rows = []
-    for endpoint_id, doc in merged.items():
-        request_id = doc.pop("__request_id")
-        rows.append(
-            {
-                "app_id": app_id,
-                "id": endpoint_id,
-                "user_id": (doc.get("User") or {}).get("UserId"),
-                "channel_type": doc.get("ChannelType"),
-                "endpoint_status": doc["EndpointStatus"],
-                "opt_out": doc["OptOut"],
-                "request_id": request_id,
-                "doc": orjson.dumps(doc).decode(),
-            }
+        request_id = request.get("RequestId") or (stored.get(endpoint_id) or ("", None))[1]
+        user_id = (doc.get("User") or {}).get("UserId")
+        rows[endpoint_id] = (
+            app_id,
+            endpoint_id,
+            user_id,
+            doc.get("ChannelType"),
+            doc["EndpointStatus"],
+            doc["OptOut"],
+            request_id,
+            text.decode(),
         )
-    repository.upsert(conn, rows)
+    repository.upsert(conn, list(rows.values()))
 
 
 def check_id(endpoint_id: str | None, path: str) -> str:

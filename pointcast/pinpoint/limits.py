@@ -27,8 +27,8 @@ MAX_TAGS = 50
 _HH_MM = re.compile(r"^([01]\d|2[0-3]):[0-5]\d$")
 
 
-def check_endpoint(item: dict[str, Any], path: str) -> None:
-    """Attribute counts and sizes, and the 15 KB endpoint size."""
+def check_endpoint(item: dict[str, Any], path: str, *, size: int | None = None) -> None:
+    """Attribute counts and sizes, and the 15 KB endpoint size (``size``: its JSON length, when known)."""
     attributes = item.get("Attributes") or {}
     metrics = item.get("Metrics") or {}
     user_attributes = (item.get("User") or {}).get("UserAttributes") or {}
@@ -49,7 +49,8 @@ def check_endpoint(item: dict[str, Any], path: str) -> None:
                     )
     for name in metrics:
         _check_attribute_name(name, f"{path}.Metrics")
-    size = len(orjson.dumps(item))
+    if size is None:
+        size = len(orjson.dumps(item))
     if size > MAX_ENDPOINT_BYTES:
         raise BadRequest(f"{path} is {size} bytes; an endpoint may be at most {MAX_ENDPOINT_BYTES} bytes (15 KB)")
 
