@@ -86,6 +86,8 @@ class RestJsonRouter:
             found = route.pattern.match(raw_path)
             if found and all(query.get(k) == [v] or (v == "" and k in query) for k, v in route.fixed_query.items()):
                 labels = {route.labels[g]: unquote(v) for g, v in found.groupdict().items()}
+                for name, value in labels.items():
+                    _refuse_nul(value, name)
                 return route, labels
         return None
 
@@ -156,7 +158,22 @@ def _decode(body: bytes, *, required: bool) -> Any:
         raise BadRequest(f"The request body is not valid JSON: {exc}") from None
     if not isinstance(value, dict):
         raise BadRequest(f"The request body must be a JSON object, not {type(value).__name__}")
+    if b"\\u0000" in body:  # JSON can carry NUL only escaped; no store keeps it in text
+        _refuse_nul(value, "The request body")
     return value
+
+
+def _refuse_nul(value: Any, path: str) -> None:
+    if isinstance(value, str):
+        if "\x00" in value:
+            raise BadRequest(f"{path} contains the NUL character (\\u0000), which strings may not contain")
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _refuse_nul(key, f"{path} key {key[:20]!r}")
+            _refuse_nul(item, f"{path}.{key}")
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            _refuse_nul(item, f"{path}[{index}]")
 
 
 def _coerce(type_name: str, values: list[str], wire: str) -> Any:

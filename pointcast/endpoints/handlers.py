@@ -39,7 +39,9 @@ async def update_endpoints_batch(ctx: Context, call: Call) -> Any:
     items = [
         (service.check_id(item.get("Id"), f"EndpointBatchRequest.Item[{i}].Id"), item) for i, item in enumerate(batch)
     ]
-    await ctx.write(lambda conn: service.write(conn, call.param("ApplicationId"), items, "EndpointBatchRequest.Item"))
+    await ctx.write(
+        lambda conn: service.write(conn, call.param("ApplicationId"), items, "EndpointBatchRequest.Item[{index}]")
+    )
     return _accepted(call)
 
 

@@ -67,7 +67,10 @@ def merge(stored: dict[str, Any] | None, request: dict[str, Any], now: str) -> d
 
 
 def write(conn: sa.Connection, app_id: str, items: list[tuple[str, dict[str, Any]]], path: str) -> None:
-    """Create or update each (id, EndpointRequest) of a batch in two statements; later items win over earlier."""
+    """Create or update each (id, EndpointRequest) of a batch in two statements; later items win over earlier.
+
+    ``path`` names the items in error messages; ``{index}`` in it is replaced by the item's position.
+    """
     apps.require(conn, app_id)
     now = now_iso()
     stored = repository.docs_by_id(conn, app_id, [endpoint_id for endpoint_id, _ in items])
@@ -79,7 +82,7 @@ def write(conn: sa.Connection, app_id: str, items: list[tuple[str, dict[str, Any
             previous = orjson.loads(stored[endpoint_id][0])
         doc = merge(previous, request, now)
         text = orjson.dumps(doc)
-        limits.check_endpoint(doc, f"{path}[{index}]" if len(items) > 1 else path, size=len(text))
+        limits.check_endpoint(doc, path.replace("{index}", str(index)), size=len(text))
         merged[endpoint_id] = doc
         request_id = request.get("RequestId") or (stored.get(endpoint_id) or ("", None))[1]
         user_id = (doc.get("User") or {}).get("UserId")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -19,6 +20,13 @@ def check(request: dict[str, Any]) -> None:
     batch = request["BatchItem"]
     if len(batch) > limits.MAX_EVENTS:
         raise BadRequest(f"EventsRequest.BatchItem has {len(batch)} items; at most {limits.MAX_EVENTS} are allowed")
+    for endpoint_id, item in batch.items():
+        for event_id, event in item["Events"].items():
+            path = f"EventsRequest.BatchItem.{endpoint_id}.Events.{event_id}.Timestamp"
+            try:
+                datetime.fromisoformat(event["Timestamp"])
+            except ValueError:
+                raise BadRequest(f"{path} must be an ISO 8601 date-time (got {event['Timestamp'][:40]!r})") from None
     count = sum(len(item["Events"]) for item in batch.values())
     if count > limits.MAX_EVENTS:
         raise BadRequest(f"EventsRequest has {count} events in all; at most {limits.MAX_EVENTS} are allowed per call")

@@ -27,8 +27,15 @@ MAX_TAGS = 50
 _HH_MM = re.compile(r"^([01]\d|2[0-3]):[0-5]\d$")
 
 
+_ENUMS = {"EndpointStatus": ("ACTIVE", "INACTIVE"), "OptOut": ("ALL", "NONE")}
+
+
 def check_endpoint(item: dict[str, Any], path: str, *, size: int | None = None) -> None:
-    """Attribute counts and sizes, and the 15 KB endpoint size (``size``: its JSON length, when known)."""
+    """Attribute counts and sizes, the 15 KB endpoint size (``size``: its JSON length, when known), and the
+    values Pinpoint gives ``EndpointStatus`` and ``OptOut`` (plain strings in the model)."""
+    for member, allowed in _ENUMS.items():
+        if item.get(member) not in allowed:
+            raise BadRequest(f"{path}.{member} must be one of {', '.join(allowed)} (got {item.get(member)!r})")
     attributes = item.get("Attributes") or {}
     metrics = item.get("Metrics") or {}
     user_attributes = (item.get("User") or {}).get("UserAttributes") or {}

@@ -33,12 +33,13 @@ endpoints = sa.Table(
     metadata,
     sa.Column("app_id", sa.String(32), primary_key=True),
     sa.Column("id", sa.String(256), primary_key=True),
-    sa.Column("user_id", sa.String(256), nullable=True),
+    sa.Column("user_id", sa.Text, nullable=True),
     sa.Column("channel_type", sa.String(32), nullable=True),
     sa.Column("endpoint_status", sa.String(16), nullable=False),
     sa.Column("opt_out", sa.String(16), nullable=False),
-    sa.Column("request_id", sa.String(256), nullable=True),
+    sa.Column("request_id", sa.Text, nullable=True),
     sa.Column("doc", sa.Text, nullable=False),
+    sa.Column("last_active", sa.String(32), nullable=True),  # newest EffectiveDate or event time (Recency)
     sa.Index("ix_endpoints_app_user", "app_id", "user_id"),
 )
 
@@ -93,7 +94,68 @@ activities = sa.Table(
     sa.Column("treatment_id", sa.String(8), nullable=False),
     sa.Column("state", sa.String(16), nullable=False),
     sa.Column("doc", Json, nullable=False),
+    sa.Column("run_id", sa.String(32), nullable=True),
     sa.Index("ix_activities_campaign", "app_id", "campaign_id"),
+)
+
+# One scheduled occurrence of a campaign. Its plan (batches) is written before anything is sent.
+runs = sa.Table(
+    "runs",
+    metadata,
+    sa.Column("pk", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("id", sa.String(32), nullable=False, unique=True),
+    sa.Column("app_id", sa.String(32), nullable=False),
+    sa.Column("campaign_id", sa.String(32), nullable=False),
+    sa.Column("campaign_version", sa.Integer, nullable=False),
+    sa.Column("scheduled_time", sa.String(32), nullable=False),
+    sa.Column("state", sa.String(16), nullable=False),  # PLANNING, EXECUTING, COMPLETED
+    sa.Column("created", sa.String(32), nullable=False),
+    sa.Index("ix_runs_state", "state"),
+    sa.Index("ix_runs_campaign", "app_id", "campaign_id"),
+)
+
+# The unit of delivery: at most 50 endpoints of one activity. ``id`` is the idempotency key receivers see.
+batches = sa.Table(
+    "batches",
+    metadata,
+    sa.Column("pk", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("id", sa.String(32), nullable=False, unique=True),
+    sa.Column("run_id", sa.String(32), nullable=False),
+    sa.Column("activity_id", sa.String(32), nullable=False),
+    sa.Column("endpoint_ids", sa.Text, nullable=False),  # JSON list
+    sa.Column("state", sa.String(16), nullable=False),  # PENDING, DONE, FAILED
+    sa.Column("attempts", sa.Integer, nullable=False, default=0),
+    sa.Column("last_error", sa.Text, nullable=True),
+    sa.Index("ix_batches_run_state", "run_id", "state"),
+)
+
+# How each targeted endpoint of an activity ended: SENT, SKIPPED, FILTERED or FAILED, with the reason.
+outcomes = sa.Table(
+    "outcomes",
+    metadata,
+    sa.Column("activity_id", sa.String(32), primary_key=True),
+    sa.Column("endpoint_id", sa.String(256), primary_key=True),
+    sa.Column("run_id", sa.String(32), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("reason", sa.Text, nullable=True),
+    sa.Column("batch_id", sa.String(32), nullable=True),
+    sa.Column("at", sa.String(32), nullable=False),
+    sa.Index("ix_outcomes_run", "run_id", "status"),
+)
+
+# Every delivery attempt of a batch, so a user can see why an endpoint failed.
+attempts = sa.Table(
+    "attempts",
+    metadata,
+    sa.Column("pk", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("batch_id", sa.String(32), nullable=False),
+    sa.Column("attempt", sa.Integer, nullable=False),
+    sa.Column("at", sa.String(32), nullable=False),
+    sa.Column("duration_ms", sa.Float, nullable=False),
+    sa.Column("status_code", sa.Integer, nullable=True),
+    sa.Column("error", sa.Text, nullable=True),
+    sa.Column("response", sa.Text, nullable=True),
+    sa.Index("ix_attempts_batch", "batch_id"),
 )
 
 events = sa.Table(
@@ -102,9 +164,9 @@ events = sa.Table(
     sa.Column("pk", sa.Integer, primary_key=True, autoincrement=True),
     sa.Column("app_id", sa.String(32), nullable=False),
     sa.Column("endpoint_id", sa.String(256), nullable=False),
-    sa.Column("event_id", sa.String(256), nullable=False),
-    sa.Column("event_type", sa.String(256), nullable=False),
-    sa.Column("timestamp", sa.String(40), nullable=False),
+    sa.Column("event_id", sa.Text, nullable=False),
+    sa.Column("event_type", sa.Text, nullable=False),
+    sa.Column("timestamp", sa.Text, nullable=False),
     sa.Column("doc", Json, nullable=False),
     sa.Index("ix_events_app_endpoint", "app_id", "endpoint_id"),
     sa.Index("ix_events_app_type", "app_id", "event_type"),
