@@ -1,0 +1,129 @@
+"""POSTing one batch to a webhook, with Pinpoint's payload, retries and a record of every attempt.
+
+Policy (DESIGN.md "Delivery policy defaults"): 2xx is success; timeouts, connection errors, 408, 429 and 5xx are
+retried with exponential backoff and full jitter, honouring ``Retry-After`` (capped); any other status is final.
+The batch id travels in ``X-Pointcast-Batch-Id`` and stays the same across retries and restarts, so a receiver can
+drop duplicates.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import aiohttp
+
+BATCH_ID_HEADER = "X-Pointcast-Batch-Id"
+RETRYABLE = frozenset({408, 429})
+RESPONSE_KEEP = 1024  # bytes of a response body kept with an attempt
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """How hard to try: ``attempts`` in all, delays from ``base`` doubling up to ``cap`` seconds."""
+
+    attempts: int = 5
+    base: float = 0.5
+    cap: float = 30.0
+    timeout: float = 10.0
+
+    def delay(self, attempt: int, retry_after: float | None) -> float:
+        """Seconds to wait before attempt ``attempt + 1`` (``attempt`` counts from 1)."""
+        if retry_after is not None:
+            return min(max(retry_after, 0.0), self.cap)
+        return random.uniform(0, min(self.cap, self.base * 2 ** (attempt - 1)))
+
+
+@dataclass(slots=True)
+class Attempt:
+    """One try: when, how long, and what came back."""
+
+    number: int
+    started: float
+    duration_ms: float
+    status: int | None = None
+    error: str | None = None
+    response: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.status is not None and 200 <= self.status < 300
+
+
+@dataclass(slots=True)
+class Delivery:
+    """The result of delivering one batch: success, and every attempt made."""
+
+    attempts: list[Attempt] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return bool(self.attempts) and self.attempts[-1].ok
+
+    @property
+    def reason(self) -> str:
+        last = self.attempts[-1] if self.attempts else None
+        if last is None:
+            return "not attempted"
+        if last.error:
+            return f"{last.error} after {len(self.attempts)} attempt(s)"
+        return f"HTTP {last.status} after {len(self.attempts)} attempt(s)"
+
+
+def _retry_after(value: str | None) -> float | None:
+    if not value:
+        return None
+    try:
+        return float(value)
+    except ValueError:
+        return None  # an HTTP date: fall back to our own backoff
+
+
+async def post_batch(
+    session: aiohttp.ClientSession,
+    url: str,
+    body: bytes,
+    batch_id: str,
+    policy: RetryPolicy,
+    *,
+    headers: dict[str, str] | None = None,
+    sleep: Callable[[float], object] = asyncio.sleep,
+) -> Delivery:
+    """POST ``body`` until it succeeds, fails for good, or the attempts run out."""
+    delivery = Delivery()
+    request_headers = {"Content-Type": "application/json", BATCH_ID_HEADER: batch_id, **(headers or {})}
+    timeout = aiohttp.ClientTimeout(total=policy.timeout)
+    for number in range(1, policy.attempts + 1):
+        started = time.monotonic()
+        attempt = Attempt(number, time.time(), 0.0)
+        retry_after = None
+        try:
+            async with session.post(
+                url, data=body, headers=request_headers, timeout=timeout, allow_redirects=False
+            ) as response:
+                attempt.status = response.status
+                text = await response.content.read(RESPONSE_KEEP)
+                attempt.response = text.decode("utf-8", "replace") or None
+                retry_after = _retry_after(response.headers.get("Retry-After"))
+        except TimeoutError:
+            attempt.error = f"timed out after {policy.timeout} s"
+        except aiohttp.ClientConnectorError as exc:
+            attempt.error = f"could not connect ({exc.os_error.strerror or exc.os_error})"
+        except aiohttp.ServerDisconnectedError:
+            attempt.error = "the server closed the connection without a response"
+        except aiohttp.ClientError as exc:
+            attempt.error = f"{type(exc).__name__}: {exc}"
+        attempt.duration_ms = (time.monotonic() - started) * 1000
+        delivery.attempts.append(attempt)
+        if attempt.ok:
+            return delivery
+        final = attempt.status is not None and attempt.status < 500 and attempt.status not in RETRYABLE
+        if final or number == policy.attempts:
+            return delivery
+        pause = sleep(policy.delay(number, retry_after))
+        if asyncio.iscoroutine(pause):
+            await pause
+    return delivery

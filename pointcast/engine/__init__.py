@@ -1,0 +1,1 @@
+"""The campaign engine: scheduler -> planner (batches of <= 50, durable) -> executor."""

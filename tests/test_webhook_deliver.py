@@ -1,0 +1,107 @@
+"""Delivering a batch to a real TLS receiver: success, retries (500, 429, timeouts, resets), no retry for 400."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from itertools import count
+
+import aiohttp
+import pytest
+
+from pointcast.channels.webhook.deliver import BATCH_ID_HEADER, RetryPolicy, post_batch
+from pointcast.channels.webhook.verify import make_ssl_context
+from tests.support.tls import RequestRecord, TestCA, TLSReceiver, free_port
+
+POLICY = RetryPolicy(attempts=4, base=0.01, cap=0.05, timeout=0.5)
+
+
+@pytest.fixture
+def receiver(test_ca: TestCA) -> Iterator[TLSReceiver]:
+    with TLSReceiver(test_ca, account_id="123456789012") as rx:
+        yield rx
+
+
+def deliver(receiver_url: str, ca: TestCA, policy: RetryPolicy = POLICY, delays: list[float] | None = None):
+    async def main():
+        recorded = delays if delays is not None else []
+
+        async def sleep(seconds: float) -> None:
+            recorded.append(seconds)
+
+        connector = aiohttp.TCPConnector(ssl=make_ssl_context(str(ca.ca_path)))
+        async with aiohttp.ClientSession(connector=connector) as session:
+            return await post_batch(session, receiver_url, b'{"Endpoints":{}}', "batch-1", policy, sleep=sleep)
+
+    return asyncio.run(main())
+
+
+def replies(*answers):
+    """A responder answering with each (status, headers, body) in turn, then 200."""
+    calls = count()
+
+    def responder(_: RequestRecord):
+        index = next(calls)
+        return answers[index] if index < len(answers) else (200, {}, b"ok")
+
+    return responder
+
+
+def test_success_first_time(receiver, test_ca) -> None:
+    delivery = deliver(receiver.url, test_ca)
+    assert delivery.ok and len(delivery.attempts) == 1 and delivery.attempts[0].status == 200
+    [request] = receiver.wait_for_requests(1, method="POST")
+    assert request.headers[BATCH_ID_HEADER] == "batch-1" and request.body == b'{"Endpoints":{}}'
+    assert request.headers["Content-Type"] == "application/json"
+
+
+def test_500_then_success_keeps_the_batch_id(receiver, test_ca) -> None:
+    receiver.responder = replies((500, {}, b"boom"), (503, {}, b"busy"))
+    delivery = deliver(receiver.url, test_ca)
+    assert delivery.ok and [a.status for a in delivery.attempts] == [500, 503, 200]
+    assert delivery.attempts[0].response == "boom"
+    posts = receiver.wait_for_requests(3, method="POST")
+    assert {p.headers[BATCH_ID_HEADER] for p in posts} == {"batch-1"}
+
+
+def test_429_honours_retry_after(receiver, test_ca) -> None:
+    receiver.responder = replies((429, {"Retry-After": "0.04"}, b""))
+    delays: list[float] = []
+    delivery = deliver(receiver.url, test_ca, delays=delays)
+    assert delivery.ok and [a.status for a in delivery.attempts] == [429, 200]
+    assert delays == [0.04]
+
+
+def test_400_is_final(receiver, test_ca) -> None:
+    receiver.responder = replies((400, {}, b"bad payload"))
+    delivery = deliver(receiver.url, test_ca)
+    assert not delivery.ok and len(delivery.attempts) == 1
+    assert delivery.reason == "HTTP 400 after 1 attempt(s)" and delivery.attempts[0].response == "bad payload"
+
+
+def test_gives_up_after_the_attempts(receiver, test_ca) -> None:
+    receiver.responder = replies(*[(502, {}, b"")] * 10)
+    delays: list[float] = []
+    delivery = deliver(receiver.url, test_ca, delays=delays)
+    assert not delivery.ok and len(delivery.attempts) == 4 and len(delays) == 3
+    assert all(0 <= d <= POLICY.cap for d in delays)
+
+
+def test_timeout_is_retried(receiver, test_ca) -> None:
+    slow = {"n": 0}
+
+    async def responder(_: RequestRecord):
+        slow["n"] += 1
+        if slow["n"] == 1:
+            await asyncio.sleep(2)
+        return 200, {}, b""
+
+    receiver.responder = responder
+    delivery = deliver(receiver.url, test_ca)
+    assert delivery.ok and delivery.attempts[0].error == "timed out after 0.5 s" and len(delivery.attempts) == 2
+
+
+def test_connection_refused_is_retried_then_fails(test_ca) -> None:
+    delivery = deliver(f"https://127.0.0.1:{free_port()}/hook", test_ca)
+    assert not delivery.ok and len(delivery.attempts) == 4
+    assert "could not connect" in delivery.reason
