@@ -12,6 +12,7 @@ from fastapi import FastAPI
 from pointcast.aws.sigv4 import SigV4Verifier, parse_credentials
 from pointcast.channels.webhook.verify import make_ssl_context
 from pointcast.context import Context
+from pointcast.engine.clock import Clock
 from pointcast.server import create_app
 from pointcast.settings import Settings
 from pointcast.store import Database
@@ -41,7 +42,12 @@ def load_credentials(settings: Settings) -> tuple[dict[str, str], bool]:
 def build(settings: Settings, keys: dict[str, str]) -> FastAPI:
     db = Database(settings.resolved_database_url())
     db.migrate()
-    ctx = Context(settings=settings, db=db, ssl_context=make_ssl_context(settings.ca_bundle))
+    ctx = Context(
+        settings=settings,
+        db=db,
+        ssl_context=make_ssl_context(settings.ca_bundle),
+        clock=Clock(manual=settings.manual_clock),
+    )
     verifier = SigV4Verifier(
         keys, max_skew_seconds=settings.max_clock_skew_seconds, allow_any=settings.allow_any_credentials
     )

@@ -10,6 +10,7 @@ from typing import TypeVar
 import sqlalchemy as sa
 from starlette.concurrency import run_in_threadpool
 
+from pointcast.engine.clock import Clock
 from pointcast.settings import Settings
 from pointcast.store import Database
 
@@ -21,6 +22,8 @@ class Context:
     settings: Settings
     db: Database
     ssl_context: ssl.SSLContext = field(default_factory=ssl.create_default_context)
+    clock: Clock = field(default_factory=Clock)
+    wake_engine: Callable[[], None] = lambda: None  # set by the runner when it runs here
 
     @property
     def region(self) -> str:

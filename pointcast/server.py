@@ -19,6 +19,8 @@ from pointcast.aws.openapi import openapi_document
 from pointcast.aws.sigv4 import SigV4Verifier
 from pointcast.aws.wire import json_response, new_id
 from pointcast.context import Context
+from pointcast.engine import handlers as engine_handlers
+from pointcast.engine.runner import Runner
 
 log = logging.getLogger("pointcast.server")
 
@@ -40,7 +42,13 @@ def create_app(ctx: Context, verifier: SigV4Verifier) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        runner = Runner(ctx, ctx.clock) if ctx.settings.engine_enabled else None
+        if runner:
+            await runner.start()
+            ctx.wake_engine = runner.wake
         yield
+        if runner:
+            await runner.stop()
         ctx.db.dispose()
 
     app = FastAPI(
@@ -76,7 +84,27 @@ def create_app(ctx: Context, verifier: SigV4Verifier) -> FastAPI:
             return Response(status_code=status, headers=headers)
         return json_response(payload, status=status, headers=headers)
 
+    def own(handler: Any) -> Any:
+        async def endpoint(request: Request) -> Response:
+            request_id = new_id()
+            try:
+                body = await request.body()
+                scope = request.scope
+                raw_path = scope.get("raw_path", b"").decode("latin-1").split("?", 1)[0] or scope["path"]
+                headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+                verifier.verify(
+                    request.method, raw_path, scope.get("query_string", b"").decode("latin-1"), headers, body
+                )
+                payload = await handler(ctx, request)
+            except AwsError as exc:
+                return error_response(exc, request_id)
+            return json_response(payload, headers={"x-amzn-RequestId": request_id})
+
+        return endpoint
+
     app.router.routes.append(Route("/pointcast/health", health, methods=["GET"]))
+    for method, path, handler in engine_handlers.ROUTES:
+        app.router.routes.append(Route(path, own(handler), methods=[method]))
     app.router.routes.append(Route("/openapi.json", openapi, methods=["GET"]))
     app.router.routes.append(Route("/{path:path}", dispatch, methods=_METHODS))
     return app

@@ -26,6 +26,15 @@ class Settings(BaseSettings):
     webhook_check_timeout: float = Field(5.0, gt=0)
     max_clock_skew_seconds: int = Field(900, ge=1)
     log_level: str = "info"
+    # The campaign engine
+    engine_enabled: bool = True
+    scheduler_interval: float = Field(1.0, gt=0)
+    manual_clock: bool = False  # tests move time with POST /pointcast/clock
+    delivery_concurrency: int = Field(32, ge=1, le=1024)
+    delivery_attempts: int = Field(5, ge=1, le=20)
+    delivery_backoff_base: float = Field(0.5, ge=0)
+    delivery_backoff_cap: float = Field(30.0, ge=0)
+    delivery_timeout: float = Field(10.0, gt=0)
 
     @field_validator("account_id")
     @classmethod

@@ -68,7 +68,12 @@ def test_restart_keeps_everything(backend, ca_bundle, tmp_path) -> None:
         segment = pp.create_segment(ApplicationId=app["Id"], WriteSegmentRequest={"Name": "s"})["SegmentResponse"]
         campaign = pp.create_campaign(
             ApplicationId=app["Id"],
-            WriteCampaignRequest={"Name": "c", "SegmentId": segment["Id"], "Schedule": {"StartTime": "IMMEDIATE"}},
+            WriteCampaignRequest={
+                "Name": "c",
+                "SegmentId": segment["Id"],
+                "Schedule": {"StartTime": "IMMEDIATE"},
+                "IsPaused": True,
+            },
         )["CampaignResponse"]
         endpoint = pp.get_endpoint(ApplicationId=app["Id"], EndpointId="e42")["EndpointResponse"]
 

@@ -17,14 +17,18 @@ async def create_campaign(ctx: Context, call: Call) -> Any:
     app_id = call.param("ApplicationId")
     await ctx.read(lambda conn: apps.require(conn, app_id))
     await targets.check_webhooks(ctx, checks.check_request(call.body, creating=True))
-    return await ctx.write(lambda conn: service.create(conn, app_id, call.body, ctx.region, ctx.account_id))
+    created = await ctx.write(lambda conn: service.create(conn, app_id, call.body, ctx.region, ctx.account_id))
+    ctx.wake_engine()
+    return created
 
 
 async def update_campaign(ctx: Context, call: Call) -> Any:
     app_id, campaign_id = call.param("ApplicationId"), call.param("CampaignId")
     await ctx.read(lambda conn: campaigns.get(conn, app_id, campaign_id))
     await targets.check_webhooks(ctx, checks.check_request(call.body, creating=False))
-    return await ctx.write(lambda conn: service.update(conn, app_id, campaign_id, call.body))
+    updated = await ctx.write(lambda conn: service.update(conn, app_id, campaign_id, call.body))
+    ctx.wake_engine()
+    return updated
 
 
 async def get_campaign(ctx: Context, call: Call) -> Any:

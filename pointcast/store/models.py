@@ -122,11 +122,14 @@ batches = sa.Table(
     sa.Column("id", sa.String(32), nullable=False, unique=True),
     sa.Column("run_id", sa.String(32), nullable=False),
     sa.Column("activity_id", sa.String(32), nullable=False),
+    sa.Column("treatment_id", sa.String(8), nullable=False),
     sa.Column("endpoint_ids", sa.Text, nullable=False),  # JSON list
+    sa.Column("not_before", sa.String(32), nullable=False),  # ISO time: local-time campaigns wait per zone
     sa.Column("state", sa.String(16), nullable=False),  # PENDING, DONE, FAILED
     sa.Column("attempts", sa.Integer, nullable=False, default=0),
     sa.Column("last_error", sa.Text, nullable=True),
     sa.Index("ix_batches_run_state", "run_id", "state"),
+    sa.Index("ix_batches_state_due", "state", "not_before"),
 )
 
 # How each targeted endpoint of an activity ended: SENT, SKIPPED, FILTERED or FAILED, with the reason.

@@ -36,7 +36,9 @@ def upgrade() -> None:
         sa.Column("id", sa.String(length=32), nullable=False),
         sa.Column("run_id", sa.String(length=32), nullable=False),
         sa.Column("activity_id", sa.String(length=32), nullable=False),
+        sa.Column("treatment_id", sa.String(length=8), nullable=False),
         sa.Column("endpoint_ids", sa.Text(), nullable=False),
+        sa.Column("not_before", sa.String(length=32), nullable=False),
         sa.Column("state", sa.String(length=16), nullable=False),
         sa.Column("attempts", sa.Integer(), nullable=False),
         sa.Column("last_error", sa.Text(), nullable=True),
@@ -45,6 +47,7 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("batches", schema=None) as batch_op:
         batch_op.create_index("ix_batches_run_state", ["run_id", "state"], unique=False)
+        batch_op.create_index("ix_batches_state_due", ["state", "not_before"], unique=False)
 
     op.create_table(
         "outcomes",
@@ -131,6 +134,7 @@ def downgrade() -> None:
 
     op.drop_table("outcomes")
     with op.batch_alter_table("batches", schema=None) as batch_op:
+        batch_op.drop_index("ix_batches_state_due")
         batch_op.drop_index("ix_batches_run_state")
 
     op.drop_table("batches")

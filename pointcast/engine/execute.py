@@ -1,0 +1,117 @@
+"""Sending one batch: a plain async function of the batch id and its dependencies.
+
+The same function serves the in-process runner and (later) distributed workers. It is idempotent: a batch that is
+no longer PENDING is left alone, outcomes are written once per (activity, endpoint), and a batch interrupted by a
+crash is sent again with the same id (``X-Pointcast-Batch-Id``), so a receiver can drop the duplicate.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, TypeVar
+
+import aiohttp
+import orjson
+import sqlalchemy as sa
+
+from pointcast.aws.wire import iso_ms
+from pointcast.channels.webhook.deliver import Delivery, RetryPolicy, post_batch
+from pointcast.engine import repository as repo
+from pointcast.engine.plan import RunSpec, load_spec
+from pointcast.engine.progress import finish_activity
+from pointcast.engine.treatments import Treatment
+
+T = TypeVar("T")
+
+
+@dataclass
+class ExecuteDeps:
+    """What executing a batch needs: the store (through ``read``/``write`` on worker threads), HTTP, clock."""
+
+    read: Callable[[Callable[[sa.Connection], Any]], Awaitable[Any]]
+    write: Callable[[Callable[[sa.Connection], Any]], Awaitable[Any]]
+    session: aiohttp.ClientSession
+    policy: RetryPolicy
+    now: Callable[[], datetime]
+    specs: dict[str, RunSpec] = field(default_factory=dict)
+
+    async def spec(self, run_id: str) -> RunSpec:
+        if run_id not in self.specs:
+            self.specs[run_id] = await self.read(lambda conn: load_spec(conn, run_id))
+        return self.specs[run_id]
+
+
+def build_payload(
+    spec: RunSpec, treatment: Treatment, activity_id: str, scheduled: str, docs: dict[str, str], ids: list[str]
+) -> bytes:
+    """Seed 000's event: the header members, then the stored endpoint definitions spliced in without re-encoding."""
+    header = orjson.dumps(
+        {
+            "Message": {},
+            "Data": treatment.data,
+            "ApplicationId": spec.app_id,
+            "CampaignId": spec.campaign_id,
+            "TreatmentId": treatment.id,
+            "ActivityId": activity_id,
+            "ScheduledTime": scheduled,
+        }
+    )
+    endpoints = b",".join(orjson.dumps(endpoint_id) + b":" + docs[endpoint_id].encode() for endpoint_id in ids)
+    return header[:-1] + b',"Endpoints":{' + endpoints + b"}}"
+
+
+async def execute_batch(deps: ExecuteDeps, batch_id: str) -> None:
+    batch = await deps.read(lambda conn: repo.get_batch(conn, batch_id))
+    if batch.state != "PENDING":
+        return
+    spec = await deps.spec(batch.run_id)
+    ids: list[str] = orjson.loads(batch.endpoint_ids)
+    docs: dict[str, str] = await deps.read(lambda conn: repo.endpoint_docs(conn, spec.app_id, ids))
+    present = [endpoint_id for endpoint_id in ids if endpoint_id in docs]
+    treatment = spec.treatment(batch.treatment_id)
+    now = deps.now()
+    delivery: Delivery | None = None
+    max_duration = spec.limits.get("MaximumDuration")
+    if max_duration and now > spec.scheduled + timedelta(seconds=max_duration):
+        failure: str | None = f"MAXIMUM_DURATION: the run passed its MaximumDuration of {max_duration} s"
+    elif not present:
+        failure = None
+    elif treatment.is_webhook:
+        body = build_payload(spec, treatment, batch.activity_id, batch.not_before, docs, present)
+        delivery = await post_batch(deps.session, str(treatment.delivery_uri), body, batch_id, deps.policy)
+        failure = None if delivery.ok else f"WEBHOOK_FAILED: {delivery.reason}"
+    elif treatment.delivery_uri:
+        failure = "FUNCTION_UNAVAILABLE: delivery to a Lambda function is not available in this version"
+    else:
+        failure = "CHANNEL_UNAVAILABLE: this campaign has no custom channel, and built-in channels are not available"
+    at = iso_ms(deps.now())
+    status = "FAILED" if failure else "SENT"
+    rows = [(batch.activity_id, i, batch.run_id, status, failure, batch_id, at) for i in present]
+    rows += [
+        (batch.activity_id, i, batch.run_id, "SKIPPED", "ENDPOINT_DELETED", batch_id, at) for i in ids if i not in docs
+    ]
+    attempts = [
+        {
+            "batch_id": batch_id,
+            "attempt": a.number + batch.attempts,
+            "at": iso_ms(datetime.fromtimestamp(a.started).astimezone()),
+            "duration_ms": a.duration_ms,
+            "status_code": a.status,
+            "error": a.error,
+            "response": a.response,
+        }
+        for a in (delivery.attempts if delivery else [])
+    ]
+
+    def record(conn: sa.Connection) -> None:
+        if not repo.finish_batch(
+            conn, batch_id, "FAILED" if failure else "DONE", batch.attempts + len(attempts), failure
+        ):
+            return
+        repo.insert_attempts(conn, attempts)
+        repo.insert_outcomes(conn, rows)
+        finish_activity(conn, batch.activity_id, deps.now())
+
+    await deps.write(record)

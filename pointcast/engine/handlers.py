@@ -1,0 +1,53 @@
+"""HTTP edge for pointcast's own routes (``/pointcast/...``): run progress, outcomes, send events, the test clock."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from starlette.requests import Request
+
+from pointcast.aws.errors import BadRequest
+from pointcast.context import Context
+from pointcast.engine import views
+
+
+async def progress(ctx: Context, request: Request) -> Any:
+    app_id, campaign_id = request.path_params["app_id"], request.path_params["campaign_id"]
+    return await ctx.read(lambda conn: views.progress(conn, app_id, campaign_id))
+
+
+async def outcomes(ctx: Context, request: Request) -> Any:
+    app_id, campaign_id = request.path_params["app_id"], request.path_params["campaign_id"]
+    token, size = request.query_params.get("token"), request.query_params.get("page-size")
+    return await ctx.read(lambda conn: views.outcomes(conn, app_id, campaign_id, token, size))
+
+
+async def events(ctx: Context, request: Request) -> Any:
+    app_id, campaign_id = request.path_params["app_id"], request.path_params["campaign_id"]
+    token, size = request.query_params.get("token"), request.query_params.get("page-size")
+    return await ctx.read(lambda conn: views.events(conn, app_id, campaign_id, ctx.account_id, token, size))
+
+
+async def set_clock(ctx: Context, request: Request) -> Any:
+    """Move the manual clock (only with POINTCAST_MANUAL_CLOCK=true): ``{"Now": "2030-01-01T00:00:00Z"}``."""
+    if not ctx.clock.manual:
+        raise BadRequest("The clock is the system clock; start pointcast with POINTCAST_MANUAL_CLOCK=true to set it")
+    body = await request.json()
+    try:
+        moment = datetime.fromisoformat(body["Now"])
+    except (KeyError, TypeError, ValueError):
+        raise BadRequest('Send {"Now": "<ISO 8601 date-time with offset>"}') from None
+    if moment.tzinfo is None:
+        raise BadRequest("Now must carry a time zone offset")
+    ctx.clock.set(moment)
+    ctx.wake_engine()
+    return {"Now": moment.isoformat()}
+
+
+ROUTES = [
+    ("GET", "/pointcast/v1/apps/{app_id}/campaigns/{campaign_id}/progress", progress),
+    ("GET", "/pointcast/v1/apps/{app_id}/campaigns/{campaign_id}/outcomes", outcomes),
+    ("GET", "/pointcast/v1/apps/{app_id}/campaigns/{campaign_id}/events", events),
+    ("POST", "/pointcast/clock", set_clock),
+]

@@ -1,0 +1,213 @@
+"""Planning a run: resolve the segment, split treatments, filter, and write batches of at most 50 before sending.
+
+Planning reads endpoints in id order, a chunk at a time (memory does not grow with the segment), and writes each
+chunk's batches and skipped outcomes in its own transaction. It is idempotent: a run still PLANNING after a crash is
+planned again from scratch.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import orjson
+import sqlalchemy as sa
+
+from pointcast.apps import repository as apps
+from pointcast.aws.wire import iso_ms, new_id
+from pointcast.campaigns.repository import campaigns
+from pointcast.engine import repository as repo
+from pointcast.engine import schedule
+from pointcast.engine.treatments import Treatment, assign, bucket, treatments_of
+from pointcast.segments.evaluate import EndpointView, Predicate, compile_segment
+from pointcast.segments.repository import segments
+from pointcast.store import Database
+
+BATCH_SIZE = 50  # seed 000: "Each payload can contain up to 50 endpoints"
+CHUNK = 5_000
+
+
+@dataclass(frozen=True, slots=True)
+class RunSpec:
+    """Everything about a run that planning and delivery need, read once."""
+
+    app_id: str
+    campaign_id: str
+    run_id: str
+    scheduled: datetime
+    campaign: dict[str, Any]
+    holdout: float
+    treatments: list[Treatment]
+    activity_ids: dict[str, str]  # treatment id -> activity id
+    quiet_time: dict[str, Any] | None
+    limits: dict[str, Any]
+
+    def treatment(self, treatment_id: str) -> Treatment:
+        return next(t for t in self.treatments if t.id == treatment_id)
+
+
+def load_spec(conn: sa.Connection, run_id: str) -> RunSpec:
+    run = repo.get_run(conn, run_id)
+    campaign = campaigns.version(conn, run.app_id, run.campaign_id, str(run.campaign_version))
+    settings = apps.get(conn, run.app_id).settings
+    holdout, treatments = treatments_of(campaign)
+    activities = {row.treatment_id: row.id for row in repo.activities_of_run(conn, run_id)}
+    quiet = (campaign.get("Schedule") or {}).get("QuietTime") or settings.get("QuietTime") or None
+    limits = {**(settings.get("Limits") or {}), **(campaign.get("Limits") or {})}
+    return RunSpec(
+        run.app_id,
+        run.campaign_id,
+        run_id,
+        schedule.parse_time(run.scheduled_time),
+        campaign,
+        holdout,
+        treatments,
+        activities,
+        quiet,
+        limits,
+    )
+
+
+def _predicate(conn: sa.Connection, spec: RunSpec, now: datetime) -> Predicate:
+    campaign = spec.campaign
+
+    def load(segment_id: str, version: int | None) -> dict[str, Any]:
+        if version is None:
+            return segments.get(conn, spec.app_id, segment_id)
+        return segments.version(conn, spec.app_id, segment_id, str(version))
+
+    return compile_segment(load(campaign["SegmentId"], campaign.get("SegmentVersion")), now=now, load_segment=load)
+
+
+def _last_active(value: str | None) -> datetime | None:
+    return datetime.fromisoformat(value) if value else None
+
+
+class _Planner:
+    def __init__(self, spec: RunSpec, now: datetime) -> None:
+        self.spec = spec
+        self.now = now
+        self.now_iso = iso_ms(now)
+        self.groups: dict[tuple[str, str], list[str]] = defaultdict(list)
+        self.outcomes: list[tuple[Any, ...]] = []
+        self.batches: list[dict[str, Any]] = []
+        self.zones: dict[str, set[str]] = defaultdict(set)
+        self.first_activity = spec.activity_ids["0"]
+
+    def skip(self, treatment: Treatment | None, endpoint_id: str, reason: str) -> None:
+        activity = self.spec.activity_ids[treatment.id] if treatment else self.first_activity
+        self.outcomes.append((activity, endpoint_id, self.spec.run_id, "SKIPPED", reason, None, self.now_iso))
+
+    def consider(self, rows: Any, predicate: Predicate, counts: Any) -> None:
+        spec = self.spec
+        candidates: list[tuple[str, Treatment, str, str | None]] = []
+        for row in rows:
+            doc = orjson.loads(row.doc)
+            if not predicate(EndpointView(row.id, doc, _last_active(row.last_active))):
+                continue  # not in the segment: not part of this campaign
+            treatment = assign(spec.treatments, spec.holdout, bucket(spec.campaign_id, row.id))
+            zone = (doc.get("Demographic") or {}).get("Timezone")
+            if doc.get("EndpointStatus") != "ACTIVE":
+                self.skip(treatment, row.id, "ENDPOINT_INACTIVE")
+            elif doc.get("OptOut", "NONE") != "NONE":
+                self.skip(treatment, row.id, "OPTED_OUT")
+            elif treatment is None:
+                self.skip(None, row.id, "HOLDOUT")
+            elif doc.get("ChannelType") not in treatment.endpoint_types:
+                self.skip(treatment, row.id, "CHANNEL_NOT_TARGETED")
+            else:
+                send_at = schedule.local_send_time(spec.scheduled, spec.campaign.get("Schedule") or {}, zone)
+                if schedule.in_quiet_time(send_at, spec.quiet_time, zone):
+                    self.skip(treatment, row.id, "QUIET_TIME")
+                else:
+                    candidates.append((row.id, treatment, iso_ms(send_at), zone))
+        over = counts([c[0] for c in candidates]) if candidates else {}
+        for endpoint_id, treatment, due_at, zone in candidates:
+            if endpoint_id in over:
+                self.skip(treatment, endpoint_id, over[endpoint_id])
+                continue
+            self.zones[treatment.id].add(zone or "")
+            group = self.groups[(treatment.id, due_at)]
+            group.append(endpoint_id)
+            if len(group) == BATCH_SIZE:
+                self.flush(treatment.id, due_at)
+
+    def flush(self, treatment_id: str, send_at: str) -> None:
+        ids = self.groups.pop((treatment_id, send_at))
+        self.batches.append(
+            {
+                "id": new_id(),
+                "run_id": self.spec.run_id,
+                "activity_id": self.spec.activity_ids[treatment_id],
+                "treatment_id": treatment_id,
+                "endpoint_ids": orjson.dumps(ids).decode(),
+                "not_before": send_at,
+                "state": "PENDING",
+                "attempts": 0,
+            }
+        )
+
+    def write(self, conn: sa.Connection) -> None:
+        repo.insert_outcomes(conn, self.outcomes)
+        repo.insert_batches(conn, self.batches)
+        self.outcomes, self.batches = [], []
+
+
+def _limit_counter(db: Database, spec: RunSpec, now: datetime) -> Any:
+    daily, total = spec.limits.get("Daily"), spec.limits.get("Total")
+
+    def counts(ids: list[str]) -> dict[str, str]:
+        over: dict[str, str] = {}
+        if not daily and not total:
+            return over
+        with db.read() as conn:
+            if total:
+                for endpoint_id, n in repo.sent_counts(conn, spec.app_id, spec.campaign_id, ids, None).items():
+                    if n >= total:
+                        over[endpoint_id] = "TOTAL_LIMIT"
+            if daily:
+                since = iso_ms(now - timedelta(days=1))
+                for endpoint_id, n in repo.sent_counts(conn, spec.app_id, spec.campaign_id, ids, since).items():
+                    if n >= daily:
+                        over.setdefault(endpoint_id, "DAILY_LIMIT")
+        return over
+
+    return counts
+
+
+def plan_run(db: Database, run_id: str, now: datetime) -> None:
+    """Write the batches and skipped outcomes of a PLANNING run, then mark it EXECUTING."""
+    with db.read() as conn:
+        if repo.get_run(conn, run_id).state != "PLANNING":
+            return
+        spec = load_spec(conn, run_id)
+        predicate = _predicate(conn, spec, now)
+    with db.write() as conn:
+        repo.clear_plan(conn, run_id)
+    planner = _Planner(spec, now)
+    counts = _limit_counter(db, spec, now)
+    with db.read() as reader:
+        for rows in repo.stream_endpoints(reader, spec.app_id, CHUNK):
+            planner.consider(rows, predicate, counts)
+            with db.write() as conn:
+                planner.write(conn)
+    for treatment_id, send_at in list(planner.groups):
+        planner.flush(treatment_id, send_at)
+    with db.write() as conn:
+        planner.write(conn)
+        for row in repo.activities_of_run(conn, run_id):
+            doc = dict(row.doc)
+            doc.update(
+                State="RUNNING",
+                Start=iso_ms(now),
+                TotalEndpointCount=repo.batch_endpoint_count(conn, row.id),
+                TimezonesTotalCount=max(1, len(planner.zones.get(row.treatment_id, ()))),
+            )
+            repo.save_activity(conn, doc)
+        repo.set_run_state(conn, run_id, "EXECUTING")
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)

@@ -1,0 +1,57 @@
+"""Closing activities and runs when their last batch ends, and moving the campaign's state along."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import sqlalchemy as sa
+
+from pointcast.aws.wire import iso_ms
+from pointcast.campaigns.repository import campaigns
+from pointcast.engine import repository as repo
+from pointcast.engine import schedule
+from pointcast.store import models as m
+
+
+def finish_activity(conn: sa.Connection, activity_id: str, now: datetime) -> None:
+    """If no batch of the activity is pending, write its final counts; then close the run if it is done.
+
+    Batches of one run finish in concurrent transactions; each takes the run's row lock first (PostgreSQL; SQLite
+    has one writer anyway), so the last one to commit always sees every other batch finished.
+    """
+    row = conn.execute(sa.select(m.activities).where(m.activities.c.id == activity_id)).one()
+    conn.execute(sa.select(m.runs.c.pk).where(m.runs.c.id == row.run_id).with_for_update())
+    if repo.pending_batches(conn, activity_id):
+        return
+    row = conn.execute(sa.select(m.activities).where(m.activities.c.id == activity_id)).one()  # read under the lock
+    if row.state == "COMPLETED":
+        return
+    counts = repo.outcome_counts(conn, activity_id)
+    doc = dict(row.doc)
+    doc.update(
+        State="COMPLETED",
+        End=iso_ms(now),
+        SuccessfulEndpointCount=counts.get("SENT", 0),
+        TotalEndpointCount=repo.batch_endpoint_count(conn, activity_id),
+        TimezonesCompletedCount=doc.get("TimezonesTotalCount", 1),
+        Result="FAIL" if counts.get("FAILED") else "SUCCESS",
+    )
+    repo.save_activity(conn, doc)
+    finish_run(conn, row.run_id, now)
+
+
+def finish_run(conn: sa.Connection, run_id: str, now: datetime) -> None:
+    activities = repo.activities_of_run(conn, run_id)
+    if any(a.state != "COMPLETED" for a in activities):
+        return
+    run = repo.get_run(conn, run_id)
+    repo.set_run_state(conn, run_id, "COMPLETED")
+    if not campaigns.exists(conn, run.app_id, run.campaign_id):
+        return
+    doc = dict(campaigns.get(conn, run.app_id, run.campaign_id))
+    written = schedule.parse_time(doc["LastModifiedDate"])
+    done = schedule.finished(doc.get("Schedule") or {}, written, schedule.parse_time(run.scheduled_time))
+    state = "COMPLETED" if done else "PENDING_NEXT_RUN"
+    if not doc.get("IsPaused"):
+        doc["State"] = {"CampaignStatus": state}
+    campaigns.set_current(conn, run.app_id, doc)

@@ -1,0 +1,197 @@
+"""Every query the engine makes: runs, activities, batches, outcomes, attempts."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import orjson
+import sqlalchemy as sa
+
+from pointcast.store import models as m
+
+# --- runs and activities ---------------------------------------------------------------------------------------
+
+
+def last_run_time(conn: sa.Connection, app_id: str, campaign_id: str) -> str | None:
+    r = m.runs
+    query = sa.select(sa.func.max(r.c.scheduled_time)).where(r.c.app_id == app_id, r.c.campaign_id == campaign_id)
+    value: str | None = conn.execute(query).scalar()
+    return value
+
+
+def has_open_run(conn: sa.Connection, app_id: str, campaign_id: str) -> bool:
+    r = m.runs
+    query = sa.select(r.c.pk).where(r.c.app_id == app_id, r.c.campaign_id == campaign_id, r.c.state != "COMPLETED")
+    return conn.execute(query.limit(1)).first() is not None
+
+
+def insert_run(conn: sa.Connection, row: dict[str, Any]) -> None:
+    conn.execute(sa.insert(m.runs).values(**row))
+
+
+def runs_in_state(conn: sa.Connection, state: str) -> list[sa.Row[Any]]:
+    return list(conn.execute(sa.select(m.runs).where(m.runs.c.state == state).order_by(m.runs.c.pk)))
+
+
+def get_run(conn: sa.Connection, run_id: str) -> sa.Row[Any]:
+    return conn.execute(sa.select(m.runs).where(m.runs.c.id == run_id)).one()
+
+
+def set_run_state(conn: sa.Connection, run_id: str, state: str) -> None:
+    conn.execute(sa.update(m.runs).where(m.runs.c.id == run_id).values(state=state))
+
+
+def insert_activity(conn: sa.Connection, doc: dict[str, Any], run_id: str) -> None:
+    conn.execute(
+        sa.insert(m.activities).values(
+            app_id=doc["ApplicationId"],
+            campaign_id=doc["CampaignId"],
+            id=doc["Id"],
+            treatment_id=doc["TreatmentId"],
+            state=doc["State"],
+            doc=doc,
+            run_id=run_id,
+        )
+    )
+
+
+def activities_of_run(conn: sa.Connection, run_id: str) -> list[sa.Row[Any]]:
+    a = m.activities
+    return list(conn.execute(sa.select(a).where(a.c.run_id == run_id).order_by(a.c.treatment_id)))
+
+
+def save_activity(conn: sa.Connection, doc: dict[str, Any]) -> None:
+    a = m.activities
+    conn.execute(sa.update(a).where(a.c.id == doc["Id"]).values(state=doc["State"], doc=doc))
+
+
+# --- plan: batches and skipped outcomes ------------------------------------------------------------------------
+
+
+def clear_plan(conn: sa.Connection, run_id: str) -> None:
+    """Forget a partial plan so planning can start over (planning is idempotent per run)."""
+    conn.execute(sa.delete(m.batches).where(m.batches.c.run_id == run_id))
+    conn.execute(sa.delete(m.outcomes).where(m.outcomes.c.run_id == run_id))
+
+
+def insert_batches(conn: sa.Connection, rows: list[dict[str, Any]]) -> None:
+    if rows:
+        conn.execute(sa.insert(m.batches), rows)
+
+
+def insert_outcomes(conn: sa.Connection, rows: Sequence[tuple[Any, ...]]) -> None:
+    """Rows are (activity_id, endpoint_id, run_id, status, reason, batch_id, at); existing ones are kept."""
+    if not rows:
+        return
+    mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
+    sql = (
+        "INSERT INTO outcomes (activity_id, endpoint_id, run_id, status, reason, batch_id, at) "
+        f"VALUES ({', '.join([mark] * 7)}) ON CONFLICT (activity_id, endpoint_id) DO NOTHING"
+    )
+    conn.exec_driver_sql(sql, list(rows))
+
+
+def stream_endpoints(conn: sa.Connection, app_id: str, chunk: int) -> Iterable[Sequence[Any]]:
+    """Every endpoint of the app in id order, ``chunk`` rows at a time, without loading them all."""
+    e = m.endpoints
+    query = sa.select(e.c.id, e.c.doc, e.c.last_active).where(e.c.app_id == app_id).order_by(e.c.id)
+    result = conn.execution_options(yield_per=chunk).execute(query)
+    yield from result.partitions(chunk)
+
+
+def sent_counts(
+    conn: sa.Connection, app_id: str, campaign_id: str, endpoint_ids: list[str], since: str | None
+) -> dict[str, int]:
+    """How many SENT outcomes this campaign has per endpoint (since ``since``, if given): for Daily/Total."""
+    o, r = m.outcomes, m.runs
+    query = (
+        sa.select(o.c.endpoint_id, sa.func.count())
+        .select_from(o.join(r, r.c.id == o.c.run_id))
+        .where(
+            r.c.app_id == app_id,
+            r.c.campaign_id == campaign_id,
+            o.c.status == "SENT",
+            o.c.endpoint_id.in_(endpoint_ids),
+        )
+        .group_by(o.c.endpoint_id)
+    )
+    if since is not None:
+        query = query.where(o.c.at >= since)
+    return {row[0]: int(row[1]) for row in conn.execute(query)}
+
+
+# --- execution -------------------------------------------------------------------------------------------------
+
+
+def due_batches(conn: sa.Connection, now: str, exclude: set[str], limit: int) -> list[sa.Row[Any]]:
+    b = m.batches
+    query = sa.select(b.c.id).where(b.c.state == "PENDING", b.c.not_before <= now).order_by(b.c.pk).limit(limit)
+    return [row for row in conn.execute(query) if row.id not in exclude]
+
+
+def get_batch(conn: sa.Connection, batch_id: str) -> sa.Row[Any]:
+    return conn.execute(sa.select(m.batches).where(m.batches.c.id == batch_id)).one()
+
+
+def endpoint_docs(conn: sa.Connection, app_id: str, ids: list[str]) -> dict[str, str]:
+    e = m.endpoints
+    rows = conn.execute(sa.select(e.c.id, e.c.doc).where(e.c.app_id == app_id, e.c.id.in_(ids)))
+    return {row.id: row.doc for row in rows}
+
+
+def finish_batch(conn: sa.Connection, batch_id: str, state: str, attempts: int, error: str | None) -> bool:
+    """Mark a PENDING batch done or failed; False if another worker already finished it."""
+    b = m.batches
+    result = conn.execute(
+        sa.update(b)
+        .where(b.c.id == batch_id, b.c.state == "PENDING")
+        .values(state=state, attempts=attempts, last_error=error)
+    )
+    return result.rowcount == 1
+
+
+def insert_attempts(conn: sa.Connection, rows: list[dict[str, Any]]) -> None:
+    if rows:
+        conn.execute(sa.insert(m.attempts), rows)
+
+
+def pending_batches(conn: sa.Connection, activity_id: str) -> int:
+    b = m.batches
+    query = sa.select(sa.func.count()).where(b.c.activity_id == activity_id, b.c.state == "PENDING")
+    return int(conn.execute(query).scalar() or 0)
+
+
+def outcome_counts(conn: sa.Connection, activity_id: str) -> dict[str, int]:
+    o = m.outcomes
+    query = sa.select(o.c.status, sa.func.count()).where(o.c.activity_id == activity_id).group_by(o.c.status)
+    return {row[0]: int(row[1]) for row in conn.execute(query)}
+
+
+def batch_endpoint_count(conn: sa.Connection, activity_id: str) -> int:
+    b = m.batches
+    rows = conn.execute(sa.select(b.c.endpoint_ids).where(b.c.activity_id == activity_id))
+    return sum(len(orjson.loads(row.endpoint_ids)) for row in rows)
+
+
+def run_outcomes(conn: sa.Connection, run_ids: list[str], limit: int, after: str | None) -> list[sa.Row[Any]]:
+    o = m.outcomes
+    query = sa.select(o).where(o.c.run_id.in_(run_ids))
+    if after:
+        query = query.where(o.c.endpoint_id > after)
+    return list(conn.execute(query.order_by(o.c.endpoint_id, o.c.activity_id).limit(limit)))
+
+
+def run_ids(conn: sa.Connection, app_id: str, campaign_id: str) -> list[str]:
+    r = m.runs
+    query = sa.select(r.c.id).where(r.c.app_id == app_id, r.c.campaign_id == campaign_id).order_by(r.c.pk)
+    return [row.id for row in conn.execute(query)]
+
+
+def fail_pending(conn: sa.Connection, batch_ids: Iterable[str], reason: str) -> None:
+    b = m.batches
+    conn.execute(
+        sa.update(b)
+        .where(b.c.id.in_(list(batch_ids)), b.c.state == "PENDING")
+        .values(state="FAILED", last_error=reason)
+    )

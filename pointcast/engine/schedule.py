@@ -1,0 +1,106 @@
+"""When a campaign runs: occurrences of its ``Schedule``, local time, and quiet time (pure functions).
+
+Decisions (docs/contract.md): an IMMEDIATE campaign starts when its version was written; when the server was down
+across several occurrences, only the latest missed one runs; with ``IsLocalTime`` the start time's wall-clock time
+(in ``Schedule.Timezone``) is used in each endpoint's ``Demographic.Timezone``, and the run starts when the
+earliest time zone (UTC+14) reaches it; an endpoint inside quiet time is skipped, not delayed.
+"""
+
+from __future__ import annotations
+
+import calendar
+import re
+from collections.abc import Iterator
+from datetime import UTC, datetime, time, timedelta, timezone, tzinfo
+from functools import cache
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+PERIODS = {"HOURLY": timedelta(hours=1), "DAILY": timedelta(days=1), "WEEKLY": timedelta(weeks=1)}
+EARLIEST_OFFSET = timedelta(hours=14)
+MAX_OCCURRENCES = 100_000
+_OFFSET = re.compile(r"^UTC(?:([+-])(\d{2})(?::(\d{2}))?)?$")
+
+
+def parse_time(value: str) -> datetime:
+    return datetime.fromisoformat(value).astimezone(UTC)
+
+
+@cache
+def zone(name: str | None) -> tzinfo | None:
+    """A Pinpoint ``Timezone`` (``UTC``, ``UTC+05:30``) or an IANA name as a tzinfo; None if unknown."""
+    if not name:
+        return None
+    match = _OFFSET.match(name)
+    if match:
+        sign, hours, minutes = match.groups()
+        if sign is None:
+            return UTC
+        delta = timedelta(hours=int(hours), minutes=int(minutes or 0))
+        return timezone(-delta if sign == "-" else delta)
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        return None
+
+
+def _add_months(moment: datetime, months: int) -> datetime:
+    month = moment.month - 1 + months
+    year, month = moment.year + month // 12, month % 12 + 1
+    day = min(moment.day, calendar.monthrange(year, month)[1])
+    return moment.replace(year=year, month=month, day=day)
+
+
+def occurrences(schedule: dict[str, Any], written: datetime) -> Iterator[datetime]:
+    """Each start time of the schedule (UTC; for local time, the wall time read in Schedule.Timezone)."""
+    start_text = schedule.get("StartTime", "IMMEDIATE")
+    start = written if start_text == "IMMEDIATE" else parse_time(start_text)
+    end = parse_time(schedule["EndTime"]) if schedule.get("EndTime") else None
+    frequency = schedule.get("Frequency", "ONCE")
+    if frequency in ("ONCE", "EVENT", "IN_APP_EVENT"):
+        if frequency == "ONCE" and (end is None or start < end):
+            yield start
+        return
+    for index in range(MAX_OCCURRENCES):
+        moment = _add_months(start, index) if frequency == "MONTHLY" else start + PERIODS[frequency] * index
+        if end is not None and moment >= end:
+            return
+        yield moment
+
+
+def due(schedule: dict[str, Any], written: datetime, last_run: datetime | None, now: datetime) -> datetime | None:
+    """The latest occurrence that is due at ``now`` and newer than ``last_run``, or None."""
+    lead = EARLIEST_OFFSET if schedule.get("IsLocalTime") else timedelta(0)
+    latest = None
+    for moment in occurrences(schedule, written):
+        if moment - lead > now:
+            break
+        if last_run is None or moment > last_run:
+            latest = moment
+    return latest
+
+
+def finished(schedule: dict[str, Any], written: datetime, last_run: datetime | None) -> bool:
+    """True when no occurrence after ``last_run`` remains."""
+    return all(last_run is not None and moment <= last_run for moment in occurrences(schedule, written))
+
+
+def local_send_time(scheduled: datetime, schedule: dict[str, Any], endpoint_zone: str | None) -> datetime:
+    """When an endpoint is sent: ``scheduled`` itself, or with IsLocalTime its wall time in the endpoint's zone."""
+    if not schedule.get("IsLocalTime"):
+        return scheduled
+    campaign_zone = zone(schedule.get("Timezone")) or UTC
+    wall = scheduled.astimezone(campaign_zone).replace(tzinfo=None)
+    target = zone(endpoint_zone) or campaign_zone
+    return wall.replace(tzinfo=target).astimezone(UTC)
+
+
+def in_quiet_time(moment: datetime, quiet: dict[str, Any] | None, endpoint_zone: str | None) -> bool:
+    """Whether ``moment`` falls inside quiet time [Start, End) in the endpoint's local time (UTC if unknown)."""
+    if not quiet or not quiet.get("Start") or not quiet.get("End"):
+        return False
+    start, end = time.fromisoformat(quiet["Start"]), time.fromisoformat(quiet["End"])
+    local = moment.astimezone(zone(endpoint_zone) or UTC).time()
+    if start <= end:
+        return start <= local < end
+    return local >= start or local < end  # spans midnight

@@ -1,0 +1,153 @@
+"""A campaign created through the API runs: every targeted endpoint reaches the webhook once, in batches of 50."""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from tests.support.server import ACCOUNT_ID, Server
+from tests.support.signing import signed_request
+from tests.support.tls import TestCA, TLSReceiver
+
+CHANNELS = ["SMS", "CUSTOM", "EMAIL", "GCM"]
+
+
+@pytest.fixture
+def receiver(test_ca: TestCA) -> Iterator[TLSReceiver]:
+    with TLSReceiver(test_ca, account_id=ACCOUNT_ID) as rx:
+        yield rx
+
+
+def endpoints(count: int) -> list[dict[str, Any]]:
+    items = []
+    for i in range(count):
+        item: dict[str, Any] = {
+            "Id": f"ep-{i:04d}",
+            "ChannelType": CHANNELS[i % 4],
+            "Address": f"addr-{i}",
+            "Attributes": {"Team": ["blue" if i % 3 else "red"]},
+            "User": {"UserId": f"user-{i}"},
+        }
+        if i % 17 == 0:
+            item["EndpointStatus"] = "INACTIVE"
+        if i % 19 == 0:
+            item["OptOut"] = "ALL"
+        items.append(item)
+    return items
+
+
+def load(pinpoint, app_id: str, items: list[dict[str, Any]]) -> None:
+    for start in range(0, len(items), 100):
+        pinpoint.update_endpoints_batch(ApplicationId=app_id, EndpointBatchRequest={"Item": items[start : start + 100]})
+
+
+def wait_for_state(
+    pinpoint, app_id: str, campaign_id: str, state: str, timeout: float = 60, server=None
+) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        campaign = pinpoint.get_campaign(ApplicationId=app_id, CampaignId=campaign_id)["CampaignResponse"]
+        if campaign["State"]["CampaignStatus"] == state:
+            return campaign
+        time.sleep(0.2)
+    progress = own(server, f"/pointcast/v1/apps/{app_id}/campaigns/{campaign_id}/progress") if server else None
+    raise AssertionError(f"campaign did not reach {state}: {campaign['State']}; progress {progress}")
+
+
+def own(server: Server, path: str) -> Any:
+    response = signed_request("GET", f"{server.url}{path}")
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def test_webhook_campaign_end_to_end(server, pinpoint, app_id, receiver) -> None:
+    items = endpoints(437)
+    load(pinpoint, app_id, items)
+    segment = pinpoint.create_segment(
+        ApplicationId=app_id,
+        WriteSegmentRequest={
+            "Name": "blue",
+            "Dimensions": {"Attributes": {"Team": {"AttributeType": "INCLUSIVE", "Values": ["blue"]}}},
+        },
+    )["SegmentResponse"]
+    data = '{"text": "hello {{User.UserId}}"}'
+    campaign = pinpoint.create_campaign(
+        ApplicationId=app_id,
+        WriteCampaignRequest={
+            "Name": "run",
+            "SegmentId": segment["Id"],
+            "Schedule": {"StartTime": "IMMEDIATE"},
+            "MessageConfiguration": {"CustomMessage": {"Data": data}},
+            "CustomDeliveryConfiguration": {"DeliveryUri": receiver.url, "EndpointTypes": ["SMS", "CUSTOM"]},
+        },
+    )["CampaignResponse"]
+    wait_for_state(pinpoint, app_id, campaign["Id"], "COMPLETED", server=server)
+
+    in_segment = [i for i in items if i["Attributes"]["Team"] == ["blue"]]
+    expected = {
+        i["Id"]
+        for i in in_segment
+        if i["ChannelType"] in ("SMS", "CUSTOM")
+        and i.get("EndpointStatus", "ACTIVE") == "ACTIVE"
+        and i.get("OptOut", "NONE") == "NONE"
+    }
+    posts = [r for r in receiver.requests if r.method == "POST"]
+    delivered: list[str] = []
+    activity_ids = set()
+    for post in posts:
+        payload = json.loads(post.body)
+        assert list(payload) == [
+            "Message",
+            "Data",
+            "ApplicationId",
+            "CampaignId",
+            "TreatmentId",
+            "ActivityId",
+            "ScheduledTime",
+            "Endpoints",
+        ]
+        assert payload["Message"] == {} and payload["Data"] == data  # passed through verbatim
+        assert payload["ApplicationId"] == app_id and payload["CampaignId"] == campaign["Id"]
+        assert payload["TreatmentId"] == "0"
+        assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", payload["ScheduledTime"])
+        assert 1 <= len(payload["Endpoints"]) <= 50
+        assert post.headers["X-Pointcast-Batch-Id"]
+        activity_ids.add(payload["ActivityId"])
+        for endpoint_id, definition in payload["Endpoints"].items():
+            got = pinpoint.get_endpoint(ApplicationId=app_id, EndpointId=endpoint_id)["EndpointResponse"]
+            assert definition == {k: v for k, v in got.items() if k not in ("Id", "ApplicationId", "CohortId")}
+            delivered.append(endpoint_id)
+    assert sorted(delivered) == sorted(expected)  # every targeted endpoint once and only once
+    assert len(posts) == -(-len(expected) // 50)
+
+    [activity] = pinpoint.get_campaign_activities(ApplicationId=app_id, CampaignId=campaign["Id"])[
+        "ActivitiesResponse"
+    ]["Item"]
+    assert activity["Id"] in activity_ids and activity["State"] == "COMPLETED" and activity["Result"] == "SUCCESS"
+    assert activity["TotalEndpointCount"] == len(expected) == activity["SuccessfulEndpointCount"]
+    assert activity["TreatmentId"] == "0" and activity["Start"] and activity["End"]
+
+    outcomes = own(server, f"/pointcast/v1/apps/{app_id}/campaigns/{campaign['Id']}/outcomes")["Item"]
+    by_id = {o["EndpointId"]: o for o in outcomes}
+    assert set(by_id) == {i["Id"] for i in in_segment}  # every segment member has an outcome
+    for item in in_segment:
+        outcome = by_id[item["Id"]]
+        if item["Id"] in expected:
+            assert outcome["Status"] == "SENT"
+        elif item.get("EndpointStatus") == "INACTIVE":
+            assert (outcome["Status"], outcome["Reason"]) == ("SKIPPED", "ENDPOINT_INACTIVE")
+        elif item.get("OptOut") == "ALL":
+            assert (outcome["Status"], outcome["Reason"]) == ("SKIPPED", "OPTED_OUT")
+        else:
+            assert (outcome["Status"], outcome["Reason"]) == ("SKIPPED", "CHANNEL_NOT_TARGETED")
+    events = own(server, f"/pointcast/v1/apps/{app_id}/campaigns/{campaign['Id']}/events")["Item"]
+    sent = [e for e in events if e["attributes"]["campaign_send_status"] == "SUCCESS"]
+    assert len(sent) == len(expected)
+    assert sent[0]["event_type"] == "_campaign.send" and sent[0]["attributes"]["delivery_type"] == "CUSTOM"
+    assert sent[0]["awsAccountId"] == ACCOUNT_ID and sent[0]["client"]["client_id"] in expected
+    assert json.loads(sent[0]["client_context"]["custom"]["endpoint"])["ChannelType"] in ("SMS", "CUSTOM")
