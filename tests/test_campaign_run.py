@@ -151,3 +151,35 @@ def test_webhook_campaign_end_to_end(server, pinpoint, app_id, receiver) -> None
     assert sent[0]["event_type"] == "_campaign.send" and sent[0]["attributes"]["delivery_type"] == "CUSTOM"
     assert sent[0]["awsAccountId"] == ACCOUNT_ID and sent[0]["client"]["client_id"] in expected
     assert json.loads(sent[0]["client_context"]["custom"]["endpoint"])["ChannelType"] in ("SMS", "CUSTOM")
+
+
+def test_signed_webhooks_verify_with_the_standard_library(server, pinpoint, app_id, receiver) -> None:
+    from standardwebhooks.webhooks import Webhook
+
+    created = signed_request("POST", f"{server.url}/pointcast/v1/apps/{app_id}/webhook-secret")
+    assert created.status_code == 200, created.text
+    secret = created.json()["Secret"]
+    assert secret.startswith("whsec_")
+    assert "_WebhookSecret" not in json.dumps(pinpoint.get_application_settings(ApplicationId=app_id))
+    load(pinpoint, app_id, endpoints(120))
+    segment = pinpoint.create_segment(ApplicationId=app_id, WriteSegmentRequest={"Name": "all"})["SegmentResponse"]
+    campaign = pinpoint.create_campaign(
+        ApplicationId=app_id,
+        WriteCampaignRequest={
+            "Name": "signed",
+            "SegmentId": segment["Id"],
+            "Schedule": {"StartTime": "IMMEDIATE"},
+            "MessageConfiguration": {"CustomMessage": {"Data": "x"}},
+            "CustomDeliveryConfiguration": {"DeliveryUri": receiver.url, "EndpointTypes": ["SMS"]},
+        },
+    )["CampaignResponse"]
+    wait_for_state(pinpoint, app_id, campaign["Id"], "COMPLETED", server=server)
+    posts = [r for r in receiver.requests if r.method == "POST"]
+    assert posts
+    for post in posts:
+        headers = dict(post.headers)
+        payload = Webhook(secret).verify(post.body, headers)  # raises if the signature is wrong
+        assert payload["CampaignId"] == campaign["Id"]
+        assert headers["webhook-id"] == headers["X-Pointcast-Batch-Id"]
+        with pytest.raises(Exception, match="signature"):
+            Webhook(secret).verify(post.body + b" ", headers)

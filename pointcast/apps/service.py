@@ -14,6 +14,7 @@ from pointcast.pinpoint import limits
 from pointcast.pinpoint.paging import Page, page_response
 
 SETTINGS_MEMBERS = ("CampaignHook", "Limits", "QuietTime", "JourneyLimits")
+WEBHOOK_SECRET_KEY = "_WebhookSecret"  # pointcast's own setting: members starting with "_" are never returned
 
 
 def response(row: Any, region: str, account: str) -> dict[str, Any]:
@@ -93,6 +94,15 @@ def update_settings(conn: sa.Connection, app_id: str, request: dict[str, Any]) -
     settings["LastModifiedDate"] = now_iso()
     repository.update(conn, app_id, settings=settings)
     return public_settings(settings)
+
+
+def set_webhook_secret(conn: sa.Connection, app_id: str, secret: str | None) -> None:
+    settings = dict(get_settings(conn, app_id))
+    if secret is None:
+        settings.pop(WEBHOOK_SECRET_KEY, None)
+    else:
+        settings[WEBHOOK_SECRET_KEY] = secret
+    repository.update(conn, app_id, settings=settings)
 
 
 def public_settings(settings: dict[str, Any]) -> dict[str, Any]:

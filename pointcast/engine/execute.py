@@ -7,6 +7,7 @@ crash is sent again with the same id (``X-Pointcast-Batch-Id``), so a receiver c
 
 from __future__ import annotations
 
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -16,14 +17,18 @@ import aiohttp
 import orjson
 import sqlalchemy as sa
 
+from pointcast.apps import repository as apps
+from pointcast.apps.service import WEBHOOK_SECRET_KEY
 from pointcast.aws.wire import iso_ms
 from pointcast.channels.webhook.deliver import Delivery, RetryPolicy, post_batch
+from pointcast.channels.webhook.signing import signature_headers
 from pointcast.engine import repository as repo
 from pointcast.engine.plan import RunSpec, load_spec
 from pointcast.engine.progress import finish_activity
 from pointcast.engine.treatments import Treatment
 
 T = TypeVar("T")
+SECRET_TTL = 5.0
 
 
 @dataclass
@@ -36,6 +41,16 @@ class ExecuteDeps:
     policy: RetryPolicy
     now: Callable[[], datetime]
     specs: dict[str, RunSpec] = field(default_factory=dict)
+    secrets: dict[str, tuple[float, str | None]] = field(default_factory=dict)
+
+    async def webhook_secret(self, app_id: str) -> str | None:
+        """The project's signing secret, re-read at most every few seconds so a rotation takes effect."""
+        cached = self.secrets.get(app_id)
+        if cached is None or time.monotonic() - cached[0] > SECRET_TTL:
+            settings = await self.read(lambda conn: apps.get(conn, app_id).settings)
+            cached = (time.monotonic(), settings.get(WEBHOOK_SECRET_KEY))
+            self.secrets[app_id] = cached
+        return cached[1]
 
     async def spec(self, run_id: str) -> RunSpec:
         if run_id not in self.specs:
@@ -80,7 +95,9 @@ async def execute_batch(deps: ExecuteDeps, batch_id: str) -> None:
         failure = None
     elif treatment.is_webhook:
         body = build_payload(spec, treatment, batch.activity_id, batch.not_before, docs, present)
-        delivery = await post_batch(deps.session, str(treatment.delivery_uri), body, batch_id, deps.policy)
+        secret = await deps.webhook_secret(spec.app_id)
+        sign = (lambda data: signature_headers(secret, batch_id, data)) if secret else None
+        delivery = await post_batch(deps.session, str(treatment.delivery_uri), body, batch_id, deps.policy, sign=sign)
         failure = None if delivery.ok else f"WEBHOOK_FAILED: {delivery.reason}"
     elif treatment.delivery_uri:
         failure = "FUNCTION_UNAVAILABLE: delivery to a Lambda function is not available in this version"

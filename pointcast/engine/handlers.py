@@ -7,7 +7,9 @@ from typing import Any
 
 from starlette.requests import Request
 
+from pointcast.apps import service as apps
 from pointcast.aws.errors import BadRequest
+from pointcast.channels.webhook.signing import new_secret
 from pointcast.context import Context
 from pointcast.engine import views
 
@@ -50,4 +52,23 @@ ROUTES = [
     ("GET", "/pointcast/v1/apps/{app_id}/campaigns/{campaign_id}/outcomes", outcomes),
     ("GET", "/pointcast/v1/apps/{app_id}/campaigns/{campaign_id}/events", events),
     ("POST", "/pointcast/clock", set_clock),
+]
+
+
+async def rotate_webhook_secret(ctx: Context, request: Request) -> Any:
+    """Create (or replace) the project's webhook signing secret and return it once."""
+    app_id, secret = request.path_params["app_id"], new_secret()
+    await ctx.write(lambda conn: apps.set_webhook_secret(conn, app_id, secret))
+    return {"ApplicationId": app_id, "Secret": secret, "Scheme": "https://www.standardwebhooks.com/"}
+
+
+async def delete_webhook_secret(ctx: Context, request: Request) -> Any:
+    app_id = request.path_params["app_id"]
+    await ctx.write(lambda conn: apps.set_webhook_secret(conn, app_id, None))
+    return {"ApplicationId": app_id}
+
+
+ROUTES += [
+    ("POST", "/pointcast/v1/apps/{app_id}/webhook-secret", rotate_webhook_secret),
+    ("DELETE", "/pointcast/v1/apps/{app_id}/webhook-secret", delete_webhook_secret),
 ]

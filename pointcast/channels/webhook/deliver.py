@@ -90,16 +90,21 @@ async def post_batch(
     policy: RetryPolicy,
     *,
     headers: dict[str, str] | None = None,
+    sign: Callable[[bytes], dict[str, str]] | None = None,
     sleep: Callable[[float], object] = asyncio.sleep,
 ) -> Delivery:
-    """POST ``body`` until it succeeds, fails for good, or the attempts run out."""
+    """POST ``body`` until it succeeds, fails for good, or the attempts run out.
+
+    ``sign``, when given, makes the signature headers for each attempt (their timestamp is the attempt's).
+    """
     delivery = Delivery()
-    request_headers = {"Content-Type": "application/json", BATCH_ID_HEADER: batch_id, **(headers or {})}
+    base_headers = {"Content-Type": "application/json", BATCH_ID_HEADER: batch_id, **(headers or {})}
     timeout = aiohttp.ClientTimeout(total=policy.timeout)
     for number in range(1, policy.attempts + 1):
         started = time.monotonic()
         attempt = Attempt(number, time.time(), 0.0)
         retry_after = None
+        request_headers = {**base_headers, **sign(body)} if sign else base_headers
         try:
             async with session.post(
                 url, data=body, headers=request_headers, timeout=timeout, allow_redirects=False
