@@ -118,6 +118,86 @@ def openapi() -> None:
     typer.echo(orjson.dumps(openapi_document(build_apis()), option=orjson.OPT_INDENT_2).decode())
 
 
+campaigns_app = typer.Typer(no_args_is_help=True, help="Watch campaign runs and read their send events.")
+apps_app = typer.Typer(no_args_is_help=True, help="Project settings that are pointcast's own.")
+app.add_typer(campaigns_app, name="campaigns")
+app.add_typer(apps_app, name="apps")
+
+EndpointUrl = Annotated[
+    str, typer.Option("--endpoint-url", envvar="POINTCAST_URL", help="pointcast's URL [env POINTCAST_URL]")
+]
+Profile = Annotated[str | None, typer.Option(help="AWS profile with the credentials pointcast accepts")]
+
+
+def _client(endpoint_url: str, profile: str | None) -> Any:
+    from pointcast.client import ClientError, PointcastClient
+
+    try:
+        return PointcastClient(endpoint_url, profile=profile)
+    except ClientError as exc:
+        err.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(1) from None
+
+
+@campaigns_app.command("watch")
+def campaigns_watch(
+    application_id: str,
+    campaign_id: str,
+    endpoint_url: EndpointUrl = "http://127.0.0.1:8787",
+    profile: Profile = None,
+    timeout: Annotated[float, typer.Option(help="Stop watching after this many seconds")] = 3600.0,
+) -> None:
+    """Live progress of a campaign: endpoints planned / sent / failed, rate and ETA, until its run completes."""
+    from pointcast.client import ClientError
+    from pointcast.watch import watch
+
+    try:
+        raise typer.Exit(watch(_client(endpoint_url, profile), application_id, campaign_id, timeout))
+    except ClientError as exc:
+        err.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(1) from None
+
+
+@campaigns_app.command("events")
+def campaigns_events(
+    application_id: str,
+    campaign_id: str,
+    endpoint_url: EndpointUrl = "http://127.0.0.1:8787",
+    profile: Profile = None,
+    outcomes: Annotated[bool, typer.Option("--outcomes", help="Per-endpoint outcomes instead of events")] = False,
+) -> None:
+    """Print the campaign's _campaign.send events (Pinpoint's event-stream format), one JSON object per line."""
+    from pointcast.client import ClientError
+
+    client = _client(endpoint_url, profile)
+    kind = "outcomes" if outcomes else "events"
+    try:
+        for item in client.pages(f"/pointcast/v1/apps/{application_id}/campaigns/{campaign_id}/{kind}"):
+            typer.echo(orjson.dumps(item).decode())
+    except ClientError as exc:
+        err.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(1) from None
+
+
+@apps_app.command("webhook-secret")
+def apps_webhook_secret(
+    application_id: str,
+    endpoint_url: EndpointUrl = "http://127.0.0.1:8787",
+    profile: Profile = None,
+    delete: Annotated[bool, typer.Option("--delete", help="Stop signing this project's webhooks")] = False,
+) -> None:
+    """Create or rotate the project's Standard Webhooks signing secret (printed once), or delete it."""
+    from pointcast.client import ClientError
+
+    client = _client(endpoint_url, profile)
+    try:
+        result = client.request("DELETE" if delete else "POST", f"/pointcast/v1/apps/{application_id}/webhook-secret")
+    except ClientError as exc:
+        err.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(1) from None
+    typer.echo("deleted" if delete else result["Secret"])
+
+
 @app.command()
 def version() -> None:
     """Print the version."""

@@ -1,0 +1,72 @@
+"""The pointcast CLI against a real server: watch a campaign run, read its events, rotate the webhook secret."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+from typing import Any
+
+from tests.support.server import BIN, KEY_ID, REGION, SECRET, cli_env
+from tests.test_campaign_run import endpoints, load
+
+
+def pointcast(server, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    env = {
+        **cli_env(),
+        "AWS_ACCESS_KEY_ID": KEY_ID,
+        "AWS_SECRET_ACCESS_KEY": SECRET,
+        "AWS_DEFAULT_REGION": REGION,
+        "POINTCAST_URL": server.url,
+        "COLUMNS": "160",
+    }
+    return subprocess.run(
+        [str(Path(BIN) / "pointcast"), *args], env=env, capture_output=True, text=True, timeout=timeout
+    )
+
+
+def campaign(pinpoint, app_id: str, url: str) -> dict[str, Any]:
+    load(pinpoint, app_id, endpoints(300))
+    segment = pinpoint.create_segment(ApplicationId=app_id, WriteSegmentRequest={"Name": "all"})["SegmentResponse"]
+    return pinpoint.create_campaign(
+        ApplicationId=app_id,
+        WriteCampaignRequest={
+            "Name": "cli",
+            "SegmentId": segment["Id"],
+            "Schedule": {"StartTime": "IMMEDIATE"},
+            "MessageConfiguration": {"CustomMessage": {"Data": "x"}},
+            "CustomDeliveryConfiguration": {"DeliveryUri": url, "EndpointTypes": ["SMS", "CUSTOM"]},
+        },
+    )["CampaignResponse"]
+
+
+def test_watch_and_events(server, pinpoint, app_id, test_ca) -> None:
+    from tests.support.server import ACCOUNT_ID
+    from tests.support.tls import TLSReceiver
+
+    with TLSReceiver(test_ca, account_id=ACCOUNT_ID) as receiver:
+        created = campaign(pinpoint, app_id, receiver.url)
+        watched = pointcast(server, "campaigns", "watch", app_id, created["Id"])
+        assert watched.returncode == 0, watched.stdout + watched.stderr
+        sent = sum(
+            1
+            for i in endpoints(300)
+            if i["ChannelType"] in ("SMS", "CUSTOM") and "EndpointStatus" not in i and "OptOut" not in i
+        )
+        assert f"COMPLETED: {sent} sent, 0 failed, {300 - sent} skipped" in watched.stdout
+
+    events = pointcast(server, "campaigns", "events", app_id, created["Id"])
+    assert events.returncode == 0, events.stderr
+    records = [json.loads(line) for line in events.stdout.splitlines()]
+    assert len(records) == 300 and {r["event_type"] for r in records} == {"_campaign.send"}
+    assert sum(r["attributes"]["campaign_send_status"] == "SUCCESS" for r in records) == sent
+    outcomes = pointcast(server, "campaigns", "events", "--outcomes", app_id, created["Id"])
+    assert {json.loads(line)["Status"] for line in outcomes.stdout.splitlines()} == {"SENT", "SKIPPED"}
+
+
+def test_cli_errors_are_one_line(server, app_id) -> None:
+    missing = pointcast(server, "campaigns", "events", app_id, "0" * 32)
+    assert missing.returncode == 1 and "NotFoundException" in missing.stderr and "Traceback" not in missing.stderr
+    secret = pointcast(server, "apps", "webhook-secret", app_id)
+    assert secret.returncode == 0 and secret.stdout.startswith("whsec_")
+    assert pointcast(server, "apps", "webhook-secret", "--delete", app_id).stdout.strip() == "deleted"
