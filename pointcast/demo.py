@@ -23,6 +23,7 @@ from rich.table import Table
 from pointcast.channels.webhook.receiver import LocalReceiver
 
 ACCOUNT_ID = "000000000000"
+ENDPOINTS = 1000
 KEY_ID, SECRET = "AKIDPOINTCASTDEMO", "pointcast-demo-secret"
 console = Console()
 
@@ -68,7 +69,7 @@ def _endpoints(count: int) -> list[dict[str, Any]]:
     cities = ["Seattle", "Lisbon", "Osaka", "Lagos"]
     return [
         {
-            "Id": f"endpoint-{i:03d}",
+            "Id": f"endpoint-{i:04d}",
             "ChannelType": channels[i % 4],
             "Address": f"user{i}@example.com" if i % 4 == 0 else f"+1206555{i:04d}",
             "Attributes": {"Interests": ["shoes" if i % 2 else "hats"]},
@@ -98,6 +99,16 @@ def run_demo(data_dir: Path) -> int:
     return 0
 
 
+def _wait_completed(pp: Any, app_id: str, campaign_id: str, timeout: float = 60) -> str:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        state = pp.get_campaign(ApplicationId=app_id, CampaignId=campaign_id)["CampaignResponse"]["State"]
+        if state["CampaignStatus"] == "COMPLETED":
+            return str(state["CampaignStatus"])
+        time.sleep(0.2)
+    raise RuntimeError(f"the campaign did not complete within {timeout:.0f} s")
+
+
 def _tour(url: str, receiver: LocalReceiver) -> None:
     pp = boto3.client(
         "pinpoint",
@@ -111,10 +122,12 @@ def _tour(url: str, receiver: LocalReceiver) -> None:
     console.print(f"pointcast on {url} (SQLite), webhook receiver on {receiver.url}")
     app = pp.create_app(CreateApplicationRequest={"Name": "shop", "tags": {"env": "demo"}})["ApplicationResponse"]
     console.print(f"1. create_app -> [bold]{app['Id']}[/bold] ({app['Arn']})")
-    pp.update_endpoints_batch(ApplicationId=app["Id"], EndpointBatchRequest={"Item": _endpoints(100)})
-    sample = pp.get_endpoint(ApplicationId=app["Id"], EndpointId="endpoint-007")["EndpointResponse"]
+    items = _endpoints(ENDPOINTS)
+    for start in range(0, ENDPOINTS, 100):
+        pp.update_endpoints_batch(ApplicationId=app["Id"], EndpointBatchRequest={"Item": items[start : start + 100]})
+    sample = pp.get_endpoint(ApplicationId=app["Id"], EndpointId="endpoint-0007")["EndpointResponse"]
     console.print(
-        f"2. update_endpoints_batch: 100 endpoints; endpoint-007 is {sample['ChannelType']} "
+        f"2. update_endpoints_batch: {ENDPOINTS} endpoints; endpoint-0007 is {sample['ChannelType']} "
         f"{sample['Address']} in {sample['Location']['City']}"
     )
     segment = pp.create_segment(
@@ -159,8 +172,29 @@ def _tour(url: str, receiver: LocalReceiver) -> None:
         )
     except pp.exceptions.BadRequestException as exc:
         console.print(f"5. a plain-http webhook is refused: [yellow]{exc.response['Error']['Message']}[/yellow]")
+    state = _wait_completed(pp, app["Id"], campaign["Id"])
+    endpoints = sum(len(batch["Endpoints"]) for batch in receiver.batches)
+    console.print(
+        f"6. the campaign ran: {state}; the webhook received {len(receiver.batches)} batch(es) "
+        f"with {endpoints} endpoints (at most 50 per batch)"
+    )
     activities = pp.get_campaign_activities(ApplicationId=app["Id"], CampaignId=campaign["Id"])
-    console.print(f"6. get_campaign_activities -> {len(activities['ActivitiesResponse']['Item'])} run(s) so far")
+    runs = Table(title="get_campaign_activities")
+    for column in ("treatment", "state", "result", "endpoints", "successful"):
+        runs.add_column(column)
+    for activity in sorted(activities["ActivitiesResponse"]["Item"], key=lambda a: a["TreatmentId"]):
+        runs.add_row(
+            activity["TreatmentId"],
+            activity["State"],
+            activity.get("Result", ""),
+            str(activity["TotalEndpointCount"]),
+            str(activity["SuccessfulEndpointCount"]),
+        )
+    console.print(runs)
+    if not receiver.batches or endpoints != sum(
+        a["SuccessfulEndpointCount"] for a in activities["ActivitiesResponse"]["Item"]
+    ):
+        raise RuntimeError("the webhook did not receive what the activities report")
 
     table = Table(title="what the store holds")
     for column in ("resource", "count"):

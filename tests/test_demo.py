@@ -17,4 +17,5 @@ def test_demo_runs_end_to_end(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stdout + result.stderr
     assert "create_campaign" in result.stdout and "HEAD check" in result.stdout
     assert "must begin with https://" in result.stdout
+    assert "the campaign ran: COMPLETED" in result.stdout
     assert "Demo finished" in result.stdout
