@@ -198,6 +198,14 @@ def apps_webhook_secret(
     typer.echo("deleted" if delete else result["Secret"])
 
 
+@app.command("api-table")
+def api_table() -> None:
+    """Print docs/api.md: every Pinpoint operation and whether pointcast serves it."""
+    from pointcast.apidoc import api_table as table
+
+    typer.echo(table(), nl=False)
+
+
 @app.command()
 def version() -> None:
     """Print the version."""

@@ -9,6 +9,7 @@ from pathlib import Path
 import httpx
 
 from pointcast.api import build_apis
+from pointcast.apidoc import api_table
 from pointcast.aws.openapi import openapi_document
 from tests.support.server import Server
 
@@ -22,6 +23,10 @@ def test_openapi_in_repo_matches_the_code(server: Server) -> None:
     assert served == generated
     operations = {op["operationId"] for path in generated["paths"].values() for op in path.values()}
     assert operations == set(build_apis()[0].handlers)
+
+
+def test_api_table_is_generated_from_the_code() -> None:
+    assert (DOCS / "api.md").read_text() == api_table(), "run: pointcast api-table > docs/api.md"
 
 
 def test_api_table_matches_the_handlers() -> None:
