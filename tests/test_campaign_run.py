@@ -183,3 +183,47 @@ def test_signed_webhooks_verify_with_the_standard_library(server, pinpoint, app_
         assert headers["webhook-id"] == headers["X-Pointcast-Batch-Id"]
         with pytest.raises(Exception, match="signature"):
             Webhook(secret).verify(post.body + b" ", headers)
+
+
+def test_recency_uses_effective_date_and_events(server, pinpoint, app_id, receiver) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    old = (datetime.now(UTC) - timedelta(days=60)).isoformat()
+    for endpoint_id in ("stale", "revived"):
+        pinpoint.update_endpoint(
+            ApplicationId=app_id,
+            EndpointId=endpoint_id,
+            EndpointRequest={"ChannelType": "SMS", "Address": "+1", "EffectiveDate": old},
+        )
+    pinpoint.update_endpoint(ApplicationId=app_id, EndpointId="fresh", EndpointRequest={"ChannelType": "SMS"})
+    pinpoint.put_events(
+        ApplicationId=app_id,
+        EventsRequest={
+            "BatchItem": {
+                "revived": {
+                    "Endpoint": {},
+                    "Events": {"e1": {"EventType": "_session.start", "Timestamp": datetime.now(UTC).isoformat()}},
+                }
+            }
+        },
+    )
+    segment = pinpoint.create_segment(
+        ApplicationId=app_id,
+        WriteSegmentRequest={
+            "Name": "active",
+            "Dimensions": {"Behavior": {"Recency": {"Duration": "DAY_7", "RecencyType": "ACTIVE"}}},
+        },
+    )["SegmentResponse"]
+    campaign = pinpoint.create_campaign(
+        ApplicationId=app_id,
+        WriteCampaignRequest={
+            "Name": "recent",
+            "SegmentId": segment["Id"],
+            "Schedule": {"StartTime": "IMMEDIATE"},
+            "MessageConfiguration": {"CustomMessage": {"Data": "x"}},
+            "CustomDeliveryConfiguration": {"DeliveryUri": receiver.url, "EndpointTypes": ["SMS"]},
+        },
+    )["CampaignResponse"]
+    wait_for_state(pinpoint, app_id, campaign["Id"], "COMPLETED", server=server)
+    delivered = {e for r in receiver.requests if r.method == "POST" for e in json.loads(r.body)["Endpoints"]}
+    assert delivered == {"revived", "fresh"}

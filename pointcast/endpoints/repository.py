@@ -18,8 +18,21 @@ def docs_by_id(conn: sa.Connection, app_id: str, ids: Sequence[str]) -> dict[str
     return {row.id: (row.doc, row.request_id) for row in rows}
 
 
-UPSERT_COLUMNS = ("app_id", "id", "user_id", "channel_type", "endpoint_status", "opt_out", "request_id", "doc")
-_UPDATED = ", ".join(f"{c} = excluded.{c}" for c in UPSERT_COLUMNS[2:])
+UPSERT_COLUMNS = (
+    "app_id",
+    "id",
+    "user_id",
+    "channel_type",
+    "endpoint_status",
+    "opt_out",
+    "request_id",
+    "doc",
+    "last_active",
+)
+_UPDATED = ", ".join(f"{c} = excluded.{c}" for c in UPSERT_COLUMNS[2:-1]) + (
+    ", last_active = CASE WHEN endpoints.last_active IS NULL OR excluded.last_active > endpoints.last_active "
+    "THEN excluded.last_active ELSE endpoints.last_active END"
+)
 
 
 def upsert(conn: sa.Connection, rows: list[tuple[Any, ...]]) -> None:
@@ -36,6 +49,18 @@ def upsert(conn: sa.Connection, rows: list[tuple[Any, ...]]) -> None:
         f"ON CONFLICT (app_id, id) DO UPDATE SET {_UPDATED}"
     )
     conn.exec_driver_sql(sql, rows)
+
+
+def touch(conn: sa.Connection, app_id: str, moments: dict[str, str]) -> None:
+    """Move each endpoint's ``last_active`` forward to the given ISO time (never back)."""
+    if not moments:
+        return
+    mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
+    sql = (
+        f"UPDATE endpoints SET last_active = {mark} WHERE app_id = {mark} AND id = {mark} "
+        f"AND (last_active IS NULL OR last_active < {mark})"
+    )
+    conn.exec_driver_sql(sql, [(at, app_id, endpoint_id, at) for endpoint_id, at in moments.items()])
 
 
 def by_user(conn: sa.Connection, app_id: str, user_id: str) -> list[sa.Row[Any]]:

@@ -9,6 +9,7 @@ one or the time of the update.
 from __future__ import annotations
 
 import hashlib
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -16,7 +17,7 @@ import sqlalchemy as sa
 
 from pointcast.apps import repository as apps
 from pointcast.aws.errors import BadRequest, NotFound
-from pointcast.aws.wire import now_iso
+from pointcast.aws.wire import iso_ms, now_iso
 from pointcast.endpoints import repository
 from pointcast.pinpoint import limits
 
@@ -86,6 +87,7 @@ def write(conn: sa.Connection, app_id: str, items: list[tuple[str, dict[str, Any
         merged[endpoint_id] = doc
         request_id = request.get("RequestId") or (stored.get(endpoint_id) or ("", None))[1]
         user_id = (doc.get("User") or {}).get("UserId")
+        effective = instant(doc["EffectiveDate"], path.replace("{index}", str(index)) + ".EffectiveDate")
         rows[endpoint_id] = (
             app_id,
             endpoint_id,
@@ -95,8 +97,18 @@ def write(conn: sa.Connection, app_id: str, items: list[tuple[str, dict[str, Any
             doc["OptOut"],
             request_id,
             text.decode(),
+            effective,
         )
     repository.upsert(conn, list(rows.values()))
+
+
+def instant(value: str, path: str) -> str:
+    """An ISO 8601 time in pointcast's canonical form (UTC, milliseconds, Z); naive times are UTC."""
+    try:
+        moment = datetime.fromisoformat(value)
+    except (TypeError, ValueError):
+        raise BadRequest(f"{path} must be an ISO 8601 date-time (got {str(value)[:40]!r})") from None
+    return iso_ms(moment if moment.tzinfo else moment.replace(tzinfo=UTC))
 
 
 def check_id(endpoint_id: str | None, path: str) -> str:

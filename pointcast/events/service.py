@@ -9,6 +9,7 @@ import sqlalchemy as sa
 
 from pointcast.apps import repository as apps
 from pointcast.aws.errors import AwsError, BadRequest
+from pointcast.endpoints import repository as endpoint_repository
 from pointcast.endpoints import service as endpoints
 from pointcast.events import repository
 from pointcast.pinpoint import limits
@@ -65,4 +66,9 @@ def put_events(conn: sa.Connection, app_id: str, request: dict[str, Any]) -> dic
             "EventsItemResponse": {event_id: dict(_ACCEPTED) for event_id in item["Events"]},
         }
     repository.insert_many(conn, rows)
+    latest: dict[str, str] = {}
+    for row in rows:
+        at = endpoints.instant(row["timestamp"], "Timestamp")
+        latest[row["endpoint_id"]] = max(at, latest.get(row["endpoint_id"], at))
+    endpoint_repository.touch(conn, app_id, latest)
     return {"Results": results}
