@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import secrets
@@ -51,7 +52,21 @@ def build(settings: Settings, keys: dict[str, str]) -> FastAPI:
     verifier = SigV4Verifier(
         keys, max_skew_seconds=settings.max_clock_skew_seconds, allow_any=settings.allow_any_credentials
     )
-    return create_app(ctx, verifier)
+    app = create_app(ctx, verifier)
+    tune_gc()
+    return app
+
+
+def tune_gc() -> None:
+    """Move start-up objects out of the collector's sight and collect young objects less often.
+
+    Each API request allocates many short-lived containers (a 100-endpoint batch is thousands of dicts); with
+    CPython's default thresholds the cyclic collector ran on nearly every request, about 40% of server time in
+    bench/ingest.py's profile. Reference counting still frees everything that is not in a cycle.
+    """
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 100)
 
 
 def credentials_path(settings: Settings) -> Path:

@@ -133,11 +133,14 @@ class RestJsonRouter:
                 raise BadRequest(f"{missing[0]} is required")
             if payload_name:
                 payload_shape = input_shape.members[payload_name]
-                payload = _decode(body, required=payload_name in input_shape.required_members)
-                if payload is None:
-                    payload = {}
-                if payload_shape.type_name == "structure":
-                    shapes.validate(self.service, payload_shape.name, payload, root=payload_name)
+                if payload_shape.type_name == "structure" and body.strip():
+                    payload = shapes.parse_json(self.service, payload_shape.name, body, root=payload_name)
+                    if b"\\u0000" in body:  # JSON carries NUL only escaped; no store keeps it in text
+                        _refuse_nul(payload, "The request body")
+                else:
+                    payload = _decode(body, required=payload_name in input_shape.required_members) or {}
+                    if payload_shape.type_name == "structure":
+                        shapes.validate(self.service, payload_shape.name, payload, root=payload_name)
             elif body_members:
                 payload = _decode(body, required=False) or {}
                 for name in payload:

@@ -11,13 +11,14 @@ from functools import cache
 from typing import Any, Literal, NotRequired, Required
 
 import botocore.session
+import orjson
 from botocore.model import ServiceModel, Shape
 from pydantic import ConfigDict, TypeAdapter, ValidationError
 from typing_extensions import TypedDict
 
 from pointcast.aws.errors import BadRequest
 
-_CONFIG = ConfigDict(extra="forbid", strict=True)
+_CONFIG = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
 
 
 @cache
@@ -81,6 +82,21 @@ def validate(service: str, shape_name: str, value: Any, *, root: str | None = No
     except ValidationError as exc:
         raise BadRequest(describe(exc, root or shape_name)) from None
     return value  # type: ignore[no-any-return]
+
+
+def parse_json(service: str, shape_name: str, body: bytes, *, root: str) -> dict[str, Any]:
+    """Parse and check a JSON body in one pass (no throw-away copy); the result is plain dicts and lists."""
+    try:
+        value: dict[str, Any] = _adapter(service, shape_name).validate_json(body)
+    except ValidationError as exc:
+        try:  # pydantic's parser is more lenient than RFC 8259 (NaN, Infinity); orjson is the judge
+            parsed = orjson.loads(body)
+        except orjson.JSONDecodeError as error:
+            raise BadRequest(f"The request body is not valid JSON: {error}") from None
+        if not isinstance(parsed, dict):
+            raise BadRequest(f"The request body must be a JSON object, not {type(parsed).__name__}") from None
+        raise BadRequest(describe(exc, root)) from None
+    return value
 
 
 def describe(exc: ValidationError, root: str) -> str:

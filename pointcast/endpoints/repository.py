@@ -13,7 +13,18 @@ t = m.endpoints
 
 
 def docs_by_id(conn: sa.Connection, app_id: str, ids: Sequence[str]) -> dict[str, tuple[str, str | None]]:
-    """The stored JSON text (and last RequestId) of each endpoint in ``ids`` that exists."""
+    """The stored JSON text (and last RequestId) of each endpoint in ``ids`` that exists.
+
+    On PostgreSQL the ids are probed one by one through the primary key (``unnest`` + ``LATERAL``): with an
+    ``IN`` list the planner may pick the user index and scan the whole app while the table is not yet analyzed.
+    """
+    if conn.dialect.name == "postgresql":
+        rows = conn.exec_driver_sql(
+            "SELECT e.id, e.doc, e.request_id FROM unnest(%s::text[]) AS u(id) CROSS JOIN LATERAL "
+            "(SELECT id, doc, request_id FROM endpoints WHERE app_id = %s AND id = u.id) AS e",
+            (list(ids), app_id),
+        )
+        return {row[0]: (row[1], row[2]) for row in rows}
     rows = conn.execute(sa.select(t.c.id, t.c.doc, t.c.request_id).where(t.c.app_id == app_id, t.c.id.in_(ids)))
     return {row.id: (row.doc, row.request_id) for row in rows}
 
