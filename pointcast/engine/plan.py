@@ -21,6 +21,7 @@ from pointcast.campaigns.repository import campaigns
 from pointcast.engine import repository as repo
 from pointcast.engine import schedule
 from pointcast.engine.treatments import Treatment, assign, bucket, treatments_of
+from pointcast.imports.audience import ImportedSegments, is_imported
 from pointcast.segments.evaluate import EndpointView, Predicate, compile_segment
 from pointcast.segments.repository import segments
 from pointcast.store import Database
@@ -78,7 +79,14 @@ def _predicate(conn: sa.Connection, spec: RunSpec, now: datetime) -> Predicate:
             return segments.get(conn, spec.app_id, segment_id)
         return segments.version(conn, spec.app_id, segment_id, str(version))
 
-    return compile_segment(load(campaign["SegmentId"], campaign.get("SegmentVersion")), now=now, load_segment=load)
+    segment = load(campaign["SegmentId"], campaign.get("SegmentVersion"))
+    # IMPORT segments are fixed lists of endpoints (pointcast.imports.audience): as the campaign's segment, a
+    # membership test; as a SourceSegment, a stand-in dimension the members are marked with. The member ids of each
+    # IMPORT segment version used are held in a set while the run is planned (fine up to a few million).
+    imported = ImportedSegments(conn, spec.app_id)
+    if is_imported(segment):
+        return imported.membership(segment)
+    return imported.marking(compile_segment(segment, now=now, load_segment=imported.loader(load)))
 
 
 def _last_active(value: str | None) -> datetime | None:

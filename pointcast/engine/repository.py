@@ -126,8 +126,13 @@ def sent_counts(
 
 def due_batches(conn: sa.Connection, now: str, exclude: set[str], limit: int) -> list[sa.Row[Any]]:
     b = m.batches
-    query = sa.select(b.c.id).where(b.c.state == "PENDING", b.c.not_before <= now).order_by(b.c.pk).limit(limit)
-    return [row for row in conn.execute(query) if row.id not in exclude]
+    query = (
+        sa.select(b.c.id)
+        .where(b.c.state == "PENDING", b.c.not_before <= now)
+        .order_by(b.c.not_before, b.c.pk)
+        .limit(limit + len(exclude))  # the batches in flight are still PENDING: look past them
+    )
+    return [row for row in conn.execute(query) if row.id not in exclude][:limit]
 
 
 def get_batch(conn: sa.Connection, batch_id: str) -> sa.Row[Any]:

@@ -106,6 +106,8 @@ class Runner:
         self._session: aiohttp.ClientSession | None = None
         self._wake = asyncio.Event()
         self._rates: dict[str, float] = {}  # run id -> monotonic time the next batch may start
+        self._reschedule = True
+        self._scheduled_at = 0.0
 
     async def start(self) -> None:
         connector = aiohttp.TCPConnector(ssl=self.ctx.ssl_context, limit=self.concurrency, keepalive_timeout=30)
@@ -114,7 +116,8 @@ class Runner:
         self._task = asyncio.create_task(self._loop(), name="pointcast-runner")
 
     def wake(self) -> None:
-        """Look for work now (a campaign was written, the clock moved)."""
+        """Look for due runs now (a campaign was written, the clock moved)."""
+        self._reschedule = True
         self._wake.set()
 
     async def stop(self) -> None:
@@ -140,7 +143,17 @@ class Runner:
                 await asyncio.wait_for(self._wake.wait(), timeout=self.interval)
 
     async def tick(self) -> None:
-        """One pass: start due runs, plan what needs planning, dispatch due batches."""
+        """One pass: start due runs and plan them (every interval, or when woken), then dispatch due batches.
+
+        A finished batch wakes the loop only to dispatch the next ones: scanning campaigns is not repeated per batch.
+        """
+        if self._reschedule or time.monotonic() - self._scheduled_at >= self.interval:
+            self._reschedule = False
+            self._scheduled_at = time.monotonic()
+            await self._schedule()
+        await self._dispatch()
+
+    async def _schedule(self) -> None:
         now = self.clock.now()
         await self.ctx.write(lambda conn: start_due_runs(conn, now))
         planning = await self.ctx.read(lambda conn: repo.runs_in_state(conn, "PLANNING"))
@@ -148,7 +161,6 @@ class Runner:
             run_id: str = run.id
             await asyncio.to_thread(plan_run, self.ctx.db, run_id, self.clock.now())
             await self.ctx.write(lambda conn: self._close_empty(conn, run_id))  # noqa: B023 - awaited at once
-        await self._dispatch()
 
     def _close_empty(self, conn: sa.Connection, run_id: str) -> None:
         for activity in repo.activities_of_run(conn, run_id):

@@ -129,7 +129,8 @@ batches = sa.Table(
     sa.Column("attempts", sa.Integer, nullable=False, default=0),
     sa.Column("last_error", sa.Text, nullable=True),
     sa.Index("ix_batches_run_state", "run_id", "state"),
-    sa.Index("ix_batches_state_due", "state", "not_before"),
+    sa.Index("ix_batches_activity_state", "activity_id", "state"),
+    sa.Index("ix_batches_state_due", "state", "not_before", "pk"),
 )
 
 # How each targeted endpoint of an activity ended: SENT, SKIPPED, FILTERED or FAILED, with the reason.
@@ -173,4 +174,43 @@ events = sa.Table(
     sa.Column("doc", Json, nullable=False),
     sa.Index("ix_events_app_endpoint", "app_id", "endpoint_id"),
     sa.Index("ix_events_app_type", "app_id", "event_type"),
+)
+
+# Import jobs (CreateImportJob): ``doc`` is the ImportJobResponse as served; the other columns are the job's
+# bookkeeping: who runs it (``owner``, a host:pid:nonce token) until when (``lease_until``), and how many records of
+# the file are committed (``records_done``), so a job interrupted by a restart resumes where it stopped.
+import_jobs = sa.Table(
+    "import_jobs",
+    metadata,
+    sa.Column("pk", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("id", sa.String(32), nullable=False, unique=True),
+    sa.Column("app_id", sa.String(32), nullable=False),
+    sa.Column("segment_id", sa.String(32), nullable=True),  # the segment the job defines, if any
+    sa.Column("state", sa.String(16), nullable=False),  # the doc's JobStatus
+    sa.Column("owner", sa.String(160), nullable=True),
+    sa.Column("lease_until", sa.String(32), nullable=True),
+    sa.Column("records_done", sa.Integer, nullable=False, default=0),
+    sa.Column("doc", Json, nullable=False),
+    sa.Index("ix_import_jobs_app_segment", "app_id", "segment_id"),
+    sa.Index("ix_import_jobs_state", "state"),
+)
+
+# The endpoints an import job wrote: the members of the segment version that job defines.
+import_members = sa.Table(
+    "import_members",
+    metadata,
+    sa.Column("job_id", sa.String(32), primary_key=True),
+    sa.Column("endpoint_id", sa.String(256), primary_key=True),
+    sa.Column("app_id", sa.String(32), nullable=False),
+)
+
+# Which import job's endpoints each version of an IMPORT segment holds (a version made without an import, such as
+# a rename, holds those of the newest version before it that has a row here).
+segment_imports = sa.Table(
+    "segment_imports",
+    metadata,
+    sa.Column("app_id", sa.String(32), primary_key=True),
+    sa.Column("segment_id", sa.String(32), primary_key=True),
+    sa.Column("version", sa.Integer, primary_key=True),
+    sa.Column("job_id", sa.String(32), nullable=False),
 )

@@ -47,7 +47,8 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("batches", schema=None) as batch_op:
         batch_op.create_index("ix_batches_run_state", ["run_id", "state"], unique=False)
-        batch_op.create_index("ix_batches_state_due", ["state", "not_before"], unique=False)
+        batch_op.create_index("ix_batches_activity_state", ["activity_id", "state"], unique=False)
+        batch_op.create_index("ix_batches_state_due", ["state", "not_before", "pk"], unique=False)
 
     op.create_table(
         "outcomes",
@@ -135,6 +136,7 @@ def downgrade() -> None:
     op.drop_table("outcomes")
     with op.batch_alter_table("batches", schema=None) as batch_op:
         batch_op.drop_index("ix_batches_state_due")
+        batch_op.drop_index("ix_batches_activity_state")
         batch_op.drop_index("ix_batches_run_state")
 
     op.drop_table("batches")
