@@ -78,12 +78,11 @@ def build_payload(
 
 
 async def execute_batch(deps: ExecuteDeps, batch_id: str) -> None:
-    batch = await deps.read(lambda conn: repo.get_batch(conn, batch_id))
+    batch, docs = await deps.read(lambda conn: repo.batch_with_docs(conn, batch_id))
     if batch.state != "PENDING":
         return
     spec = await deps.spec(batch.run_id)
     ids: list[str] = orjson.loads(batch.endpoint_ids)
-    docs: dict[str, str] = await deps.read(lambda conn: repo.endpoint_docs(conn, spec.app_id, ids))
     present = [endpoint_id for endpoint_id in ids if endpoint_id in docs]
     treatment = spec.treatment(batch.treatment_id)
     now = deps.now()

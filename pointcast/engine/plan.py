@@ -103,6 +103,14 @@ class _Planner:
         self.batches: list[dict[str, Any]] = []
         self.zones: dict[str, set[str]] = defaultdict(set)
         self.first_activity = spec.activity_ids["0"]
+        self.stamps: dict[datetime, str] = {}
+
+    def stamp(self, moment: datetime) -> str:
+        """``iso_ms`` of a send time, cached: a run has one send time per time zone at most."""
+        text = self.stamps.get(moment)
+        if text is None:
+            text = self.stamps[moment] = iso_ms(moment)
+        return text
 
     def skip(self, treatment: Treatment | None, endpoint_id: str, reason: str) -> None:
         activity = self.spec.activity_ids[treatment.id] if treatment else self.first_activity
@@ -130,7 +138,7 @@ class _Planner:
                 if schedule.in_quiet_time(send_at, spec.quiet_time, zone):
                     self.skip(treatment, row.id, "QUIET_TIME")
                 else:
-                    candidates.append((row.id, treatment, iso_ms(send_at), zone))
+                    candidates.append((row.id, treatment, self.stamp(send_at), zone))
         over = counts([c[0] for c in candidates]) if candidates else {}
         for endpoint_id, treatment, due_at, zone in candidates:
             if endpoint_id in over:

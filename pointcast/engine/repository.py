@@ -139,6 +139,15 @@ def get_batch(conn: sa.Connection, batch_id: str) -> sa.Row[Any]:
     return conn.execute(sa.select(m.batches).where(m.batches.c.id == batch_id)).one()
 
 
+def batch_with_docs(conn: sa.Connection, batch_id: str) -> tuple[sa.Row[Any], dict[str, str]]:
+    """A batch and the stored definitions of its endpoints (those that still exist), in one round trip."""
+    batch = get_batch(conn, batch_id)
+    if batch.state != "PENDING":
+        return batch, {}
+    app_id = conn.execute(sa.select(m.runs.c.app_id).where(m.runs.c.id == batch.run_id)).scalar_one()
+    return batch, endpoint_docs(conn, app_id, orjson.loads(batch.endpoint_ids))
+
+
 def endpoint_docs(conn: sa.Connection, app_id: str, ids: list[str]) -> dict[str, str]:
     e = m.endpoints
     rows = conn.execute(sa.select(e.c.id, e.c.doc).where(e.c.app_id == app_id, e.c.id.in_(ids)))
