@@ -13,6 +13,7 @@ from pointcast.campaigns.handlers import HANDLERS as CAMPAIGNS
 from pointcast.context import Context
 from pointcast.endpoints.handlers import HANDLERS as ENDPOINTS
 from pointcast.events.handlers import HANDLERS as EVENTS
+from pointcast.imports.handlers import HANDLERS as IMPORTS
 from pointcast.segments.handlers import HANDLERS as SEGMENTS
 from pointcast.tags.handlers import HANDLERS as TAGS
 
@@ -45,4 +46,4 @@ def _api(model: str, prefixes: tuple[str, ...], *handler_maps: Mapping[str, Hand
 
 
 def build_apis() -> list[Api]:
-    return [_api("pinpoint", ("/v1/",), APPS, ENDPOINTS, SEGMENTS, CAMPAIGNS, EVENTS, TAGS)]
+    return [_api("pinpoint", ("/v1/",), APPS, ENDPOINTS, SEGMENTS, CAMPAIGNS, EVENTS, TAGS, IMPORTS)]

@@ -10,6 +10,8 @@ PARTIAL = {
     "(email, SMS, push) are accepted and stored but their endpoints end FAILED with a reason until they land",
     "UpdateCampaign": "as CreateCampaign",
     "CreateSegment": "dimensional segments and segment groups; imported segments come from CreateImportJob",
+    "CreateImportJob": "S3Url is one file given as a local path, file:// or https:// URL (pointcast cannot reach S3; "
+    "no S3 folders or prefixes); RegisterEndpoints false is refused",
     "PutEvents": "endpoints updated and events stored; event-triggered campaigns and event streams not yet",
 }
 

@@ -21,6 +21,7 @@ from pointcast.aws.wire import json_response, new_id
 from pointcast.context import Context
 from pointcast.engine import handlers as engine_handlers
 from pointcast.engine.runner import Runner
+from pointcast.imports import jobs as import_jobs
 
 log = logging.getLogger("pointcast.server")
 
@@ -46,6 +47,7 @@ def create_app(ctx: Context, verifier: SigV4Verifier) -> FastAPI:
         if runner:
             await runner.start()
             ctx.wake_engine = runner.wake
+        await import_jobs.resume_orphans(ctx)
         yield
         if runner:
             await runner.stop()

@@ -1,0 +1,1 @@
+"""Imported segments: CreateImportJob and friends, the background jobs that run them, and IMPORT segment members."""
