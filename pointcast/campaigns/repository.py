@@ -20,6 +20,17 @@ def activities_page(conn: sa.Connection, app_id: str, campaign_id: str, page: Pa
     return page_response([row.doc for row in rows], token)
 
 
+def delete_runs(conn: sa.Connection, app_id: str, campaign_id: str) -> None:
+    """Forget the campaign's runs with their plan and outcomes: a deleted campaign sends nothing more."""
+    r = m.runs
+    run_ids = sa.select(r.c.id).where(r.c.app_id == app_id, r.c.campaign_id == campaign_id).scalar_subquery()
+    batch_ids = sa.select(m.batches.c.id).where(m.batches.c.run_id.in_(run_ids)).scalar_subquery()
+    conn.execute(sa.delete(m.attempts).where(m.attempts.c.batch_id.in_(batch_ids)))
+    conn.execute(sa.delete(m.outcomes).where(m.outcomes.c.run_id.in_(run_ids)))
+    conn.execute(sa.delete(m.batches).where(m.batches.c.run_id.in_(run_ids)))
+    conn.execute(sa.delete(r).where(r.c.app_id == app_id, r.c.campaign_id == campaign_id))
+
+
 def delete_activities(conn: sa.Connection, app_id: str, campaign_id: str) -> None:
     a = m.activities
     conn.execute(sa.delete(a).where(a.c.app_id == app_id, a.c.campaign_id == campaign_id))

@@ -10,7 +10,7 @@ from pointcast.apps import repository as apps
 from pointcast.aws.arns import child_arn
 from pointcast.aws.errors import BadRequest
 from pointcast.aws.wire import new_id, now_iso
-from pointcast.campaigns.repository import campaigns, delete_activities
+from pointcast.campaigns.repository import campaigns, delete_activities, delete_runs
 from pointcast.pinpoint.paging import Page
 from pointcast.segments.repository import segments
 
@@ -107,4 +107,5 @@ def delete(conn: sa.Connection, app_id: str, campaign_id: str) -> dict[str, Any]
     apps.require(conn, app_id)
     doc = campaigns.delete(conn, app_id, campaign_id)
     delete_activities(conn, app_id, campaign_id)
+    delete_runs(conn, app_id, campaign_id)
     return doc

@@ -79,7 +79,7 @@ def build_payload(
 
 async def execute_batch(deps: ExecuteDeps, batch_id: str) -> None:
     batch, docs = await deps.read(lambda conn: repo.batch_with_docs(conn, batch_id))
-    if batch.state != "PENDING":
+    if batch is None:
         return
     spec = await deps.spec(batch.run_id)
     ids: list[str] = orjson.loads(batch.endpoint_ids)
@@ -128,6 +128,21 @@ async def execute_batch(deps: ExecuteDeps, batch_id: str) -> None:
             return
         repo.insert_attempts(conn, attempts)
         repo.insert_outcomes(conn, rows)
+        finish_activity(conn, batch.activity_id, deps.now())
+
+    await deps.write(record)
+
+
+async def fail_batch(deps: ExecuteDeps, batch_id: str, reason: str) -> None:
+    """Give up on a batch that keeps failing inside pointcast: each of its endpoints ends FAILED with ``reason``."""
+
+    def record(conn: sa.Connection) -> None:
+        batch = repo.get_batch_if_any(conn, batch_id)
+        if batch is None or not repo.finish_batch(conn, batch_id, "FAILED", batch.attempts, reason):
+            return
+        at = iso_ms(deps.now())
+        ids = orjson.loads(batch.endpoint_ids)
+        repo.insert_outcomes(conn, [(batch.activity_id, i, batch.run_id, "FAILED", reason, batch_id, at) for i in ids])
         finish_activity(conn, batch.activity_id, deps.now())
 
     await deps.write(record)

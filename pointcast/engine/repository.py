@@ -135,15 +135,18 @@ def due_batches(conn: sa.Connection, now: str, exclude: set[str], limit: int) ->
     return [row for row in conn.execute(query) if row.id not in exclude][:limit]
 
 
-def get_batch(conn: sa.Connection, batch_id: str) -> sa.Row[Any]:
-    return conn.execute(sa.select(m.batches).where(m.batches.c.id == batch_id)).one()
+def get_batch_if_any(conn: sa.Connection, batch_id: str) -> sa.Row[Any] | None:
+    return conn.execute(sa.select(m.batches).where(m.batches.c.id == batch_id)).first()
 
 
-def batch_with_docs(conn: sa.Connection, batch_id: str) -> tuple[sa.Row[Any], dict[str, str]]:
-    """A batch and the stored definitions of its endpoints (those that still exist), in one round trip."""
-    batch = get_batch(conn, batch_id)
-    if batch.state != "PENDING":
-        return batch, {}
+def batch_with_docs(conn: sa.Connection, batch_id: str) -> tuple[sa.Row[Any] | None, dict[str, str]]:
+    """A batch and the stored definitions of its endpoints (those that still exist), in one round trip.
+
+    None when the batch is gone (its campaign was deleted) or no longer pending.
+    """
+    batch = conn.execute(sa.select(m.batches).where(m.batches.c.id == batch_id)).first()
+    if batch is None or batch.state != "PENDING":
+        return None, {}
     app_id = conn.execute(sa.select(m.runs.c.app_id).where(m.runs.c.id == batch.run_id)).scalar_one()
     return batch, endpoint_docs(conn, app_id, orjson.loads(batch.endpoint_ids))
 

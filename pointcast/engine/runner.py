@@ -25,13 +25,14 @@ from pointcast.context import Context
 from pointcast.engine import repository as repo
 from pointcast.engine import schedule
 from pointcast.engine.clock import Clock
-from pointcast.engine.execute import ExecuteDeps, execute_batch
+from pointcast.engine.execute import ExecuteDeps, execute_batch, fail_batch
 from pointcast.engine.plan import plan_run
 from pointcast.engine.progress import finish_activity
 from pointcast.store import models as m
 
 log = logging.getLogger("pointcast.engine")
 _RUNNABLE = ("SCHEDULED", "PENDING_NEXT_RUN")
+MAX_INTERNAL_ERRORS = 5
 
 
 def start_due_runs(conn: sa.Connection, now: datetime) -> list[str]:
@@ -108,6 +109,7 @@ class Runner:
         self._rates: dict[str, float] = {}  # run id -> monotonic time the next batch may start
         self._reschedule = True
         self._scheduled_at = 0.0
+        self._errors: dict[str, int] = {}  # batch id -> unexpected errors so far
 
     async def start(self) -> None:
         connector = aiohttp.TCPConnector(ssl=self.ctx.ssl_context, limit=self.concurrency, keepalive_timeout=30)
@@ -181,16 +183,23 @@ class Runner:
             await execute_batch(self.deps, batch_id)
         except asyncio.CancelledError:
             raise
-        except Exception:
-            log.exception("batch %s failed unexpectedly; it stays pending and is retried", batch_id)
-            await asyncio.sleep(1)
+        except Exception as exc:
+            errors = self._errors[batch_id] = self._errors.get(batch_id, 0) + 1
+            if errors >= MAX_INTERNAL_ERRORS:
+                log.exception("batch %s failed inside pointcast %d times; its endpoints end FAILED", batch_id, errors)
+                await fail_batch(self.deps, batch_id, f"INTERNAL_ERROR: {type(exc).__name__}: {exc}"[:500])
+            else:
+                log.exception("batch %s failed unexpectedly; it stays pending and is retried", batch_id)
+                await asyncio.sleep(1)
         finally:
             self._inflight.pop(batch_id, None)
             self._wake.set()
 
     async def _respect_rate(self, batch_id: str) -> None:
         """MessagesPerSecond: each batch of n endpoints holds the campaign's next start back by n / rate seconds."""
-        batch = await self.ctx.read(lambda conn: repo.get_batch(conn, batch_id))
+        batch = await self.ctx.read(lambda conn: repo.get_batch_if_any(conn, batch_id))
+        if batch is None:
+            return
         spec = await self.deps.spec(batch.run_id)
         rate = spec.limits.get("MessagesPerSecond")
         if not rate:

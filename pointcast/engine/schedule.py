@@ -17,7 +17,6 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 PERIODS = {"HOURLY": timedelta(hours=1), "DAILY": timedelta(days=1), "WEEKLY": timedelta(weeks=1)}
-EARLIEST_OFFSET = timedelta(hours=14)
 MAX_OCCURRENCES = 100_000
 _OFFSET = re.compile(r"^UTC(?:([+-])(\d{2})(?::(\d{2}))?)?$")
 
@@ -70,14 +69,18 @@ def occurrences(schedule: dict[str, Any], written: datetime) -> Iterator[datetim
 
 def due(schedule: dict[str, Any], written: datetime, last_run: datetime | None, now: datetime) -> datetime | None:
     """The latest occurrence that is due at ``now`` and newer than ``last_run``, or None."""
-    lead = EARLIEST_OFFSET if schedule.get("IsLocalTime") else timedelta(0)
     latest = None
     for moment in occurrences(schedule, written):
-        if moment - lead > now:
+        if earliest_send(moment, schedule) > now:
             break
         if last_run is None or moment > last_run:
             latest = moment
     return latest
+
+
+def earliest_send(moment: datetime, schedule: dict[str, Any]) -> datetime:
+    """When the first endpoint of an occurrence is due: the occurrence, or its wall time in UTC+14 (local time)."""
+    return local_send_time(moment, schedule, "UTC+14") if schedule.get("IsLocalTime") else moment
 
 
 def finished(schedule: dict[str, Any], written: datetime, last_run: datetime | None) -> bool:
