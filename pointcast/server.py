@@ -44,6 +44,7 @@ def create_app(ctx: Context, verifier: SigV4Verifier) -> FastAPI:
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         runner = Runner(ctx, ctx.clock) if ctx.settings.engine_enabled else None
+        app.state.runner = runner
         if runner:
             await runner.start()
             ctx.wake_engine = runner.wake
@@ -64,7 +65,8 @@ def create_app(ctx: Context, verifier: SigV4Verifier) -> FastAPI:
     app.state.ctx = ctx
 
     async def health(_: Request) -> Response:
-        return json_response({"status": "ok", "version": __version__})
+        runner = app.state.runner
+        return json_response({"status": "ok", "version": __version__, "engine": runner.status() if runner else None})
 
     async def openapi(_: Request) -> Response:
         return json_response(openapi_document(apis))

@@ -77,26 +77,55 @@ def build_payload(
     return header[:-1] + b',"Endpoints":{' + endpoints + b"}}"
 
 
-async def execute_batch(deps: ExecuteDeps, batch_id: str) -> None:
-    batch, docs = await deps.read(lambda conn: repo.batch_with_docs(conn, batch_id))
-    if batch is None:
-        return
+@dataclass(slots=True)
+class Prepared:
+    """A pending batch read from the store with the definitions of its endpoints that still exist."""
+
+    batch: Any
+    docs: dict[str, str]
+
+    @property
+    def ids(self) -> list[str]:
+        ids: list[str] = orjson.loads(self.batch.endpoint_ids)
+        return ids
+
+
+@dataclass(slots=True)
+class Result:
+    """What delivering a batch did, ready to be recorded: the batch's final state, outcomes and attempts."""
+
+    batch_id: str
+    activity_id: str
+    state: str
+    attempts: int
+    failure: str | None
+    outcomes: list[tuple[Any, ...]]
+    attempt_rows: list[dict[str, Any]]
+
+
+def prepare(conn: sa.Connection, batch_ids: list[str]) -> list[Prepared]:
+    """Read pending batches and their endpoints in two queries, however many batches there are."""
+    return [Prepared(batch, docs) for batch, docs in repo.batches_with_docs(conn, batch_ids)]
+
+
+async def deliver(deps: ExecuteDeps, item: Prepared) -> Result:
+    """Send one prepared batch (no store access but the cached run spec and secret); return what happened."""
+    batch, docs = item.batch, item.docs
     spec = await deps.spec(batch.run_id)
-    ids: list[str] = orjson.loads(batch.endpoint_ids)
+    ids = item.ids
     present = [endpoint_id for endpoint_id in ids if endpoint_id in docs]
     treatment = spec.treatment(batch.treatment_id)
-    now = deps.now()
     delivery: Delivery | None = None
     max_duration = spec.limits.get("MaximumDuration")
-    if max_duration and now > spec.scheduled + timedelta(seconds=max_duration):
+    if max_duration and deps.now() > spec.scheduled + timedelta(seconds=max_duration):
         failure: str | None = f"MAXIMUM_DURATION: the run passed its MaximumDuration of {max_duration} s"
     elif not present:
         failure = None
     elif treatment.is_webhook:
         body = build_payload(spec, treatment, batch.activity_id, batch.not_before, docs, present)
         secret = await deps.webhook_secret(spec.app_id)
-        sign = (lambda data: signature_headers(secret, batch_id, data)) if secret else None
-        delivery = await post_batch(deps.session, str(treatment.delivery_uri), body, batch_id, deps.policy, sign=sign)
+        sign = (lambda data: signature_headers(secret, batch.id, data)) if secret else None
+        delivery = await post_batch(deps.session, str(treatment.delivery_uri), body, batch.id, deps.policy, sign=sign)
         failure = None if delivery.ok else f"WEBHOOK_FAILED: {delivery.reason}"
     elif treatment.delivery_uri:
         failure = "FUNCTION_UNAVAILABLE: delivery to a Lambda function is not available in this version"
@@ -104,13 +133,13 @@ async def execute_batch(deps: ExecuteDeps, batch_id: str) -> None:
         failure = "CHANNEL_UNAVAILABLE: this campaign has no custom channel, and built-in channels are not available"
     at = iso_ms(deps.now())
     status = "FAILED" if failure else "SENT"
-    rows = [(batch.activity_id, i, batch.run_id, status, failure, batch_id, at) for i in present]
+    rows = [(batch.activity_id, i, batch.run_id, status, failure, batch.id, at) for i in present]
     rows += [
-        (batch.activity_id, i, batch.run_id, "SKIPPED", "ENDPOINT_DELETED", batch_id, at) for i in ids if i not in docs
+        (batch.activity_id, i, batch.run_id, "SKIPPED", "ENDPOINT_DELETED", batch.id, at) for i in ids if i not in docs
     ]
     attempts = [
         {
-            "batch_id": batch_id,
+            "batch_id": batch.id,
             "attempt": a.number + batch.attempts,
             "at": iso_ms(datetime.fromtimestamp(a.started).astimezone()),
             "duration_ms": a.duration_ms,
@@ -120,17 +149,33 @@ async def execute_batch(deps: ExecuteDeps, batch_id: str) -> None:
         }
         for a in (delivery.attempts if delivery else [])
     ]
+    return Result(
+        batch.id,
+        batch.activity_id,
+        "FAILED" if failure else "DONE",
+        batch.attempts + len(attempts),
+        failure,
+        rows,
+        attempts,
+    )
 
-    def record(conn: sa.Connection) -> None:
-        if not repo.finish_batch(
-            conn, batch_id, "FAILED" if failure else "DONE", batch.attempts + len(attempts), failure
-        ):
-            return
-        repo.insert_attempts(conn, attempts)
-        repo.insert_outcomes(conn, rows)
-        finish_activity(conn, batch.activity_id, deps.now())
 
-    await deps.write(record)
+def record(conn: sa.Connection, results: list[Result], now: datetime) -> None:
+    """Write many results in one transaction; a batch already finished elsewhere is skipped (idempotent)."""
+    finished = [r for r in results if repo.finish_batch(conn, r.batch_id, r.state, r.attempts, r.failure)]
+    repo.insert_attempts(conn, [row for r in finished for row in r.attempt_rows])
+    repo.insert_outcomes(conn, [row for r in finished for row in r.outcomes])
+    for activity_id in dict.fromkeys(r.activity_id for r in finished):
+        finish_activity(conn, activity_id, now)
+
+
+async def execute_batch(deps: ExecuteDeps, batch_id: str) -> None:
+    """Send one batch start to finish: a plain function of its id and the store (what a worker runs)."""
+    [item, *_] = await deps.read(lambda conn: prepare(conn, [batch_id])) or [None]
+    if item is None:
+        return
+    result = await deliver(deps, item)
+    await deps.write(lambda conn: record(conn, [result], deps.now()))
 
 
 async def fail_batch(deps: ExecuteDeps, batch_id: str, reason: str) -> None:

@@ -8,6 +8,7 @@ from typing import Any
 import orjson
 import sqlalchemy as sa
 
+from pointcast.endpoints.repository import docs_by_id
 from pointcast.store import models as m
 
 # --- runs and activities ---------------------------------------------------------------------------------------
@@ -139,22 +140,33 @@ def get_batch_if_any(conn: sa.Connection, batch_id: str) -> sa.Row[Any] | None:
     return conn.execute(sa.select(m.batches).where(m.batches.c.id == batch_id)).first()
 
 
-def batch_with_docs(conn: sa.Connection, batch_id: str) -> tuple[sa.Row[Any] | None, dict[str, str]]:
-    """A batch and the stored definitions of its endpoints (those that still exist), in one round trip.
+def batches_with_docs(conn: sa.Connection, batch_ids: list[str]) -> list[tuple[sa.Row[Any], dict[str, str]]]:
+    """Pending batches (in the order asked) and the stored definitions of their endpoints, in two queries.
 
-    None when the batch is gone (its campaign was deleted) or no longer pending.
+    Batches that are gone (their campaign was deleted) or no longer pending are left out.
     """
-    batch = conn.execute(sa.select(m.batches).where(m.batches.c.id == batch_id)).first()
-    if batch is None or batch.state != "PENDING":
-        return None, {}
-    app_id = conn.execute(sa.select(m.runs.c.app_id).where(m.runs.c.id == batch.run_id)).scalar_one()
-    return batch, endpoint_docs(conn, app_id, orjson.loads(batch.endpoint_ids))
+    if not batch_ids:
+        return []
+    b, r = m.batches, m.runs
+    rows = conn.execute(
+        sa.select(b, r.c.app_id.label("app_id")).join(r, r.c.id == b.c.run_id).where(b.c.id.in_(batch_ids))
+    ).all()
+    pending = {row.id: row for row in rows if row.state == "PENDING"}
+    wanted: dict[str, list[str]] = {}
+    for row in pending.values():
+        wanted.setdefault(row.app_id, []).extend(orjson.loads(row.endpoint_ids))
+    docs: dict[tuple[str, str], str] = {}
+    for app_id, ids in wanted.items():
+        docs.update(((app_id, k), v) for k, v in endpoint_docs(conn, app_id, ids).items())
+    found = [pending[batch_id] for batch_id in batch_ids if batch_id in pending]
+    return [
+        (batch, {i: docs[(batch.app_id, i)] for i in orjson.loads(batch.endpoint_ids) if (batch.app_id, i) in docs})
+        for batch in found
+    ]
 
 
 def endpoint_docs(conn: sa.Connection, app_id: str, ids: list[str]) -> dict[str, str]:
-    e = m.endpoints
-    rows = conn.execute(sa.select(e.c.id, e.c.doc).where(e.c.app_id == app_id, e.c.id.in_(ids)))
-    return {row.id: row.doc for row in rows}
+    return {endpoint_id: found[0] for endpoint_id, found in docs_by_id(conn, app_id, ids).items()}
 
 
 def finish_batch(conn: sa.Connection, batch_id: str, state: str, attempts: int, error: str | None) -> bool:

@@ -15,7 +15,6 @@ from datetime import datetime
 from typing import Any
 
 import aiohttp
-import orjson
 import sqlalchemy as sa
 
 from pointcast.aws.wire import iso_ms, new_id
@@ -25,7 +24,7 @@ from pointcast.context import Context
 from pointcast.engine import repository as repo
 from pointcast.engine import schedule
 from pointcast.engine.clock import Clock
-from pointcast.engine.execute import ExecuteDeps, execute_batch, fail_batch
+from pointcast.engine.execute import ExecuteDeps, Prepared, Result, deliver, fail_batch, prepare, record
 from pointcast.engine.plan import plan_run
 from pointcast.engine.progress import finish_activity
 from pointcast.store import models as m
@@ -33,6 +32,7 @@ from pointcast.store import models as m
 log = logging.getLogger("pointcast.engine")
 _RUNNABLE = ("SCHEDULED", "PENDING_NEXT_RUN")
 MAX_INTERNAL_ERRORS = 5
+RECORD_GATHER_SECONDS = 0.01
 
 
 def start_due_runs(conn: sa.Connection, now: datetime) -> list[str]:
@@ -110,12 +110,16 @@ class Runner:
         self._reschedule = True
         self._scheduled_at = 0.0
         self._errors: dict[str, int] = {}  # batch id -> unexpected errors so far
+        self._results: list[Result] = []  # delivered, not yet recorded
+        self._recorded = asyncio.Event()
+        self._recorder: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         connector = aiohttp.TCPConnector(ssl=self.ctx.ssl_context, limit=self.concurrency, keepalive_timeout=30)
         self._session = aiohttp.ClientSession(connector=connector)
         self.deps = ExecuteDeps(self.ctx.read, self.ctx.write, self._session, self.policy, self.clock.now)
         self._task = asyncio.create_task(self._loop(), name="pointcast-runner")
+        self._recorder = asyncio.create_task(self._record_loop(), name="pointcast-recorder")
 
     def wake(self) -> None:
         """Look for due runs now (a campaign was written, the clock moved)."""
@@ -123,12 +127,15 @@ class Runner:
         self._wake.set()
 
     async def stop(self) -> None:
-        if self._task:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+        """Stop dispatching, cancel deliveries in flight (they stay PENDING), record what was delivered."""
+        for task in (self._task, self._recorder):
+            if task:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
         for task in list(self._inflight.values()):
             task.cancel()
         await asyncio.gather(*self._inflight.values(), return_exceptions=True)
+        await self._flush()
         if self._session:
             await self._session.close()
 
@@ -169,18 +176,27 @@ class Runner:
             finish_activity(conn, activity.id, self.clock.now())
 
     async def _dispatch(self) -> None:
+        """Read up to the free number of due batches with their endpoints (two queries) and start sending them."""
         free = self.concurrency - len(self._inflight)
         if free <= 0:
             return
         now = iso_ms(self.clock.now())
-        due = await self.ctx.read(lambda conn: repo.due_batches(conn, now, set(self._inflight), free))
-        for row in due[:free]:
-            self._inflight[row.id] = asyncio.create_task(self._send(row.id), name=f"batch-{row.id}")
+        busy = set(self._inflight)
 
-    async def _send(self, batch_id: str) -> None:
+        def work(conn: sa.Connection) -> list[Prepared]:
+            return prepare(conn, [row.id for row in repo.due_batches(conn, now, busy, free)])
+
+        for item in await self.ctx.read(work):
+            self._inflight[item.batch.id] = asyncio.create_task(self._send(item), name=f"batch-{item.batch.id}")
+
+    async def _send(self, item: Prepared) -> None:
+        batch_id = item.batch.id
         try:
-            await self._respect_rate(batch_id)
-            await execute_batch(self.deps, batch_id)
+            await self._respect_rate(item)
+            result = await deliver(self.deps, item)
+            self._results.append(result)  # after the await: _flush may have swapped the list meanwhile
+            self._recorded.set()
+            return  # stays "in flight" until the recorder has written the result
         except asyncio.CancelledError:
             raise
         except Exception as exc:
@@ -191,24 +207,43 @@ class Runner:
             else:
                 log.exception("batch %s failed unexpectedly; it stays pending and is retried", batch_id)
                 await asyncio.sleep(1)
+        self._inflight.pop(batch_id, None)
+        self._wake.set()
+
+    async def _record_loop(self) -> None:
+        """Group commit: write the results of every batch delivered meanwhile in one transaction."""
+        while True:
+            await self._recorded.wait()
+            await asyncio.sleep(RECORD_GATHER_SECONDS)
+            await self._flush()
+
+    async def _flush(self) -> None:
+        self._recorded.clear()
+        results, self._results = self._results, []
+        if not results:
+            return
+        try:
+            await self.ctx.write(lambda conn: record(conn, results, self.clock.now()))
+        except Exception:
+            # Not recorded: the batches are still PENDING and are sent again (same batch id) on a later pass.
+            log.exception("recording %d delivered batches failed; they will be sent again", len(results))
         finally:
-            self._inflight.pop(batch_id, None)
+            for result in results:
+                self._inflight.pop(result.batch_id, None)
             self._wake.set()
 
-    async def _respect_rate(self, batch_id: str) -> None:
+    async def _respect_rate(self, item: Prepared) -> None:
         """MessagesPerSecond: each batch of n endpoints holds the campaign's next start back by n / rate seconds."""
-        batch = await self.ctx.read(lambda conn: repo.get_batch_if_any(conn, batch_id))
-        if batch is None:
-            return
-        spec = await self.deps.spec(batch.run_id)
+        spec = await self.deps.spec(item.batch.run_id)
         rate = spec.limits.get("MessagesPerSecond")
         if not rate:
             return
-        size = len(orjson.loads(batch.endpoint_ids))
-        start = max(time.monotonic(), self._rates.get(batch.run_id, 0.0))
-        self._rates[batch.run_id] = start + size / rate
+        run_id = item.batch.run_id
+        start = max(time.monotonic(), self._rates.get(run_id, 0.0))
+        self._rates[run_id] = start + len(item.ids) / rate
         await asyncio.sleep(max(0.0, start - time.monotonic()))
 
-    @property
-    def busy(self) -> dict[str, Any]:
-        return {"inflight": len(self._inflight)}
+    def status(self) -> dict[str, Any]:
+        """What the runner is doing, for /pointcast/health."""
+        loop_alive = bool(self._task) and not self._task.done()  # type: ignore[union-attr]
+        return {"InFlight": len(self._inflight), "Unrecorded": len(self._results), "Running": loop_alive}
