@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -129,14 +131,23 @@ EndpointUrl = Annotated[
 Profile = Annotated[str | None, typer.Option(help="AWS profile with the credentials pointcast accepts")]
 
 
-def _client(endpoint_url: str, profile: str | None) -> Any:
-    from pointcast.client import ClientError, PointcastClient
+@contextmanager
+def _one_line_errors() -> Iterator[None]:
+    """A client error (or an error envelope from the server) becomes one red line and exit status 1."""
+    from pointcast.client import ClientError
 
     try:
-        return PointcastClient(endpoint_url, profile=profile)
+        yield
     except ClientError as exc:
         err.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(1) from None
+
+
+def _client(endpoint_url: str, profile: str | None) -> Any:
+    from pointcast.client import PointcastClient
+
+    with _one_line_errors():
+        return PointcastClient(endpoint_url, profile=profile)
 
 
 @campaigns_app.command("watch")
@@ -148,14 +159,11 @@ def campaigns_watch(
     timeout: Annotated[float, typer.Option(help="Stop watching after this many seconds")] = 3600.0,
 ) -> None:
     """Live progress of a campaign: endpoints planned / sent / failed, rate and ETA, until its run completes."""
-    from pointcast.client import ClientError
     from pointcast.watch import watch
 
-    try:
-        raise typer.Exit(watch(_client(endpoint_url, profile), application_id, campaign_id, timeout))
-    except ClientError as exc:
-        err.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(1) from None
+    with _one_line_errors():
+        status = watch(_client(endpoint_url, profile), application_id, campaign_id, timeout)
+    raise typer.Exit(status)
 
 
 @campaigns_app.command("events")
@@ -167,16 +175,11 @@ def campaigns_events(
     outcomes: Annotated[bool, typer.Option("--outcomes", help="Per-endpoint outcomes instead of events")] = False,
 ) -> None:
     """Print the campaign's _campaign.send events (Pinpoint's event-stream format), one JSON object per line."""
-    from pointcast.client import ClientError
-
     client = _client(endpoint_url, profile)
     kind = "outcomes" if outcomes else "events"
-    try:
+    with _one_line_errors():
         for item in client.pages(f"/pointcast/v1/apps/{application_id}/campaigns/{campaign_id}/{kind}"):
             typer.echo(orjson.dumps(item).decode())
-    except ClientError as exc:
-        err.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(1) from None
 
 
 @apps_app.command("webhook-secret")
@@ -187,14 +190,9 @@ def apps_webhook_secret(
     delete: Annotated[bool, typer.Option("--delete", help="Stop signing this project's webhooks")] = False,
 ) -> None:
     """Create or rotate the project's Standard Webhooks signing secret (printed once), or delete it."""
-    from pointcast.client import ClientError
-
     client = _client(endpoint_url, profile)
-    try:
+    with _one_line_errors():
         result = client.request("DELETE" if delete else "POST", f"/pointcast/v1/apps/{application_id}/webhook-secret")
-    except ClientError as exc:
-        err.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(1) from None
     typer.echo("deleted" if delete else result["Secret"])
 
 

@@ -87,7 +87,7 @@ class RestJsonRouter:
             if found and all(query.get(k) == [v] or (v == "" and k in query) for k, v in route.fixed_query.items()):
                 labels = {route.labels[g]: unquote(v) for g, v in found.groupdict().items()}
                 for name, value in labels.items():
-                    _refuse_nul(value, name)
+                    refuse_nul(value, name)
                 return route, labels
         return None
 
@@ -136,7 +136,7 @@ class RestJsonRouter:
                 if payload_shape.type_name == "structure" and body.strip():
                     payload = shapes.parse_json(self.service, payload_shape.name, body, root=payload_name)
                     if b"\\u0000" in body:  # JSON carries NUL only escaped; no store keeps it in text
-                        _refuse_nul(payload, "The request body")
+                        refuse_nul(payload, "The request body")
                 else:
                     payload = _decode(body, required=payload_name in input_shape.required_members) or {}
                     if payload_shape.type_name == "structure":
@@ -162,21 +162,22 @@ def _decode(body: bytes, *, required: bool) -> Any:
     if not isinstance(value, dict):
         raise BadRequest(f"The request body must be a JSON object, not {type(value).__name__}")
     if b"\\u0000" in body:  # JSON can carry NUL only escaped; no store keeps it in text
-        _refuse_nul(value, "The request body")
+        refuse_nul(value, "The request body")
     return value
 
 
-def _refuse_nul(value: Any, path: str) -> None:
+def refuse_nul(value: Any, path: str) -> None:
+    """Refuse strings with NUL anywhere in a decoded JSON value: no store keeps NUL in text."""
     if isinstance(value, str):
         if "\x00" in value:
             raise BadRequest(f"{path} contains the NUL character (\\u0000), which strings may not contain")
     elif isinstance(value, dict):
         for key, item in value.items():
-            _refuse_nul(key, f"{path} key {key[:20]!r}")
-            _refuse_nul(item, f"{path}.{key}")
+            refuse_nul(key, f"{path} key {key[:20]!r}")
+            refuse_nul(item, f"{path}.{key}")
     elif isinstance(value, list):
         for index, item in enumerate(value):
-            _refuse_nul(item, f"{path}[{index}]")
+            refuse_nul(item, f"{path}[{index}]")
 
 
 def _coerce(type_name: str, values: list[str], wire: str) -> Any:

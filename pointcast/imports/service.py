@@ -33,6 +33,7 @@ from pointcast.apps import repository as apps
 from pointcast.aws import shapes
 from pointcast.aws.arns import child_arn
 from pointcast.aws.errors import AwsError, BadRequest, NotFound
+from pointcast.aws.restjson import refuse_nul
 from pointcast.aws.wire import new_id, now_iso
 from pointcast.endpoints import service as endpoints
 from pointcast.imports import formats, sources
@@ -241,23 +242,10 @@ def _checked(item: dict[str, Any]) -> tuple[str, dict[str, Any]]:
 
     A record without an Id is a new endpoint, given a new id (as Pinpoint does)."""
     shapes.validate("pinpoint", "EndpointBatchItem", item, root="Endpoint")
-    _refuse_nul(item, "Endpoint")
+    refuse_nul(item, "Endpoint")
     endpoint_id = item.get("Id") or new_id()
     endpoints.check_id(endpoint_id, "Endpoint.Id")
     return endpoint_id, item
-
-
-def _refuse_nul(value: Any, path: str) -> None:
-    if isinstance(value, str):
-        if "\x00" in value:
-            raise BadRequest(f"{path} contains the NUL character (\\u0000), which strings may not contain")
-    elif isinstance(value, dict):
-        for key, item in value.items():
-            _refuse_nul(key, f"{path} key {key[:20]!r}")
-            _refuse_nul(item, f"{path}.{key}")
-    elif isinstance(value, list):
-        for index, item in enumerate(value):
-            _refuse_nul(item, f"{path}[{index}]")
 
 
 def _require_new_channel(
