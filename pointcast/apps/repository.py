@@ -37,14 +37,24 @@ def update(conn: sa.Connection, app_id: str, **values: Any) -> None:
 
 
 def delete_cascade(conn: sa.Connection, app_id: str) -> None:
+    """Delete the application and everything in it, campaign runs included (a deleted app sends nothing more)."""
+    run_ids = sa.select(m.runs.c.id).where(m.runs.c.app_id == app_id).scalar_subquery()
+    batch_ids = sa.select(m.batches.c.id).where(m.batches.c.run_id.in_(run_ids)).scalar_subquery()
+    conn.execute(sa.delete(m.attempts).where(m.attempts.c.batch_id.in_(batch_ids)))
+    conn.execute(sa.delete(m.outcomes).where(m.outcomes.c.run_id.in_(run_ids)))
+    conn.execute(sa.delete(m.batches).where(m.batches.c.run_id.in_(run_ids)))
     for table in (
+        m.runs,
+        m.activities,
         m.endpoints,
         m.segments,
         m.segment_versions,
         m.campaigns,
         m.campaign_versions,
-        m.activities,
         m.events,
+        m.import_members,
+        m.segment_imports,
+        m.import_jobs,
     ):
         conn.execute(sa.delete(table).where(table.c.app_id == app_id))
     conn.execute(sa.delete(m.apps).where(m.apps.c.id == app_id))

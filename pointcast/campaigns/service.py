@@ -47,20 +47,29 @@ def _resolve_segment(conn: sa.Connection, app_id: str, doc: dict[str, Any], requ
 
 
 def _status(doc: dict[str, Any]) -> dict[str, str]:
-    return {"CampaignStatus": "PAUSED" if doc.get("IsPaused") else "SCHEDULED"}
+    """PAUSED when paused; SCHEDULED when new or resumed; otherwise the state the engine gave it."""
+    previous = (doc.get("State") or {}).get("CampaignStatus")
+    if doc.get("IsPaused"):
+        return {"CampaignStatus": "PAUSED"}
+    if previous in (None, "PAUSED"):
+        return {"CampaignStatus": "SCHEDULED"}
+    return {"CampaignStatus": previous}
 
 
 def _apply(doc: dict[str, Any], request: dict[str, Any]) -> None:
     doc.update({k: request[k] for k in _MEMBERS if k in request})
+    state = _status(doc)
     if "AdditionalTreatments" in request:
         doc["AdditionalTreatments"] = [
-            {"Id": str(index + 1), "State": _status(doc), **treatment}
+            {"Id": str(index + 1), "State": state, **treatment}
             for index, treatment in enumerate(request["AdditionalTreatments"])
         ]
     if "tags" in request:
         doc["tags"] = request["tags"]
-    doc["State"] = _status(doc)
-    doc["DefaultState"] = _status(doc)
+    for treatment in doc.get("AdditionalTreatments") or []:
+        treatment["State"] = state
+    doc["State"] = state
+    doc["DefaultState"] = state
 
 
 def create(conn: sa.Connection, app_id: str, request: dict[str, Any], region: str, account: str) -> dict[str, Any]:
@@ -85,6 +94,8 @@ def update(conn: sa.Connection, app_id: str, campaign_id: str, request: dict[str
     """Members given replace the stored ones; members left out are kept (docs/contract.md)."""
     apps.require(conn, app_id)
     doc = dict(campaigns.get(conn, app_id, campaign_id))
+    if doc["State"]["CampaignStatus"] == "COMPLETED":
+        raise BadRequest(f"Campaign '{campaign_id}' is COMPLETED and cannot be changed; create a new campaign")
     _apply(doc, request)
     _resolve_segment(conn, app_id, doc, request)
     doc["Version"] += 1

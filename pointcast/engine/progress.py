@@ -19,7 +19,9 @@ def finish_activity(conn: sa.Connection, activity_id: str, now: datetime) -> Non
     Batches of one run finish in concurrent transactions; each takes the run's row lock first (PostgreSQL; SQLite
     has one writer anyway), so the last one to commit always sees every other batch finished.
     """
-    row = conn.execute(sa.select(m.activities).where(m.activities.c.id == activity_id)).one()
+    row = conn.execute(sa.select(m.activities).where(m.activities.c.id == activity_id)).first()
+    if row is None:
+        return  # the campaign or its app was deleted meanwhile
     conn.execute(sa.select(m.runs.c.pk).where(m.runs.c.id == row.run_id).with_for_update())
     if repo.pending_batches(conn, activity_id):
         return
@@ -46,11 +48,12 @@ def finish_run(conn: sa.Connection, run_id: str, now: datetime) -> None:
         return
     run = repo.get_run(conn, run_id)
     repo.set_run_state(conn, run_id, "COMPLETED")
-    if not campaigns.exists(conn, run.app_id, run.campaign_id):
-        return
+    if not campaigns.exists(conn, run.app_id, run.campaign_id) or repo.has_open_run(conn, run.app_id, run.campaign_id):
+        return  # gone, or another (local-time) run of it is still going: it stays EXECUTING
     doc = dict(campaigns.get(conn, run.app_id, run.campaign_id))
-    written = schedule.parse_time(doc["LastModifiedDate"])
-    done = schedule.finished(doc.get("Schedule") or {}, written, schedule.parse_time(run.scheduled_time))
+    last = repo.last_run_time(conn, run.app_id, run.campaign_id) or run.scheduled_time
+    created = schedule.parse_time(doc["CreationDate"])
+    done = schedule.finished(doc.get("Schedule") or {}, created, schedule.parse_time(last))
     state = "COMPLETED" if done else "PENDING_NEXT_RUN"
     if not doc.get("IsPaused"):
         doc["State"] = {"CampaignStatus": state}

@@ -30,7 +30,7 @@ from pointcast.engine.progress import finish_activity
 from pointcast.store import models as m
 
 log = logging.getLogger("pointcast.engine")
-_RUNNABLE = ("SCHEDULED", "PENDING_NEXT_RUN")
+_RUNNABLE = ("SCHEDULED", "PENDING_NEXT_RUN", "EXECUTING")  # EXECUTING: local-time runs overlap
 MAX_INTERNAL_ERRORS = 5
 RECORD_GATHER_SECONDS = 0.01
 
@@ -42,13 +42,17 @@ def start_due_runs(conn: sa.Connection, now: datetime) -> list[str]:
         doc = row.doc
         if doc.get("IsPaused") or doc.get("State", {}).get("CampaignStatus") not in _RUNNABLE:
             continue
-        if repo.has_open_run(conn, row.app_id, doc["Id"]):
-            continue
-        last = repo.last_run_time(conn, row.app_id, doc["Id"])
         sched = doc.get("Schedule") or {}
-        written = schedule.parse_time(doc["LastModifiedDate"])
-        moment = schedule.due(sched, written, schedule.parse_time(last) if last else None, now)
+        open_run = repo.has_open_run(conn, row.app_id, doc["Id"])
+        if open_run and not sched.get("IsLocalTime"):
+            continue  # local-time runs overlap: one may wait for the west while the next starts in the east
+        last = repo.last_run_time(conn, row.app_id, doc["Id"])
+        created = schedule.parse_time(doc["CreationDate"])
+        last_at = schedule.parse_time(last) if last else None
+        moment = schedule.due(sched, created, last_at, now)
         if moment is None:
+            if not open_run and last_at is not None and schedule.finished(sched, created, last_at):
+                campaigns.set_current(conn, row.app_id, {**doc, "State": {"CampaignStatus": "COMPLETED"}})
             continue
         run_id = new_id()
         repo.insert_run(
@@ -225,8 +229,19 @@ class Runner:
         try:
             await self.ctx.write(lambda conn: record(conn, results, self.clock.now()))
         except Exception:
-            # Not recorded: the batches are still PENDING and are sent again (same batch id) on a later pass.
-            log.exception("recording %d delivered batches failed; they will be sent again", len(results))
+            # One bad result must not roll back the others: record them one by one.
+            log.exception("recording %d delivered batches together failed; recording them one by one", len(results))
+            for result in results:
+                try:
+                    await self.ctx.write(lambda conn, r=result: record(conn, [r], self.clock.now()))  # type: ignore[misc]
+                except Exception as exc:
+                    # Not recorded: the batch is still PENDING and is sent again (same id), up to a limit.
+                    errors = self._errors[result.batch_id] = self._errors.get(result.batch_id, 0) + 1
+                    log.exception("recording batch %s failed (%d time(s))", result.batch_id, errors)
+                    if errors >= MAX_INTERNAL_ERRORS:
+                        reason = f"INTERNAL_ERROR: {type(exc).__name__}: {exc}"[:500]
+                        with contextlib.suppress(Exception):
+                            await fail_batch(self.deps, result.batch_id, reason)
         finally:
             for result in results:
                 self._inflight.pop(result.batch_id, None)

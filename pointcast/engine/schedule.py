@@ -1,6 +1,7 @@
 """When a campaign runs: occurrences of its ``Schedule``, local time, and quiet time (pure functions).
 
-Decisions (docs/contract.md): an IMMEDIATE campaign starts when its version was written; when the server was down
+Decisions (docs/contract.md): an IMMEDIATE campaign starts when it was created (a campaign created paused: when it
+is resumed); when the server was down
 across several occurrences, only the latest missed one runs; with ``IsLocalTime`` the start time's wall-clock time
 (in ``Schedule.Timezone``) is used in each endpoint's ``Demographic.Timezone``, and the run starts when the
 earliest time zone (UTC+14) reaches it; an endpoint inside quiet time is skipped, not delayed.

@@ -1,0 +1,570 @@
+"""Campaign schedules end to end on a manual clock: a week (or months) of schedule in seconds.
+
+One private server per backend runs with POINTCAST_MANUAL_CLOCK=true; each test moves the clock with
+POST /pointcast/clock and watches what a real HTTPS receiver gets and what the API reports. Each test has its own
+application and receiver; its campaigns are paused when it ends so that later clock moves leave them alone.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections import Counter
+from collections.abc import Iterator
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import make_server
+from tests.support.campaigns import (
+    Gate,
+    Receiver,
+    activities,
+    audience_segment,
+    endpoint,
+    iso,
+    load,
+    outcomes,
+    progress,
+    set_clock,
+    settle,
+    status,
+    utc,
+    wait_for,
+    wait_for_runs,
+    webhook_campaign,
+)
+from tests.support.server import Server
+from tests.support.tls import TestCA
+
+
+@pytest.fixture(scope="module")
+def clock_server(backend: str, ca_bundle: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    srv, schema = make_server(
+        backend,
+        tmp_path_factory.mktemp(f"clock-{backend}"),
+        ca_bundle,
+        POINTCAST_MANUAL_CLOCK="true",
+        POINTCAST_SCHEDULER_INTERVAL="0.1",
+        POINTCAST_DELIVERY_BACKOFF_BASE="0.05",
+        POINTCAST_DELIVERY_BACKOFF_CAP="0.2",
+        POINTCAST_DELIVERY_TIMEOUT="10",
+    )
+    srv.start()
+    yield srv
+    srv.stop()
+    if schema:
+        schema.drop()
+
+
+@pytest.fixture
+def pinpoint(clock_server: Server) -> Any:
+    return clock_server.pinpoint()
+
+
+@pytest.fixture
+def app_id(pinpoint: Any) -> Iterator[str]:
+    app = str(pinpoint.create_app(CreateApplicationRequest={"Name": "schedule"})["ApplicationResponse"]["Id"])
+    yield app
+    # Leave nothing that a later test's clock move could start (deleting mid-run would orphan batches).
+    for campaign in pinpoint.get_campaigns(ApplicationId=app, PageSize="100")["CampaignsResponse"]["Item"]:
+        if not campaign.get("IsPaused") and campaign["State"]["CampaignStatus"] != "COMPLETED":
+            pinpoint.update_campaign(
+                ApplicationId=app, CampaignId=campaign["Id"], WriteCampaignRequest={"IsPaused": True}
+            )
+
+
+@pytest.fixture
+def receiver(test_ca: TestCA) -> Iterator[Receiver]:
+    with Receiver(test_ca) as rx:
+        yield rx
+
+
+def activity_ids_received(rx: Receiver) -> set[str]:
+    return {post.payload["ActivityId"] for post in rx.posts()}
+
+
+# --- StartTime --------------------------------------------------------------------------------------------
+
+
+def test_future_start_time_waits_for_the_clock(clock_server, pinpoint, app_id, receiver) -> None:
+    load(pinpoint, app_id, [endpoint(f"ep-{i:03d}") for i in range(120)])
+    segment = audience_segment(pinpoint, app_id)
+    start = utc("2030-03-01T12:00:00Z")
+    set_clock(clock_server, start - timedelta(hours=6))
+    gate = Gate()
+    receiver.responder = gate
+    campaign = webhook_campaign(pinpoint, app_id, segment, receiver.url, {"StartTime": iso(start)})
+    cid = campaign["Id"]
+    assert campaign["State"]["CampaignStatus"] == "SCHEDULED"
+
+    set_clock(clock_server, start - timedelta(seconds=1))
+    settle()
+    assert receiver.post_count() == 0
+    assert activities(pinpoint, app_id, cid) == []
+    assert status(pinpoint, app_id, cid) == "SCHEDULED"
+
+    set_clock(clock_server, start)
+    receiver.wait_for_requests(1, timeout=10, method="POST")  # held by the gate: the run is under way
+    wait_for(lambda: status(pinpoint, app_id, cid) == "EXECUTING", 10, "status EXECUTING while batches are held")
+    [running] = activities(pinpoint, app_id, cid)
+    assert running["State"] != "COMPLETED"
+    gate.open()
+    [run] = wait_for_runs(clock_server, pinpoint, app_id, cid, 1, "COMPLETED")
+    assert run["ScheduledTime"] == iso(start)
+
+    assert sorted(receiver.delivered().elements()) == [f"ep-{i:03d}" for i in range(120)]  # each once
+    assert {post.payload["ScheduledTime"] for post in receiver.posts()} == {iso(start)}
+    [activity] = activities(pinpoint, app_id, cid)
+    assert activity["ScheduledStart"] == iso(start) and activity["State"] == "COMPLETED"
+    assert activity["TotalEndpointCount"] == activity["SuccessfulEndpointCount"] == 120
+    assert activity_ids_received(receiver) == {activity["Id"]}
+
+    set_clock(clock_server, start + timedelta(days=3))  # a one-time campaign never runs again
+    settle()
+    assert len(activities(pinpoint, app_id, cid)) == 1 and status(pinpoint, app_id, cid) == "COMPLETED"
+
+
+# --- recurring schedules ------------------------------------------------------------------------------------
+
+RECURRING = {
+    "HOURLY": [utc("2030-01-07T09:00:00Z") + timedelta(hours=i) for i in range(5)],
+    "DAILY": [utc("2030-01-07T09:00:00Z") + timedelta(days=i) for i in range(5)],
+    "WEEKLY": [utc("2030-01-07T09:00:00Z") + timedelta(weeks=i) for i in range(5)],
+    # From the 31st: short months clamp to their last day, and the day comes back to the 31st after them.
+    "MONTHLY": [utc(f"2030-{m}T09:00:00Z") for m in ("01-31", "02-28", "03-31", "04-30", "05-31")],
+}
+
+
+@pytest.mark.parametrize("frequency", list(RECURRING))
+def test_recurring_schedule_runs_once_per_occurrence(clock_server, pinpoint, app_id, receiver, frequency) -> None:
+    ids = [f"ep-{i:02d}" for i in range(60)]  # two batches a run
+    load(pinpoint, app_id, [endpoint(i) for i in ids])
+    segment = audience_segment(pinpoint, app_id)
+    occurrences = RECURRING[frequency]
+    end = occurrences[-1] + timedelta(minutes=1)
+    set_clock(clock_server, occurrences[0] - timedelta(hours=1))
+    schedule = {"StartTime": iso(occurrences[0]), "EndTime": iso(end), "Frequency": frequency}
+    cid = webhook_campaign(pinpoint, app_id, segment, receiver.url, schedule)["Id"]
+    settle(0.3)
+    assert receiver.post_count() == 0 and status(pinpoint, app_id, cid) == "SCHEDULED"
+
+    # Occurrences 0 and 1, one by one; a clock move that reaches no new occurrence starts nothing.
+    for index in (0, 1):
+        set_clock(clock_server, occurrences[index])
+        wait_for_runs(clock_server, pinpoint, app_id, cid, index + 1, "PENDING_NEXT_RUN")
+        set_clock(clock_server, occurrences[index] + (occurrences[index + 1] - occurrences[index]) / 2)
+        settle(0.3)
+        assert len(progress(clock_server, app_id, cid)["Runs"]) == index + 1
+        assert status(pinpoint, app_id, cid) == "PENDING_NEXT_RUN"
+
+    # Jump over occurrences 2 and 3: only the latest due one (4, the last) runs (docs: the latest missed one).
+    set_clock(clock_server, occurrences[4] + timedelta(seconds=30))
+    runs = wait_for_runs(clock_server, pinpoint, app_id, cid, 3, "COMPLETED")
+    expected = [iso(occurrences[i]) for i in (0, 1, 4)]
+    assert sorted(run["ScheduledTime"] for run in runs) == expected
+
+    set_clock(clock_server, occurrences[4] + timedelta(days=62))  # past EndTime: nothing more
+    settle(0.3)
+    assert len(progress(clock_server, app_id, cid)["Runs"]) == 3 and status(pinpoint, app_id, cid) == "COMPLETED"
+
+    items = activities(pinpoint, app_id, cid)
+    assert sorted(a["ScheduledStart"] for a in items) == expected
+    assert all(a["State"] == "COMPLETED" and a["SuccessfulEndpointCount"] == 60 for a in items)
+    assert activity_ids_received(receiver) == {a["Id"] for a in items}  # one distinct activity per run
+    assert receiver.delivered() == Counter({i: 3 for i in ids})  # every endpoint once per run
+    posts_by_time = Counter(post.payload["ScheduledTime"] for post in receiver.posts())
+    assert posts_by_time == Counter({time: 2 for time in expected})
+
+
+# --- IsPaused ----------------------------------------------------------------------------------------------
+
+
+def test_paused_campaign_runs_nothing_until_resumed(clock_server, pinpoint, app_id, receiver) -> None:
+    load(pinpoint, app_id, [endpoint(f"ep-{i}") for i in range(10)])
+    segment = audience_segment(pinpoint, app_id)
+    first = utc("2030-02-04T08:00:00Z")
+    set_clock(clock_server, first - timedelta(hours=1))
+
+    # Created paused: its start passes and nothing happens until IsPaused is false.
+    once = webhook_campaign(pinpoint, app_id, segment, receiver.url, {"StartTime": iso(first)}, IsPaused=True)
+    assert once["State"]["CampaignStatus"] == "PAUSED"
+    set_clock(clock_server, first + timedelta(minutes=5))
+    settle()
+    assert receiver.post_count() == 0 and activities(pinpoint, app_id, once["Id"]) == []
+    assert status(pinpoint, app_id, once["Id"]) == "PAUSED"
+    resumed = pinpoint.update_campaign(
+        ApplicationId=app_id, CampaignId=once["Id"], WriteCampaignRequest={"IsPaused": False}
+    )
+    assert resumed["CampaignResponse"]["State"]["CampaignStatus"] != "PAUSED"
+    wait_for_runs(clock_server, pinpoint, app_id, once["Id"], 1, "COMPLETED")
+    assert receiver.post_count() == 1
+
+    # Paused between two runs of a daily campaign: the occurrence passes while paused, and runs on resume.
+    receiver.clear()
+    schedule = {"StartTime": iso(first), "EndTime": iso(first + timedelta(days=2, hours=1)), "Frequency": "DAILY"}
+    daily = webhook_campaign(pinpoint, app_id, segment, receiver.url, schedule)["Id"]
+    wait_for_runs(clock_server, pinpoint, app_id, daily, 1, "PENDING_NEXT_RUN")
+    pinpoint.update_campaign(ApplicationId=app_id, CampaignId=daily, WriteCampaignRequest={"IsPaused": True})
+    assert status(pinpoint, app_id, daily) == "PAUSED"
+    set_clock(clock_server, first + timedelta(days=1, hours=2))
+    settle()
+    assert len(progress(clock_server, app_id, daily)["Runs"]) == 1 and receiver.post_count() == 1
+    pinpoint.update_campaign(ApplicationId=app_id, CampaignId=daily, WriteCampaignRequest={"IsPaused": False})
+    runs = wait_for_runs(clock_server, pinpoint, app_id, daily, 2, "PENDING_NEXT_RUN")
+    assert runs[-1]["ScheduledTime"] == iso(first + timedelta(days=1))
+    set_clock(clock_server, first + timedelta(days=2))
+    wait_for_runs(clock_server, pinpoint, app_id, daily, 3, "COMPLETED")
+    assert receiver.delivered() == Counter({f"ep-{i}": 3 for i in range(10)})
+
+
+def test_resuming_after_the_last_run_ended_while_paused_completes(clock_server, pinpoint, app_id, receiver) -> None:
+    """Paused while its only run is sending: the run finishes, and on resume nothing is left, so COMPLETED."""
+    load(pinpoint, app_id, [endpoint(f"ep-{i}") for i in range(10)])
+    segment = audience_segment(pinpoint, app_id)
+    start = utc("2030-02-11T08:00:00Z")
+    set_clock(clock_server, start)
+    gate = Gate()
+    receiver.responder = gate
+    cid = webhook_campaign(pinpoint, app_id, segment, receiver.url, {"StartTime": iso(start)})["Id"]
+    receiver.wait_for_requests(1, timeout=10, method="POST")
+    pinpoint.update_campaign(ApplicationId=app_id, CampaignId=cid, WriteCampaignRequest={"IsPaused": True})
+    gate.open()
+    wait_for_runs(clock_server, pinpoint, app_id, cid, 1, "PAUSED")
+    pinpoint.update_campaign(ApplicationId=app_id, CampaignId=cid, WriteCampaignRequest={"IsPaused": False})
+    set_clock(clock_server, start + timedelta(hours=1))
+    wait_for_runs(clock_server, pinpoint, app_id, cid, 1, "COMPLETED", timeout=5)
+    assert receiver.delivered() == Counter({f"ep-{i}": 1 for i in range(10)})
+
+
+# --- local time --------------------------------------------------------------------------------------------
+
+ZONES = ["Pacific/Kiritimati", "Asia/Tokyo", "Europe/Lisbon", "America/New_York", None]
+
+
+def local_time_audience(pinpoint: Any, app_id: str) -> dict[str | None, list[str]]:
+    members: dict[str | None, list[str]] = {zone: [] for zone in ZONES}
+    items = []
+    for i in range(100):
+        zone = ZONES[i % len(ZONES)]
+        members[zone].append(f"ep-{i:03d}")
+        items.append(endpoint(f"ep-{i:03d}", zone))
+    load(pinpoint, app_id, items)
+    return members
+
+
+def step_through_zones(
+    server: Server,
+    pinpoint: Any,
+    app_id: str,
+    campaign_id: str,
+    rx: Receiver,
+    members: dict[str | None, list[str]],
+    sends: dict[str | None, datetime],
+) -> None:
+    """Move the clock to just before, then to, each zone's send time: its endpoints arrive then and only then."""
+    delivered: set[str] = set()
+    for zone, moment in sorted(sends.items(), key=lambda item: item[1]):
+        set_clock(server, moment - timedelta(seconds=1))
+        settle(0.4)
+        assert set(rx.delivered()) == delivered, f"{zone} must not be sent before {iso(moment)}"
+        set_clock(server, moment)
+        delivered |= set(members[zone])
+        try:
+            wait_for(lambda: set(rx.delivered()) == delivered, 10, f"{zone}'s endpoints at {iso(moment)}")  # noqa: B023
+        except AssertionError as exc:
+            runs = progress(server, app_id, campaign_id)["Runs"]
+            raise AssertionError(f"{exc}; the campaign's runs at that time: {runs}") from None
+        for post in rx.posts():
+            if set(post.endpoint_ids) & set(members[zone]):
+                assert set(post.endpoint_ids) <= set(members[zone])  # a batch is one zone's
+                assert post.payload["ScheduledTime"] == iso(moment)
+    wait_for_runs(server, pinpoint, app_id, campaign_id, 1, "COMPLETED")
+    assert rx.delivered() == Counter({i: 1 for ids in members.values() for i in ids})
+    [activity] = activities(pinpoint, app_id, campaign_id)
+    assert activity["TimezonesTotalCount"] == len(sends) == activity["TimezonesCompletedCount"]
+    assert activity["SuccessfulEndpointCount"] == 100 == activity["TotalEndpointCount"]
+
+
+def test_local_time_sends_each_zone_at_its_own_wall_time(clock_server, pinpoint, app_id, receiver) -> None:
+    members = local_time_audience(pinpoint, app_id)
+    segment = audience_segment(pinpoint, app_id)
+    start = utc("2030-06-03T09:00:00Z")  # 09:00 wall time, read in Schedule.Timezone (UTC)
+    set_clock(clock_server, start - timedelta(days=1))
+    schedule = {"StartTime": iso(start), "IsLocalTime": True, "Timezone": "UTC"}
+    cid = webhook_campaign(pinpoint, app_id, segment, receiver.url, schedule)["Id"]
+    sends = {
+        "Pacific/Kiritimati": utc("2030-06-02T19:00:00Z"),  # UTC+14, the first to reach 09:00
+        "Asia/Tokyo": utc("2030-06-03T00:00:00Z"),
+        "Europe/Lisbon": utc("2030-06-03T08:00:00Z"),  # summer time, UTC+1
+        None: start,  # no Demographic.Timezone: the campaign's zone
+        "America/New_York": utc("2030-06-03T13:00:00Z"),  # EDT, UTC-4
+    }
+    step_through_zones(clock_server, pinpoint, app_id, cid, receiver, members, sends)
+
+
+def test_local_time_with_a_campaign_zone_west_of_utc(clock_server, pinpoint, app_id, receiver) -> None:
+    """09:00 in Los Angeles is 16:00Z; every endpoint still gets 09:00 of its own zone, the easternmost first."""
+    members = local_time_audience(pinpoint, app_id)
+    segment = audience_segment(pinpoint, app_id)
+    start = utc("2030-06-03T16:00:00Z")
+    set_clock(clock_server, start - timedelta(days=1))
+    schedule = {"StartTime": "2030-06-03T09:00:00-07:00", "IsLocalTime": True, "Timezone": "America/Los_Angeles"}
+    cid = webhook_campaign(pinpoint, app_id, segment, receiver.url, schedule)["Id"]
+    sends = {
+        "Pacific/Kiritimati": utc("2030-06-02T19:00:00Z"),
+        "Asia/Tokyo": utc("2030-06-03T00:00:00Z"),
+        "Europe/Lisbon": utc("2030-06-03T08:00:00Z"),
+        "America/New_York": utc("2030-06-03T13:00:00Z"),
+        None: start,  # the campaign's zone: 09:00 in Los Angeles
+    }
+    step_through_zones(clock_server, pinpoint, app_id, cid, receiver, members, sends)
+
+
+def test_local_time_hourly_runs_every_occurrence(clock_server, pinpoint, app_id, receiver) -> None:
+    """Hourly at local time, Tokyo (UTC+9) and New York (UTC-4): each hour reaches both zones, 13 h apart, so the
+    runs of consecutive occurrences overlap; none may be skipped."""
+    tokyo, new_york = [f"tyo-{i}" for i in range(5)], [f"nyc-{i}" for i in range(5)]
+    load(
+        pinpoint,
+        app_id,
+        [endpoint(i, "Asia/Tokyo") for i in tokyo] + [endpoint(i, "America/New_York") for i in new_york],
+    )
+    segment = audience_segment(pinpoint, app_id)
+    start = utc("2030-06-10T12:00:00Z")
+    set_clock(clock_server, start - timedelta(days=1))
+    schedule = {
+        "StartTime": iso(start),
+        "EndTime": iso(start + timedelta(hours=2, minutes=1)),
+        "Frequency": "HOURLY",
+        "IsLocalTime": True,
+        "Timezone": "UTC",
+    }
+    cid = webhook_campaign(pinpoint, app_id, segment, receiver.url, schedule)["Id"]
+    # The clock walks through every instant that matters, in order: where each occurrence's run may start (14 h
+    # ahead, for UTC+14) and where each zone's 12:00, 13:00 and 14:00 come.
+    steps = sorted(
+        [(start + timedelta(hours=k - 14), []) for k in range(3)]
+        + [(start + timedelta(hours=k - 9), tokyo) for k in range(3)]
+        + [(start + timedelta(hours=k + 4), new_york) for k in range(3)]
+    )
+    expected: Counter[str] = Counter()
+    for moment, ids in steps:
+        set_clock(clock_server, moment)
+        expected.update(ids)
+        try:
+            wait_for(lambda: receiver.delivered() == expected, 10, f"{ids[:1]} at {iso(moment)}")
+            if not ids:
+                settle(0.3)
+                assert receiver.delivered() == expected
+        except AssertionError as exc:
+            runs = progress(clock_server, app_id, cid)["Runs"]
+            raise AssertionError(f"{exc}; runs so far: {runs}") from None
+        if ids:
+            assert iso(moment) in {post.payload["ScheduledTime"] for post in receiver.posts()}
+    runs = wait_for_runs(clock_server, pinpoint, app_id, cid, 3, "COMPLETED")
+    assert sorted(run["ScheduledTime"] for run in runs) == [iso(start + timedelta(hours=k)) for k in range(3)]
+
+
+# --- quiet time --------------------------------------------------------------------------------------------
+
+# At 03:00Z on 2030-06-03 (summer time): each zone's local time, and whether 22:00-07:00 holds it quiet.
+QUIET_AT = utc("2030-06-03T03:00:00Z")
+LOCAL = {
+    "Asia/Tokyo": ("12:00", False),
+    "America/Los_Angeles": ("20:00", False),
+    "Asia/Kolkata": ("08:30", False),
+    "Asia/Dubai": ("07:00", False),  # End is exclusive
+    "America/Chicago": ("22:00", True),  # Start is inclusive
+    "America/New_York": ("23:00", True),
+    "Europe/Lisbon": ("04:00", True),
+    None: ("03:00", True),  # no zone: UTC
+}
+
+
+def quiet_audience(pinpoint: Any, app_id: str) -> dict[str, str | None]:
+    zones = list(LOCAL)
+    items = [endpoint(f"ep-{i:02d}", zones[i % len(zones)]) for i in range(40)]
+    load(pinpoint, app_id, items)
+    return {item["Id"]: (item.get("Demographic") or {}).get("Timezone") for item in items}
+
+
+def check_quiet(server: Server, app_id: str, campaign_id: str, rx: Receiver, zone_of, quiet) -> None:
+    expected_quiet = {i for i, zone in zone_of.items() if quiet(zone)}
+    found = {o["EndpointId"]: o for o in outcomes(server, app_id, campaign_id)}
+    assert set(found) == set(zone_of)
+    for endpoint_id, outcome in found.items():
+        if endpoint_id in expected_quiet:
+            assert (outcome["Status"], outcome["Reason"]) == ("SKIPPED", "QUIET_TIME"), zone_of[endpoint_id]
+        else:
+            assert outcome["Status"] == "SENT", zone_of[endpoint_id]
+    assert rx.delivered() == Counter({i: 1 for i in zone_of if i not in expected_quiet})
+
+
+def test_campaign_quiet_time_skips_endpoints_inside_it(clock_server, pinpoint, app_id, receiver) -> None:
+    zone_of = quiet_audience(pinpoint, app_id)
+    segment = audience_segment(pinpoint, app_id)
+    # The application's quiet time would hold everyone: the campaign's own replaces it.
+    pinpoint.update_application_settings(
+        ApplicationId=app_id, WriteApplicationSettingsRequest={"QuietTime": {"Start": "00:00", "End": "23:59"}}
+    )
+    set_clock(clock_server, QUIET_AT - timedelta(hours=1))
+    schedule = {"StartTime": iso(QUIET_AT), "QuietTime": {"Start": "22:00", "End": "07:00"}}
+    cid = webhook_campaign(pinpoint, app_id, segment, receiver.url, schedule)["Id"]
+    set_clock(clock_server, QUIET_AT)
+    wait_for_runs(clock_server, pinpoint, app_id, cid, 1, "COMPLETED")
+    check_quiet(clock_server, app_id, cid, receiver, zone_of, lambda zone: LOCAL[zone][1])
+    [activity] = activities(pinpoint, app_id, cid)
+    sent = sum(1 for zone in zone_of.values() if not LOCAL[zone][1])
+    assert activity["SuccessfulEndpointCount"] == sent == activity["TotalEndpointCount"]
+
+
+def test_application_quiet_time_applies_when_the_campaign_has_none(clock_server, pinpoint, app_id, receiver) -> None:
+    zone_of = quiet_audience(pinpoint, app_id)
+    segment = audience_segment(pinpoint, app_id)
+    pinpoint.update_application_settings(
+        ApplicationId=app_id, WriteApplicationSettingsRequest={"QuietTime": {"Start": "21:30", "End": "08:00"}}
+    )
+    set_clock(clock_server, QUIET_AT - timedelta(hours=1))
+    cid = webhook_campaign(pinpoint, app_id, segment, receiver.url, {"StartTime": iso(QUIET_AT)})["Id"]
+    set_clock(clock_server, QUIET_AT)
+    wait_for_runs(clock_server, pinpoint, app_id, cid, 1, "COMPLETED")
+
+    def quiet(zone: str | None) -> bool:
+        local = LOCAL[zone][0]
+        return local >= "21:30" or local < "08:00"
+
+    check_quiet(clock_server, app_id, cid, receiver, zone_of, quiet)
+
+
+# --- treatments and holdout --------------------------------------------------------------------------------
+
+
+def test_treatments_and_holdout_split_the_audience_stably(clock_server, pinpoint, app_id, receiver) -> None:
+    total = 2000
+    ids = [f"ep-{i:04d}" for i in range(total)]
+    load(pinpoint, app_id, [endpoint(i) for i in ids], threads=4)
+    segment = audience_segment(pinpoint, app_id)
+    first = utc("2030-09-02T10:00:00Z")
+    set_clock(clock_server, first - timedelta(hours=1))
+    sizes = {"1": 20, "2": 15, "3": 25}
+    schedule = {"StartTime": iso(first), "EndTime": iso(first + timedelta(days=1, hours=1)), "Frequency": "DAILY"}
+    cid = webhook_campaign(
+        pinpoint,
+        app_id,
+        segment,
+        receiver.url,
+        schedule,
+        HoldoutPercent=10,
+        AdditionalTreatments=[
+            {"SizePercent": size, "MessageConfiguration": {"CustomMessage": {"Data": f"treatment {tid}"}}}
+            for tid, size in sizes.items()
+        ],
+    )["Id"]
+    shares = {"0": 30.0, **{tid: float(size) for tid, size in sizes.items()}, "holdout": 10.0}
+
+    def run_once(moment: datetime, runs: int, state: str) -> tuple[dict[str, str], list[dict[str, Any]]]:
+        receiver.clear()
+        set_clock(clock_server, moment)
+        [run] = [
+            r
+            for r in wait_for_runs(clock_server, pinpoint, app_id, cid, runs, state)
+            if r["ScheduledTime"] == iso(moment)
+        ]
+        placed: dict[str, str] = {}
+        for post in receiver.posts():
+            tid = post.payload["TreatmentId"]
+            assert post.payload["Data"] == ("hello" if tid == "0" else f"treatment {tid}")
+            for endpoint_id in post.endpoint_ids:
+                assert endpoint_id not in placed, f"{endpoint_id} received twice in one run"
+                placed[endpoint_id] = tid
+        found = [o for o in outcomes(clock_server, app_id, cid, page_size=700) if o["RunId"] == run["Id"]]
+        return placed, found
+
+    first_placed, first_outcomes = run_once(first, 1, "PENDING_NEXT_RUN")
+    held = {o["EndpointId"] for o in first_outcomes if o["Status"] == "SKIPPED"}
+    assert {(o["Status"], o["Reason"]) for o in first_outcomes if o["EndpointId"] in held} == {("SKIPPED", "HOLDOUT")}
+    assert held.isdisjoint(first_placed)  # a held-out endpoint is never delivered
+    assert set(first_placed) | held == set(ids)  # everyone is in exactly one treatment or the holdout
+    assert len(first_outcomes) == total
+    counts = Counter(first_placed.values()) + Counter({"holdout": len(held)})
+    for name, share in shares.items():
+        assert abs(100 * counts[name] / total - share) < 4.5, (name, counts)
+    for outcome in first_outcomes:
+        if outcome["Status"] == "SENT":
+            assert outcome["TreatmentId"] == first_placed[outcome["EndpointId"]]
+
+    second_placed, second_outcomes = run_once(first + timedelta(days=1), 2, "COMPLETED")
+    assert second_placed == first_placed  # the same endpoint lands in the same treatment every run
+    assert {o["EndpointId"] for o in second_outcomes if o["Reason"] == "HOLDOUT"} == held
+
+    items = activities(pinpoint, app_id, cid)
+    assert len(items) == 8  # one activity per treatment per run
+    for scheduled in (iso(first), iso(first + timedelta(days=1))):
+        of_run = {a["TreatmentId"]: a for a in items if a["ScheduledStart"] == scheduled}
+        assert sorted(of_run) == ["0", "1", "2", "3"]
+        for tid, activity in of_run.items():
+            assert activity["SuccessfulEndpointCount"] == counts[tid] == activity["TotalEndpointCount"]
+            assert activity["State"] == "COMPLETED" and activity["Result"] == "SUCCESS"
+
+
+# --- limits ------------------------------------------------------------------------------------------------
+
+
+def reasons_of_run(server: Server, app_id: str, campaign_id: str, scheduled: datetime) -> Counter[tuple[str, Any]]:
+    [run] = [r for r in progress(server, app_id, campaign_id)["Runs"] if r["ScheduledTime"] == iso(scheduled)]
+    return Counter((o["Status"], o["Reason"]) for o in outcomes(server, app_id, campaign_id) if o["RunId"] == run["Id"])
+
+
+def test_daily_limit_skips_endpoints_sent_within_24_hours(clock_server, pinpoint, app_id, receiver) -> None:
+    load(pinpoint, app_id, [endpoint(f"ep-{i}") for i in range(8)])
+    segment = audience_segment(pinpoint, app_id)
+    start = utc("2030-10-07T06:00:00Z")
+    set_clock(clock_server, start - timedelta(hours=1))
+    schedule = {"StartTime": iso(start), "EndTime": iso(start + timedelta(hours=30)), "Frequency": "HOURLY"}
+    cid = webhook_campaign(pinpoint, app_id, segment, receiver.url, schedule, Limits={"Daily": 1})["Id"]
+
+    plan = [(0, "SENT"), (1, "DAILY_LIMIT"), (2, "DAILY_LIMIT"), (25, "SENT")]  # 25 h later: a new 24 h window
+    for number, (hours, expected) in enumerate(plan, start=1):
+        moment = start + timedelta(hours=hours)
+        set_clock(clock_server, moment)
+        wait_for_runs(clock_server, pinpoint, app_id, cid, number, "PENDING_NEXT_RUN")
+        reasons = reasons_of_run(clock_server, app_id, cid, moment)
+        assert reasons == Counter({("SENT", None) if expected == "SENT" else ("SKIPPED", expected): 8}), hours
+    assert receiver.delivered() == Counter({f"ep-{i}": 2 for i in range(8)})
+
+
+def test_total_limit_stops_after_that_many_sends(clock_server, pinpoint, app_id, receiver) -> None:
+    load(pinpoint, app_id, [endpoint(f"ep-{i}") for i in range(8)])
+    segment = audience_segment(pinpoint, app_id)
+    start = utc("2030-11-04T06:00:00Z")
+    set_clock(clock_server, start - timedelta(hours=1))
+    schedule = {"StartTime": iso(start), "EndTime": iso(start + timedelta(days=3, hours=1)), "Frequency": "DAILY"}
+    cid = webhook_campaign(pinpoint, app_id, segment, receiver.url, schedule, Limits={"Total": 2})["Id"]
+    for day in range(4):
+        moment = start + timedelta(days=day)
+        set_clock(clock_server, moment)
+        wait_for_runs(clock_server, pinpoint, app_id, cid, day + 1, "COMPLETED" if day == 3 else "PENDING_NEXT_RUN")
+        expected = ("SENT", None) if day < 2 else ("SKIPPED", "TOTAL_LIMIT")
+        assert reasons_of_run(clock_server, app_id, cid, moment) == Counter({expected: 8}), day
+    assert receiver.delivered() == Counter({f"ep-{i}": 2 for i in range(8)})
+    items = activities(pinpoint, app_id, cid)
+    assert sorted(a["SuccessfulEndpointCount"] for a in items) == [0, 0, 8, 8]
+
+
+def test_messages_per_second_paces_delivery(clock_server, pinpoint, app_id, receiver) -> None:
+    load(pinpoint, app_id, [endpoint(f"ep-{i:03d}") for i in range(500)])
+    segment = audience_segment(pinpoint, app_id)
+    start = utc("2030-12-02T06:00:00Z")
+    set_clock(clock_server, start)
+    limits = {"MessagesPerSecond": 100}
+    cid = webhook_campaign(pinpoint, app_id, segment, receiver.url, {"StartTime": iso(start)}, Limits=limits)["Id"]
+    wait_for_runs(clock_server, pinpoint, app_id, cid, 1, "COMPLETED", timeout=30)
+    posts = receiver.posts()
+    assert len(posts) == 10 and sum(receiver.delivered().values()) == 500
+    spread = posts[-1].received_at - posts[0].received_at
+    # 10 batches of 50 at 100 a second: each start waits 0.5 s for the one before, so the 10th starts 4.5 s in.
+    assert spread >= 4.0, f"500 messages at 100/s arrived over {spread:.2f} s"
+    gaps = [b.received_at - a.received_at for a, b in itertools.pairwise(posts)]
+    assert min(gaps) >= 0.25, [round(g, 2) for g in gaps]
