@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import gc
 import json
 import os
@@ -19,6 +21,7 @@ from pointcast.settings import Settings
 from pointcast.store import Database
 
 CREDENTIALS_FILE = "credentials.json"
+M_ARENA_MAX = -8  # glibc's mallopt parameter number
 
 
 def load_credentials(settings: Settings) -> tuple[dict[str, str], bool]:
@@ -55,6 +58,20 @@ def build(settings: Settings, keys: dict[str, str]) -> FastAPI:
     app = create_app(ctx, verifier)
     tune_gc()
     return app
+
+
+def limit_malloc_arenas(arenas: int = 2) -> None:
+    """Cap glibc's malloc arenas before threads start (as MALLOC_ARENA_MAX does).
+
+    Each worker thread otherwise gets an arena of its own that is rarely given back: bench/webhook_campaign.py
+    measured a 1,000,000-endpoint run peaking at 330 MB with the default and 218 MB with two arenas, at the same
+    speed. Not glibc (or not Linux): nothing to do.
+    """
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        libc.mallopt(M_ARENA_MAX, arenas)
+    except (OSError, AttributeError):
+        pass
 
 
 def tune_gc() -> None:

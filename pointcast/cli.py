@@ -56,8 +56,9 @@ def serve(
     """Serve every API pointcast speaks on one port."""
     import uvicorn
 
-    from pointcast.boot import build, credentials_path, load_credentials
+    from pointcast.boot import build, credentials_path, limit_malloc_arenas, load_credentials
 
+    limit_malloc_arenas()
     settings = _settings(
         host=host,
         port=port,
