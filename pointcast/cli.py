@@ -58,7 +58,6 @@ def serve(
 
     from pointcast.boot import build, credentials_path, limit_malloc_arenas, load_credentials
 
-    limit_malloc_arenas()
     settings = _settings(
         host=host,
         port=port,
@@ -70,6 +69,8 @@ def serve(
         allow_any_credentials=allow_any_credentials,
         log_level=log_level,
     )
+    if settings.malloc_arenas:
+        limit_malloc_arenas(settings.malloc_arenas)
     keys, created = load_credentials(settings)
     if settings.allow_any_credentials:
         err.print(
