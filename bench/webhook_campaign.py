@@ -57,6 +57,7 @@ from bench.ingest import (
     stop_process,
     wait_http,
 )
+from bench.ingest import make_endpoint as ingest_endpoint
 from bench.receivers import (
     NGINX_PACKAGES,
     BenchCA,
@@ -80,17 +81,6 @@ GOAL_FAST, GOAL_SLOW, GOAL_RSS_MB = 0.8, 0.9, 300.0
 # --------------------------------------------------------------------------------------------------------------
 # The audience: realistic CUSTOM endpoints, deterministic per serial number.
 
-_CITIES = (
-    ("Seattle", "US", "WA", "98101", 47.6062, -122.3321, "America/Los_Angeles"),
-    ("Berlin", "DE", "BE", "10115", 52.52, 13.405, "Europe/Berlin"),
-    ("Sao Paulo", "BR", "SP", "01000-000", -23.5505, -46.6333, "America/Sao_Paulo"),
-    ("Tokyo", "JP", "13", "100-0001", 35.6762, 139.6503, "Asia/Tokyo"),
-    ("Lyon", "FR", "ARA", "69001", 45.764, 4.8357, "Europe/Paris"),
-)
-_DEVICES = (("Google", "Pixel 8", "android", "14"), ("Apple", "iPhone15,2", "ios", "17.4"))
-_INTERESTS = ("running", "cooking", "travel", "jazz", "chess", "cycling", "films")
-_PLANS = ("free", "plus", "pro")
-
 
 def endpoint_id(n: int) -> str:
     """Zero-padded, so id order (the order pointcast plans in) is serial order."""
@@ -98,46 +88,16 @@ def endpoint_id(n: int) -> str:
 
 
 def make_endpoint(n: int) -> dict[str, Any]:
-    """One EndpointBatchItem for the custom channel: address, attributes, user, location, device, metrics."""
-    city, country, region, postal, lat, lon, _tz = _CITIES[n % len(_CITIES)]
-    make, model, os_name, os_version = _DEVICES[n % len(_DEVICES)]
-    attributes = {
-        "Audience": ["all"],
-        "Interests": [_INTERESTS[n % 7], _INTERESTS[(n // 7) % 7]],
-        "Plan": [_PLANS[n % 3]],
-    }
-    if n % 2:
-        attributes["Source"] = ["import"]
-    return {
-        "Id": endpoint_id(n),
-        "ChannelType": "CUSTOM",
-        "Address": f"customer-{n:08d}@hooks.example.com",
-        "EndpointStatus": "ACTIVE",
-        "OptOut": "NONE",
-        "Attributes": attributes,
-        "User": {
-            "UserId": f"user-{n // 2}",
-            "UserAttributes": {"FirstName": [f"Name{n % 997}"], "Tier": [_PLANS[(n // 3) % 3]]},
-        },
-        "Location": {
-            "City": city,
-            "Country": country,
-            "Region": region,
-            "PostalCode": postal,
-            "Latitude": lat,
-            "Longitude": lon,
-        },
-        # No Timezone: an IMMEDIATE campaign without local time sends everyone at once either way.
-        "Demographic": {
-            "AppVersion": "3.2.1",
-            "Locale": "en_US",
-            "Make": make,
-            "Model": model,
-            "Platform": os_name,
-            "PlatformVersion": os_version,
-        },
-        "Metrics": {"sessions": float(n % 50), "purchases": float(n % 7)},
-    }
+    """bench/ingest.py's realistic endpoint, on the custom channel, in one segment, without a time zone.
+
+    No Timezone: an IMMEDIATE campaign without local time sends everyone at once either way.
+    """
+    item = ingest_endpoint(endpoint_id(n), n)
+    item["ChannelType"] = "CUSTOM"
+    item["Address"] = f"customer-{n:08d}@hooks.example.com"
+    item["Attributes"] = {"Audience": ["all"], **item["Attributes"]}
+    del item["Demographic"]["Timezone"]
+    return item
 
 
 def store_url(data_dir: Path, database_url: str | None) -> str:
