@@ -539,15 +539,26 @@ def run_phase(
     return phase
 
 
-def start_profiler(pid: int, path: Path) -> subprocess.Popen[bytes] | None:
-    """py-spy recording the server (collapsed stacks of the GIL holder) during the phase; None without py-spy."""
+def start_profiler(
+    pid: int, path: Path, duration: float | None = None, *, nonblocking: bool = False
+) -> subprocess.Popen[bytes] | None:
+    """``py-spy record --gil -f raw`` on the server (its log beside ``path``); None if py-spy is not in the venv.
+
+    ``nonblocking`` samples without pausing the server (less exact, no slow-down of a long run).
+    """
     exe = Path(sys.executable).parent / "py-spy"
     if not exe.exists():
         print(f"  (no py-spy at {exe}; not profiling)", file=sys.stderr)
         return None
-    command = [str(exe), "record", "--pid", str(pid), "--gil", "--rate", "100", "--format", "raw", "-o", str(path)]
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    time.sleep(1.0)  # let it attach before the clients start
+    path.parent.mkdir(parents=True, exist_ok=True)
+    command = [str(exe), "record", "--gil", "-p", str(pid), "-f", "raw", "-o", str(path), "-r", "100"]
+    if nonblocking:
+        command.append("--nonblocking")
+    if duration:
+        command += ["-d", str(int(duration))]
+    with path.with_suffix(".log").open("wb") as log:
+        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+    time.sleep(1.0)  # let it attach before the measured part starts
     return process
 
 
@@ -555,7 +566,7 @@ def stop_profiler(process: subprocess.Popen[bytes]) -> None:
     if process.poll() is None:
         process.send_signal(signal.SIGINT)  # py-spy writes its output on Ctrl-C
         try:
-            process.wait(timeout=30)
+            process.wait(timeout=60)
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait(timeout=5)

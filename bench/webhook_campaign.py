@@ -54,7 +54,9 @@ from bench.ingest import (
     postgres_schema,
     postgres_unreachable,
     process_cpu,
+    start_profiler,
     stop_process,
+    stop_profiler,
     wait_http,
 )
 from bench.ingest import make_endpoint as ingest_endpoint
@@ -284,34 +286,6 @@ class Window:
 
 # --------------------------------------------------------------------------------------------------------------
 # Profiling (py-spy) and its summary.
-
-
-def start_profiler(pid: int, path: Path, duration: float | None) -> subprocess.Popen[bytes] | None:
-    """``py-spy record --gil --nonblocking -f raw`` on the server; None if py-spy is not in the venv."""
-    exe = Path(sys.executable).parent / "py-spy"
-    if not exe.exists():
-        print(f"  (no py-spy at {exe}; not profiling)", file=sys.stderr)
-        return None
-    path.parent.mkdir(parents=True, exist_ok=True)
-    command = [str(exe), "record", "--gil", "-p", str(pid), "-f", "raw", "-o", str(path), "--nonblocking"]
-    command += ["-r", "100"]
-    if duration:
-        command += ["-d", str(int(duration))]
-    log = path.with_suffix(".log").open("wb")
-    process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
-    log.close()
-    time.sleep(1.0)  # let it attach
-    return process
-
-
-def stop_profiler(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        process.send_signal(signal.SIGINT)  # py-spy writes its output on Ctrl-C
-        try:
-            process.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=5)
 
 
 def _frame_name(frame: str) -> tuple[str, str, str]:
@@ -740,7 +714,7 @@ def run_phase(
         profiler = None
         if args.profile_dir and phase == "fast":
             path = Path(args.profile_dir) / f"{backend}-{phase}.txt"
-            profiler = start_profiler(server.pid, path, args.profile_seconds)
+            profiler = start_profiler(server.pid, path, args.profile_seconds, nonblocking=True)
             if profiler is not None:
                 stack.callback(stop_profiler, profiler)
         # --- measured: CreateCampaign -> COMPLETED
