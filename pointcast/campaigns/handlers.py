@@ -33,12 +33,12 @@ async def update_campaign(ctx: Context, call: Call) -> Any:
 
 async def get_campaign(ctx: Context, call: Call) -> Any:
     app_id, campaign_id = call.param("ApplicationId"), call.param("CampaignId")
-    return await ctx.read(lambda conn: service.get(conn, app_id, campaign_id))
+    return await ctx.read(lambda conn: campaigns.get(conn, app_id, campaign_id))
 
 
 async def get_campaigns(ctx: Context, call: Call) -> Any:
     app_id, page = call.param("ApplicationId"), Page.from_params(call.param("PageSize"), call.param("Token"))
-    return await ctx.read(lambda conn: service.page(conn, app_id, page))
+    return await ctx.read(lambda conn: campaigns.page(conn, app_id, page))
 
 
 async def get_campaign_version(ctx: Context, call: Call) -> Any:

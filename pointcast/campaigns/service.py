@@ -11,7 +11,6 @@ from pointcast.aws.arns import child_arn
 from pointcast.aws.errors import BadRequest
 from pointcast.aws.wire import new_id, now_iso
 from pointcast.campaigns.repository import campaigns, delete_activities, delete_runs
-from pointcast.pinpoint.paging import Page
 from pointcast.segments.repository import segments
 
 _MEMBERS = (
@@ -92,7 +91,6 @@ def create(conn: sa.Connection, app_id: str, request: dict[str, Any], region: st
 
 def update(conn: sa.Connection, app_id: str, campaign_id: str, request: dict[str, Any]) -> dict[str, Any]:
     """Members given replace the stored ones; members left out are kept (docs/contract.md)."""
-    apps.require(conn, app_id)
     doc = dict(campaigns.get(conn, app_id, campaign_id))
     if doc["State"]["CampaignStatus"] == "COMPLETED":
         raise BadRequest(f"Campaign '{campaign_id}' is COMPLETED and cannot be changed; create a new campaign")
@@ -104,18 +102,7 @@ def update(conn: sa.Connection, app_id: str, campaign_id: str, request: dict[str
     return doc
 
 
-def get(conn: sa.Connection, app_id: str, campaign_id: str) -> dict[str, Any]:
-    apps.require(conn, app_id)
-    return campaigns.get(conn, app_id, campaign_id)
-
-
-def page(conn: sa.Connection, app_id: str, page: Page) -> dict[str, Any]:
-    apps.require(conn, app_id)
-    return campaigns.page(conn, app_id, page)
-
-
 def delete(conn: sa.Connection, app_id: str, campaign_id: str) -> dict[str, Any]:
-    apps.require(conn, app_id)
     doc = campaigns.delete(conn, app_id, campaign_id)
     delete_activities(conn, app_id, campaign_id)
     delete_runs(conn, app_id, campaign_id)

@@ -7,6 +7,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from pointcast.apps import repository as apps
 from pointcast.aws.errors import BadRequest, NotFound
 from pointcast.pinpoint.paging import Page, page_response
 
@@ -42,9 +43,11 @@ class VersionedRepository:
         )
 
     def get(self, conn: sa.Connection, app_id: str, resource_id: str) -> dict[str, Any]:
+        """The current document; NotFound naming the application when that is what is missing."""
         t = self.table
         row = conn.execute(sa.select(t.c.doc).where(t.c.app_id == app_id, t.c.id == resource_id)).first()
         if row is None:
+            apps.require(conn, app_id)
             raise NotFound(f"{self.label} '{resource_id}' not found in application '{app_id}'")
         doc: dict[str, Any] = row.doc
         return doc
@@ -56,6 +59,8 @@ class VersionedRepository:
     def page(self, conn: sa.Connection, app_id: str, page: Page) -> dict[str, Any]:
         t = self.table
         rows, token = page.fetch(conn, sa.select(t.c.pk, t.c.doc).where(t.c.app_id == app_id), t.c.pk)
+        if not rows:
+            apps.require(conn, app_id)  # an empty page of a missing application is a NotFound
         return page_response([row.doc for row in rows], token)
 
     def version(self, conn: sa.Connection, app_id: str, resource_id: str, version: str) -> dict[str, Any]:

@@ -23,12 +23,12 @@ async def update_segment(ctx: Context, call: Call) -> Any:
 
 async def get_segment(ctx: Context, call: Call) -> Any:
     app_id, segment_id = call.param("ApplicationId"), call.param("SegmentId")
-    return await ctx.read(lambda conn: service.get(conn, app_id, segment_id))
+    return await ctx.read(lambda conn: segments.get(conn, app_id, segment_id))
 
 
 async def get_segments(ctx: Context, call: Call) -> Any:
     app_id, page = call.param("ApplicationId"), Page.from_params(call.param("PageSize"), call.param("Token"))
-    return await ctx.read(lambda conn: service.page(conn, app_id, page))
+    return await ctx.read(lambda conn: segments.page(conn, app_id, page))
 
 
 async def get_segment_version(ctx: Context, call: Call) -> Any:

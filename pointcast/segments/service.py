@@ -11,7 +11,6 @@ from pointcast.aws.arns import child_arn
 from pointcast.aws.errors import BadRequest
 from pointcast.aws.wire import new_id, now_iso
 from pointcast.pinpoint import limits
-from pointcast.pinpoint.paging import Page
 from pointcast.segments.repository import campaigns_using, segments
 
 _MEMBERS = ("Dimensions", "Name", "SegmentGroups")
@@ -52,7 +51,6 @@ def create(conn: sa.Connection, app_id: str, request: dict[str, Any], region: st
 
 
 def update(conn: sa.Connection, app_id: str, segment_id: str, request: dict[str, Any]) -> dict[str, Any]:
-    apps.require(conn, app_id)
     doc = dict(segments.get(conn, app_id, segment_id))
     _check(conn, app_id, request, segment_id)
     doc.update({k: request[k] for k in _MEMBERS if k in request})
@@ -64,18 +62,7 @@ def update(conn: sa.Connection, app_id: str, segment_id: str, request: dict[str,
     return doc
 
 
-def get(conn: sa.Connection, app_id: str, segment_id: str) -> dict[str, Any]:
-    apps.require(conn, app_id)
-    return segments.get(conn, app_id, segment_id)
-
-
-def page(conn: sa.Connection, app_id: str, page: Page) -> dict[str, Any]:
-    apps.require(conn, app_id)
-    return segments.page(conn, app_id, page)
-
-
 def delete(conn: sa.Connection, app_id: str, segment_id: str) -> dict[str, Any]:
-    apps.require(conn, app_id)
     segments.get(conn, app_id, segment_id)
     users = campaigns_using(conn, app_id, segment_id)
     if users:
