@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import psycopg
@@ -58,15 +59,24 @@ def make_server(
     return server, schema
 
 
+@contextmanager
+def running_server(backend: str, directory: Path, ca_bundle: Path | None, **extra: str) -> Iterator[Server]:
+    """A started server on its own store (a fresh schema on PostgreSQL), stopped and dropped afterwards."""
+    srv, schema = make_server(backend, directory, ca_bundle, **extra)
+    try:
+        srv.start()
+        yield srv
+    finally:
+        srv.stop()
+        if schema:
+            schema.drop()
+
+
 @pytest.fixture(scope="session")
 def server(backend: str, ca_bundle: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """One server per backend for the whole session; tests isolate themselves by creating their own app."""
-    srv, schema = make_server(backend, tmp_path_factory.mktemp(f"server-{backend}"), ca_bundle)
-    srv.start()
-    yield srv
-    srv.stop()
-    if schema:
-        schema.drop()
+    with running_server(backend, tmp_path_factory.mktemp(f"server-{backend}"), ca_bundle) as srv:
+        yield srv
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import make_server
+from tests.conftest import make_server, running_server
 from tests.support.campaigns import (
     OK,
     RESET,
@@ -53,12 +53,8 @@ TIMEOUT, CAP, ATTEMPTS = 2.0, 0.2, 5
 @pytest.fixture(scope="module")
 def server(backend: str, ca_bundle: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """The shared server's shape, with the small delivery backoffs these tests count on."""
-    srv, schema = make_server(backend, tmp_path_factory.mktemp(f"delivery-{backend}"), ca_bundle, **SMALL_BACKOFFS)
-    srv.start()
-    yield srv
-    srv.stop()
-    if schema:
-        schema.drop()
+    with running_server(backend, tmp_path_factory.mktemp(f"delivery-{backend}"), ca_bundle, **SMALL_BACKOFFS) as srv:
+        yield srv
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import make_server
+from tests.conftest import running_server
 from tests.support.campaigns import (
     Gate,
     Receiver,
@@ -41,7 +41,7 @@ from tests.support.tls import TestCA
 
 @pytest.fixture(scope="module")
 def clock_server(backend: str, ca_bundle: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    srv, schema = make_server(
+    with running_server(
         backend,
         tmp_path_factory.mktemp(f"clock-{backend}"),
         ca_bundle,
@@ -50,12 +50,8 @@ def clock_server(backend: str, ca_bundle: Path, tmp_path_factory: pytest.TempPat
         POINTCAST_DELIVERY_BACKOFF_BASE="0.05",
         POINTCAST_DELIVERY_BACKOFF_CAP="0.2",
         POINTCAST_DELIVERY_TIMEOUT="10",
-    )
-    srv.start()
-    yield srv
-    srv.stop()
-    if schema:
-        schema.drop()
+    ) as srv:
+        yield srv
 
 
 @pytest.fixture
