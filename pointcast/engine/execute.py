@@ -79,15 +79,11 @@ def build_payload(
 
 @dataclass(slots=True)
 class Prepared:
-    """A pending batch read from the store with the definitions of its endpoints that still exist."""
+    """A pending batch read from the store: its row, its endpoint ids, and the definitions of those still there."""
 
     batch: Any
+    ids: list[str]
     docs: dict[str, str]
-
-    @property
-    def ids(self) -> list[str]:
-        ids: list[str] = orjson.loads(self.batch.endpoint_ids)
-        return ids
 
 
 @dataclass(slots=True)
@@ -105,7 +101,7 @@ class Result:
 
 def prepare(conn: sa.Connection, batch_ids: list[str]) -> list[Prepared]:
     """Read pending batches and their endpoints in two queries, however many batches there are."""
-    return [Prepared(batch, docs) for batch, docs in repo.batches_with_docs(conn, batch_ids)]
+    return [Prepared(batch, ids, docs) for batch, ids, docs in repo.batches_with_docs(conn, batch_ids)]
 
 
 async def deliver(deps: ExecuteDeps, item: Prepared) -> Result:

@@ -140,8 +140,9 @@ def get_batch_if_any(conn: sa.Connection, batch_id: str) -> sa.Row[Any] | None:
     return conn.execute(sa.select(m.batches).where(m.batches.c.id == batch_id)).first()
 
 
-def batches_with_docs(conn: sa.Connection, batch_ids: list[str]) -> list[tuple[sa.Row[Any], dict[str, str]]]:
-    """Pending batches (in the order asked) and the stored definitions of their endpoints, in two queries.
+def batches_with_docs(conn: sa.Connection, batch_ids: list[str]) -> list[tuple[sa.Row[Any], list[str], dict[str, str]]]:
+    """Pending batches (in the order asked), their endpoint ids, and the stored definitions of those endpoints that
+    still exist, in two queries.
 
     Batches that are gone (their campaign was deleted) or no longer pending are left out.
     """
@@ -151,17 +152,16 @@ def batches_with_docs(conn: sa.Connection, batch_ids: list[str]) -> list[tuple[s
     rows = conn.execute(
         sa.select(b, r.c.app_id.label("app_id")).join(r, r.c.id == b.c.run_id).where(b.c.id.in_(batch_ids))
     ).all()
-    pending = {row.id: row for row in rows if row.state == "PENDING"}
+    pending = {row.id: (row, orjson.loads(row.endpoint_ids)) for row in rows if row.state == "PENDING"}
     wanted: dict[str, list[str]] = {}
-    for row in pending.values():
-        wanted.setdefault(row.app_id, []).extend(orjson.loads(row.endpoint_ids))
+    for row, ids in pending.values():
+        wanted.setdefault(row.app_id, []).extend(ids)
     docs: dict[tuple[str, str], str] = {}
     for app_id, ids in wanted.items():
         docs.update(((app_id, k), v) for k, v in endpoint_docs(conn, app_id, ids).items())
     found = [pending[batch_id] for batch_id in batch_ids if batch_id in pending]
     return [
-        (batch, {i: docs[(batch.app_id, i)] for i in orjson.loads(batch.endpoint_ids) if (batch.app_id, i) in docs})
-        for batch in found
+        (batch, ids, {i: docs[(batch.app_id, i)] for i in ids if (batch.app_id, i) in docs}) for batch, ids in found
     ]
 
 
