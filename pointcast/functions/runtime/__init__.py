@@ -1,0 +1,5 @@
+"""The function runtime: Lambda-compatible worker processes behind the Lambda Runtime API."""
+
+from pointcast.functions.runtime.pool import FunctionSpec, InvokeResult, PoolStopped, WorkerPool, node_available
+
+__all__ = ["FunctionSpec", "InvokeResult", "PoolStopped", "WorkerPool", "node_available"]

@@ -1,0 +1,124 @@
+"""How a worker process is started: its command line, its environment and its memory limit."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import subprocess
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+
+from pointcast.functions.runtime.spec import FunctionSpec
+
+BOOTSTRAP_JS = Path(__file__).with_name("bootstrap.js")
+# ``python -m awslambdaric HANDLER``, with one knob turned: for python3.12+ (AWS_EXECUTION_ENV) awslambdaric waits
+# for each event on a new thread, only so that the main thread can take signals meanwhile; pointcast never
+# signals a worker except with SIGKILL, and the thread cost ~400 us of CPU per invocation (measured).
+RIC_MAIN = (
+    "import sys; from awslambdaric import __main__ as ric; "
+    "ric.LambdaConfigProvider.SUPPORTED_THREADPOLLING_ENVS = frozenset(); ric.main(sys.argv)"
+)
+
+# Taken from the server's own environment; nothing else of it reaches a handler.
+PASSTHROUGH = ("PATH", "HOME", "LANG", "LC_ALL", "LC_CTYPE", "TMPDIR")
+# Keys Lambda reserves: a function's Environment cannot replace these when the pool's base environment has them.
+RESERVED_FROM_BASE = frozenset(
+    {
+        "AWS_REGION",
+        "AWS_DEFAULT_REGION",
+        "AWS_ACCESS_KEY",
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+        "AWS_SECRET_KEY",
+        "AWS_SESSION_TOKEN",
+    }
+)
+NODE_HEAP_SHARE = 0.9  # of MemorySize, for V8's old generation (--max-old-space-size)
+
+
+class LaunchError(Exception):
+    """The worker cannot be started at all; ``error_type`` names it the way Lambda would."""
+
+    def __init__(self, error_type: str, message: str) -> None:
+        super().__init__(message)
+        self.error_type = error_type
+
+
+def node_available(node: str | None = shutil.which("node")) -> bool:
+    """True when ``node`` is an executable that runs (Node.js functions need it)."""
+    if not node:
+        return False
+    try:
+        done = subprocess.run([node, "--version"], capture_output=True, timeout=10, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return done.returncode == 0 and done.stdout.startswith(b"v")
+
+
+def command(spec: FunctionSpec, python: str, node: str | None) -> list[str]:
+    """The worker's argv: AWS's ``awslambdaric`` for Python, pointcast's ``bootstrap.js`` for Node.js."""
+    if spec.runtime.startswith("python3"):
+        return [python, "-c", RIC_MAIN, spec.handler]
+    if spec.is_node:
+        if not node:
+            raise LaunchError(
+                "Runtime.InvalidEntrypoint", f"Runtime {spec.runtime} needs Node.js, and 'node' is not on this host"
+            )
+        heap = max(16, int(spec.memory_mb * NODE_HEAP_SHARE))
+        return [node, f"--max-old-space-size={heap}", str(BOOTSTRAP_JS)]
+    raise LaunchError("Runtime.InvalidRuntime", f"Runtime {spec.runtime} is not supported by pointcast")
+
+
+def log_stream_name() -> str:
+    """Like Lambda's: ``YYYY/MM/DD/[$LATEST]<32 hex>``, one per worker."""
+    return f"{datetime.now(UTC):%Y/%m/%d}/[$LATEST]{secrets.token_hex(16)}"
+
+
+def environment(
+    spec: FunctionSpec, base_env: Mapping[str, str], api_address: str, stream: str, pycache: Path
+) -> dict[str, str]:
+    """base_env, then the function's Environment over it, then what Lambda reserves (which always wins).
+
+    Python writes its bytecode cache under ``pycache`` (in the pool's work dir), never into the code directory.
+    """
+    env = {key: os.environ[key] for key in PASSTHROUGH if key in os.environ}
+    env.update(base_env)
+    env.update(spec.environment)
+    env.update({key: base_env[key] for key in RESERVED_FROM_BASE if key in base_env})
+    env.update(
+        {
+            "AWS_LAMBDA_FUNCTION_NAME": spec.name,
+            "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
+            "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(spec.memory_mb),
+            "AWS_LAMBDA_LOG_GROUP_NAME": f"/aws/lambda/{spec.name}",
+            "AWS_LAMBDA_LOG_STREAM_NAME": stream,
+            "AWS_LAMBDA_RUNTIME_API": api_address,
+            "AWS_LAMBDA_INITIALIZATION_TYPE": "on-demand",
+            "AWS_EXECUTION_ENV": f"AWS_Lambda_{spec.runtime}",
+            "LAMBDA_TASK_ROOT": str(spec.code_dir),
+            "_HANDLER": spec.handler,
+            "PYTHONUNBUFFERED": "1",
+            "PYTHONPYCACHEPREFIX": str(pycache),
+            "TZ": ":UTC",
+        }
+    )
+    return env
+
+
+def with_memory_limit(argv: list[str], memory_mb: int) -> list[str]:
+    """``argv`` run under RLIMIT_DATA = MemorySize, set by ``/bin/sh`` just before it execs the runtime.
+
+    (A shell rather than ``preexec_fn``: Python code between fork and exec is unsafe in a threaded server, and
+    without it subprocess can use vfork. The worker keeps the shell's pid.) If the limit cannot be raised that
+    high, the server's own lower hard limit stays in force.
+
+    Why RLIMIT_DATA, measured (Python 3.11, Node 20, x86_64): it counts the heap and private writable mappings,
+    not reserved-but-untouched address space, so at 128 MB ``import boto3`` plus a client (VmData ~48 MB) works
+    and a 1 GB (or 200 x 1 MB) allocation fails with MemoryError; Node starts (~41 MB RSS) and a large Buffer
+    fails. RLIMIT_AS counts thread stacks and malloc arenas too: at 256 MB Python already failed 200 MB of
+    chunks (VmSize 133 MB at rest), and Node under RLIMIT_AS=128 MB hangs at start-up.
+    """
+    kib = max(memory_mb, 1) * 1024
+    return ["/bin/sh", "-c", 'ulimit -d "$0" 2>/dev/null; exec "$@"', str(kib), *argv]

@@ -1,0 +1,297 @@
+"""One worker: a runtime process (awslambdaric or bootstrap.js) with its own Runtime API listener and log file.
+
+A worker runs one invocation at a time. Every way an invocation can end resolves one future, once: the runtime
+posts a response or an error, it posts an init error, its process exits, or a timer fires (init limit, then the
+function's Timeout). Timers and the exit watcher guarantee that ``invoke`` returns in bounded time.
+
+Logs: the process's stdout and stderr go to one file opened O_APPEND. A runtime writes its output before it posts
+its answer, so when the answer arrives the bytes from the previous read offset to the end of the file are exactly
+this invocation's output (a fresh worker's init output lands in its first invocation).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import secrets
+import signal
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+from pointcast.functions.runtime import launch
+from pointcast.functions.runtime.runtime_api import Delivery, RuntimeApi
+from pointcast.functions.runtime.spec import FunctionSpec, InvokeResult, error_document
+
+INIT_TIMEOUT = 10.0  # seconds a fresh worker has to ask for its first event (Lambda's init limit)
+REAP_TIMEOUT = 5.0  # seconds to wait for a killed process to be reaped
+MAX_LOGS = 4 * 1024 * 1024  # bytes of output kept per invocation (the tail)
+TRUNCATE_AT = 1024 * 1024  # the log file is emptied at the end of an invocation once it is this big
+
+
+@dataclass(slots=True)
+class _Invocation:
+    request_id: str
+    event: bytes
+    client_context: str | None
+    outcome: asyncio.Future[tuple[bytes, str | None, bool]]
+    delivered: float = 0.0  # monotonic
+    timer: asyncio.TimerHandle | None = field(default=None, repr=False)
+
+
+def _exit_reason(returncode: int) -> str:
+    """Like Lambda's (Go's os.ProcessState): "exit status 3", "signal: killed"."""
+    if returncode >= 0:
+        return f"exit status {returncode}"
+    try:
+        name = signal.strsignal(-returncode) or f"signal {-returncode}"
+    except ValueError:
+        name = f"signal {-returncode}"
+    return f"signal: {name.lower()}"
+
+
+def _trace_id() -> str:
+    random = secrets.token_hex(20)
+    return f"Root=1-{int(time.time()):08x}-{random[:24]};Parent={random[24:]};Sampled=0"
+
+
+class Worker:
+    """A runtime process serving one function revision, one invocation at a time."""
+
+    def __init__(
+        self,
+        spec: FunctionSpec,
+        *,
+        work_dir: Path,
+        base_env: Mapping[str, str],
+        python: str,
+        node: str | None,
+        on_exit: Callable[[Worker], None],
+    ) -> None:
+        self.spec = spec
+        self.id = uuid.uuid4().hex[:12]
+        self.busy = False
+        self.retiring = False  # set by the pool: end after the current invocation
+        self.broken = False  # ended, or must not be reused (init error, timeout, retired)
+        self.last_used = time.monotonic()
+        self._work_dir = work_dir
+        self._base_env = base_env
+        self._python = python
+        self._node = node
+        self._on_exit = on_exit
+        self._api = RuntimeApi(self)
+        self._proc: asyncio.subprocess.Process | None = None
+        self._watcher: asyncio.Task[None] | None = None
+        self._log_path = work_dir / f"worker-{self.id}.log"
+        self._log_fd = -1
+        self._log_offset = 0
+        self._pending: _Invocation | None = None  # accepted, not yet fetched by the runtime
+        self._current: _Invocation | None = None  # fetched, not yet answered
+        self._waiting_next: Callable[[Delivery], None] | None = None  # the runtime's GET next, unanswered
+        self._init_error: bytes | None = None  # what the runtime posted to /init/error
+
+    @property
+    def alive(self) -> bool:
+        return not self.broken and self._proc is not None and self._proc.returncode is None
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc else None
+
+    # -- lifecycle ------------------------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Open the listener and the log file, then start the process; raises LaunchError or OSError."""
+        argv = launch.with_memory_limit(launch.command(self.spec, self._python, self._node), self.spec.memory_mb)
+        address = await self._api.start()
+        env = launch.environment(
+            self.spec, self._base_env, address, launch.log_stream_name(), self._work_dir / "pycache"
+        )
+        self._log_fd = os.open(self._log_path, os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
+        self._proc = await asyncio.create_subprocess_exec(
+            *argv,
+            cwd=self.spec.code_dir,
+            env=env,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=self._log_fd,
+            stderr=self._log_fd,
+            start_new_session=True,  # its own process group, so a kill takes anything it spawned too
+        )
+        self._watcher = asyncio.create_task(self._watch(self._proc), name=f"pointcast-worker-{self.id}")
+        if self.broken:  # killed (the pool stopping) while the process was being created
+            self.kill()
+
+    def kill(self) -> None:
+        """SIGKILL the worker's process group; the exit watcher does the rest. Idempotent."""
+        self.broken = True
+        if self._proc is not None and self._proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self._proc.pid, signal.SIGKILL)
+
+    async def close(self) -> None:
+        """Kill, reap (bounded), close the listener and remove the log file."""
+        self.kill()
+        if self._watcher is not None:
+            with contextlib.suppress(TimeoutError, asyncio.CancelledError):
+                await asyncio.wait_for(asyncio.shield(self._watcher), REAP_TIMEOUT)
+        self._waiting_next = None
+        await self._api.close()
+        if self._log_fd >= 0:
+            os.close(self._log_fd)
+            self._log_fd = -1
+        with contextlib.suppress(OSError):
+            self._log_path.unlink()
+
+    async def _watch(self, proc: asyncio.subprocess.Process) -> None:
+        returncode = await proc.wait()
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, signal.SIGKILL)  # anything it left behind in its group
+        self.broken = True
+        invocation = self._current or self._pending
+        if invocation is not None and not invocation.outcome.done():
+            reason = _exit_reason(returncode)
+            if self._init_error is not None:
+                self._finish(invocation, self._init_error, "Unhandled")
+            else:
+                message = f"RequestId: {invocation.request_id} Error: Runtime exited with error: {reason}"
+                self._platform_log(f"{message}\nRuntime.ExitError\n")
+                self._finish(invocation, error_document("Runtime.ExitError", message), "Unhandled")
+        self._on_exit(self)
+
+    # -- invoking -------------------------------------------------------------------------------------------------
+
+    async def invoke(self, request_id: str, event: bytes, client_context: str | None) -> InvokeResult:
+        """Run one invocation on this worker; always returns (bounded by the init limit and the Timeout)."""
+        loop = asyncio.get_running_loop()
+        invocation = _Invocation(request_id, event, client_context, loop.create_future())
+        started = time.monotonic()
+        if self._init_error is not None:
+            self._finish(invocation, self._init_error, "Unhandled")
+        elif not self.alive:
+            self._finish(invocation, error_document("Runtime.ExitError", "the worker is not running"), "Unhandled")
+        elif self._waiting_next is not None:
+            deliver, self._waiting_next = self._waiting_next, None
+            deliver(self._deliver(invocation))
+        else:
+            self._pending = invocation
+            invocation.timer = loop.call_later(INIT_TIMEOUT, self._init_timed_out, invocation)
+        try:
+            payload, function_error, timed_out = await invocation.outcome
+        except asyncio.CancelledError:
+            self.kill()  # the caller gave up mid-invocation: the runtime's state is unknown
+            self._finish(invocation, b"", "Unhandled")
+            raise
+        ended = time.monotonic()
+        duration = (ended - (invocation.delivered or started)) * 1000
+        self.last_used = ended
+        return InvokeResult(request_id, payload, function_error, self._take_logs(), duration, timed_out)
+
+    def _deliver(self, invocation: _Invocation) -> Delivery:
+        """Hand the invocation to the runtime: its Timeout starts now."""
+        if invocation.timer is not None:
+            invocation.timer.cancel()
+        invocation.delivered = time.monotonic()
+        self._current = invocation
+        invocation.timer = asyncio.get_running_loop().call_later(self.spec.timeout, self._timed_out, invocation)
+        headers = {
+            "Content-Type": "application/json",
+            "Lambda-Runtime-Aws-Request-Id": invocation.request_id,
+            "Lambda-Runtime-Deadline-Ms": str(int((time.time() + self.spec.timeout) * 1000)),
+            "Lambda-Runtime-Invoked-Function-Arn": self.spec.arn,
+            "Lambda-Runtime-Trace-Id": _trace_id(),
+        }
+        if invocation.client_context:
+            headers["Lambda-Runtime-Client-Context"] = invocation.client_context.replace("\r", " ").replace("\n", " ")
+        return Delivery(invocation.request_id, invocation.event, headers)
+
+    def _finish(
+        self, invocation: _Invocation, payload: bytes, function_error: str | None, timeout: bool = False
+    ) -> None:
+        if invocation.timer is not None:
+            invocation.timer.cancel()
+        if self._current is invocation:
+            self._current = None
+        if self._pending is invocation:
+            self._pending = None
+        if not invocation.outcome.done():
+            invocation.outcome.set_result((payload, function_error, timeout))
+
+    def _timed_out(self, invocation: _Invocation) -> None:
+        if invocation.outcome.done():
+            return
+        self.kill()
+        stamp = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        message = f"{stamp} {invocation.request_id} Task timed out after {self.spec.timeout:.2f} seconds"
+        self._platform_log(message + "\n")
+        self._finish(invocation, error_document("Sandbox.Timedout", message), "Unhandled", timeout=True)
+
+    def _init_timed_out(self, invocation: _Invocation) -> None:
+        if invocation.outcome.done() or invocation.delivered:
+            return
+        self.kill()
+        message = f"RequestId: {invocation.request_id} Error: the runtime did not start within {INIT_TIMEOUT:.0f} s"
+        self._platform_log(message + "\n")
+        self._finish(invocation, error_document("Runtime.InitTimeout", message), "Unhandled", timeout=True)
+
+    # -- the Runtime API session (runtime_api.Session) ------------------------------------------------------------
+
+    def next_invocation(self, deliver: Callable[[Delivery], None]) -> None:
+        invocation, self._pending = self._pending, None
+        if invocation is not None:
+            deliver(self._deliver(invocation))
+        else:
+            self._waiting_next = deliver
+
+    def cancel_next(self, deliver: Callable[[Delivery], None]) -> None:
+        if self._waiting_next == deliver:
+            self._waiting_next = None
+
+    def posted_response(self, request_id: str, body: bytes) -> bool:
+        return self._answer(request_id, body, None)
+
+    def posted_error(self, request_id: str, body: bytes, error_type: str | None) -> bool:
+        return self._answer(request_id, body, "Unhandled")
+
+    def posted_init_error(self, body: bytes, error_type: str | None) -> None:
+        self.broken = True
+        self._init_error = body
+        invocation = self._current or self._pending
+        if invocation is not None:
+            self._finish(invocation, body, "Unhandled")
+
+    def response_too_large(self, request_id: str, size: int) -> bool:
+        message = f"Response payload size ({size} bytes) exceeded maximum allowed payload size (6291556 bytes)."
+        return self._answer(request_id, error_document("Function.ResponseSizeTooLarge", message), "Unhandled")
+
+    def _answer(self, request_id: str, payload: bytes, function_error: str | None) -> bool:
+        invocation = self._current
+        if invocation is None or invocation.request_id != request_id:
+            return False
+        self._finish(invocation, payload, function_error)
+        return True
+
+    # -- logs -----------------------------------------------------------------------------------------------------
+
+    def _platform_log(self, line: str) -> None:
+        """A line the platform adds to the invocation's log (a timeout, an exit), as Lambda does."""
+        if self._log_fd >= 0:
+            os.write(self._log_fd, line.encode())
+
+    def _take_logs(self) -> str:
+        if self._log_fd < 0:
+            return ""
+        size = os.fstat(self._log_fd).st_size
+        if size <= self._log_offset:
+            return ""
+        start = max(self._log_offset, size - MAX_LOGS)
+        data = os.pread(self._log_fd, size - start, start)
+        self._log_offset = size
+        if size >= TRUNCATE_AT:
+            # Between the read and the truncation only output written after the answer could be lost.
+            os.ftruncate(self._log_fd, 0)
+            self._log_offset = 0
+        return data.decode("utf-8", "replace")

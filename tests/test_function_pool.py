@@ -1,0 +1,757 @@
+"""The function worker pool with real worker processes: awslambdaric for Python, bootstrap.js for Node.js."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import os
+import re
+import shutil
+import signal
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from textwrap import dedent
+from typing import Any, TypeVar
+
+import pytest
+
+from pointcast.functions.runtime import FunctionSpec, InvokeResult, PoolStopped, WorkerPool, node_available
+from tests.conftest import need_service
+
+T = TypeVar("T")
+NODE = shutil.which("node")
+ARN = "arn:aws:lambda:us-east-1:123456789012:function:{}"
+BASE_ENV = {
+    "AWS_REGION": "us-east-1",
+    "AWS_DEFAULT_REGION": "us-east-1",
+    "AWS_ACCESS_KEY_ID": "AKIDPOINTCASTTEST",
+    "AWS_SECRET_ACCESS_KEY": "pointcast-test-secret",
+    "AWS_ENDPOINT_URL": "http://127.0.0.1:9",
+    "SHARED": "from-base",
+}
+FILTER_JS = (
+    "'use strict'; exports.handler = (event, context, callback) => { for (var key in event.Endpoints) { if "
+    "(event.Endpoints.hasOwnProperty(key)) { var endpoint = event.Endpoints[key]; var attr = endpoint.Attributes; "
+    'if (!attr) { attr = {}; endpoint.Attributes = attr; } attr["CreditScore"] = [ Math.floor(Math.random() * '
+    '200) + 650]; } } console.log("Received event:", JSON.stringify(event, null, 2)); callback(null, '
+    "event.Endpoints); };\n"
+)
+
+# -- helpers ----------------------------------------------------------------------------------------------------
+
+
+def run(make: Callable[[], Awaitable[T]], limit: float = 60.0) -> T:
+    async def bounded() -> T:
+        return await asyncio.wait_for(make(), limit)
+
+    return asyncio.run(bounded())
+
+
+@asynccontextmanager
+async def running_pool(tmp_path: Path, **options: Any) -> AsyncIterator[WorkerPool]:
+    pool = WorkerPool(work_dir=tmp_path / "pool", base_env=BASE_ENV, **options)
+    await pool.start()
+    try:
+        yield pool
+    finally:
+        await pool.stop()
+
+
+def function(
+    tmp_path: Path,
+    name: str,
+    source: str,
+    *,
+    runtime: str = "python3.12",
+    filename: str = "index.py",
+    handler: str = "index.handler",
+    **overrides: Any,
+) -> FunctionSpec:
+    code = tmp_path / "code" / name
+    code.mkdir(parents=True, exist_ok=True)
+    (code / filename).write_text(dedent(source))
+    fields: dict[str, Any] = {
+        "name": name,
+        "arn": ARN.format(name),
+        "revision": "r1",
+        "runtime": runtime,
+        "handler": handler,
+        "code_dir": code,
+        "environment": {},
+        "timeout": 5.0,
+        "memory_mb": 128,
+        "concurrency": 2,
+    }
+    fields.update(overrides)
+    return FunctionSpec(**fields)
+
+
+def ok(result: InvokeResult) -> Any:
+    assert result.function_error is None, (result.payload, result.logs)
+    return json.loads(result.payload)
+
+
+def error(result: InvokeResult) -> dict[str, Any]:
+    assert result.function_error == "Unhandled", (result.payload, result.logs)
+    doc = json.loads(result.payload)
+    assert isinstance(doc, dict)
+    return doc
+
+
+def gone(pid: int, within: float = 5.0) -> bool:
+    """True once ``pid`` no longer exists (or is only a zombie)."""
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except (FileNotFoundError, ProcessLookupError):
+            return True
+        if state == "Z":
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def our_children() -> list[int]:
+    pids = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == os.getpid() and fields[0] != "Z":
+            pids.append(int(stat.parent.name))
+    return pids
+
+
+@pytest.fixture(autouse=True)
+def no_stray_processes() -> Any:
+    before = set(our_children())
+    yield
+    deadline = time.monotonic() + 5
+    while (left := set(our_children()) - before) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not left, f"worker processes left behind: {left}"
+
+
+def need_node() -> str:
+    if not node_available(NODE):
+        need_service("Node.js ('node') is not on PATH; the Node.js runtime tests need it")
+    assert NODE
+    return NODE
+
+
+def overlaps(spans: list[tuple[float, float]]) -> int:
+    """The most spans open at the same instant."""
+    edges = sorted([(start, 1) for start, _ in spans] + [(end, -1) for _, end in spans])
+    most = current = 0
+    for _, step in edges:
+        current += step
+        most = max(most, current)
+    return most
+
+
+SLEEPER = """
+import os, time
+def handler(event, context):
+    start = time.time()
+    time.sleep(event["sleep"])
+    return {"pid": os.getpid(), "start": start, "end": time.time()}
+"""
+
+# -- Python -----------------------------------------------------------------------------------------------------
+
+
+def test_echo_and_warm_start(tmp_path: Path) -> None:
+    spec = function(
+        tmp_path,
+        "echo",
+        """
+        import os
+        COUNT = 0
+        def handler(event, context):
+            global COUNT
+            COUNT += 1
+            if event.get("echo"):
+                return event
+            return {"count": COUNT, "pid": os.getpid()}
+        """,
+    )
+    event = json.dumps({"echo": True, "Endpoints": {"e1": {"ChannelType": "SMS", "Address": "+12065550100"}}})
+
+    async def main() -> list[InvokeResult]:
+        async with running_pool(tmp_path) as pool:
+            echoed = await pool.invoke(spec, event.encode())
+            counts = [await pool.invoke(spec, b"{}") for _ in range(3)]
+            assert pool.status()["Workers"] == 1
+            return [echoed, *counts]
+
+    echoed, *counts = run(main)
+    assert echoed.payload == event.encode()
+    assert echoed.request_id and echoed.duration_ms > 0
+    docs = [ok(result) for result in counts]
+    assert [doc["count"] for doc in docs] == [2, 3, 4]  # the module was imported once
+    assert len({doc["pid"] for doc in docs}) == 1
+    assert len({result.request_id for result in counts}) == 3
+
+
+def test_context_values(tmp_path: Path) -> None:
+    spec = function(
+        tmp_path,
+        "ctx-fn",
+        """
+        def handler(event, context):
+            return {
+                "function_name": context.function_name,
+                "function_version": context.function_version,
+                "invoked_function_arn": context.invoked_function_arn,
+                "memory_limit_in_mb": context.memory_limit_in_mb,
+                "aws_request_id": context.aws_request_id,
+                "log_group_name": context.log_group_name,
+                "log_stream_name": context.log_stream_name,
+                "remaining": context.get_remaining_time_in_millis(),
+                "custom": context.client_context.custom if context.client_context else None,
+            }
+        """,
+        memory_mb=256,
+        timeout=3.0,
+    )
+    client_context = json.dumps({"custom": {"campaign": "c-1"}, "env": {}, "client": {}})
+    result = run(lambda: _invoke_once(tmp_path, spec, b"{}", client_context=client_context))
+    doc = ok(result)
+    assert doc["function_name"] == "ctx-fn"
+    assert doc["function_version"] == "$LATEST"
+    assert doc["invoked_function_arn"] == ARN.format("ctx-fn")
+    assert doc["memory_limit_in_mb"] == "256"
+    assert doc["aws_request_id"] == result.request_id
+    assert doc["log_group_name"] == "/aws/lambda/ctx-fn"
+    assert re.fullmatch(r"\d{4}/\d\d/\d\d/\[\$LATEST\][0-9a-f]{32}", doc["log_stream_name"])
+    assert 0 < doc["remaining"] <= 3000
+    assert doc["custom"] == {"campaign": "c-1"}
+
+
+async def _invoke_once(tmp_path: Path, spec: FunctionSpec, event: bytes, **kwargs: Any) -> InvokeResult:
+    async with running_pool(tmp_path) as pool:
+        return await pool.invoke(spec, event, **kwargs)
+
+
+def test_environment_layering(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("POINTCAST_SERVER_ONLY", "must-not-leak")
+    spec = function(
+        tmp_path,
+        "env-fn",
+        """
+        import os
+        def handler(event, context):
+            return dict(os.environ)
+        """,
+        environment={
+            "SHARED": "from-function",
+            "FOO": "bar",
+            "AWS_LAMBDA_FUNCTION_NAME": "spoofed",
+            "AWS_REGION": "eu-west-1",
+            "AWS_ENDPOINT_URL": "http://127.0.0.1:10",
+        },
+    )
+    env = ok(run(lambda: _invoke_once(tmp_path, spec, b"{}")))
+    assert env["FOO"] == "bar"
+    assert env["SHARED"] == "from-function"  # the function's Environment over base_env
+    assert env["AWS_ENDPOINT_URL"] == "http://127.0.0.1:10"  # not reserved: the function may point elsewhere
+    assert env["AWS_ACCESS_KEY_ID"] == "AKIDPOINTCASTTEST"
+    assert env["AWS_REGION"] == "us-east-1"  # reserved: base_env wins
+    assert env["AWS_LAMBDA_FUNCTION_NAME"] == "env-fn"  # reserved: the pool wins
+    assert env["AWS_LAMBDA_FUNCTION_VERSION"] == "$LATEST"
+    assert env["AWS_LAMBDA_FUNCTION_MEMORY_SIZE"] == "128"
+    assert env["AWS_LAMBDA_LOG_GROUP_NAME"] == "/aws/lambda/env-fn"
+    assert env["AWS_EXECUTION_ENV"] == "AWS_Lambda_python3.12"
+    assert env["LAMBDA_TASK_ROOT"] == str(spec.code_dir)
+    assert env["_HANDLER"] == "index.handler"
+    assert env["TZ"] == ":UTC" and env["PYTHONUNBUFFERED"] == "1"
+    assert re.fullmatch(r"127\.0\.0\.1:\d+", env["AWS_LAMBDA_RUNTIME_API"])
+    assert "POINTCAST_SERVER_ONLY" not in env
+
+
+def test_logs_are_captured_per_invocation(tmp_path: Path) -> None:
+    spec = function(
+        tmp_path,
+        "logger",
+        """
+        import logging, sys
+        print("init output")
+        logger = logging.getLogger()
+        logger.setLevel(logging.INFO)
+        def handler(event, context):
+            print(f"print {event['n']}")
+            logger.info("logging %s", event["n"])
+            sys.stderr.write(f"stderr {event['n']}\\n")
+            return event["n"]
+        """,
+    )
+
+    async def main() -> list[InvokeResult]:
+        async with running_pool(tmp_path) as pool:
+            return [await pool.invoke(spec, json.dumps({"n": n}).encode()) for n in (1, 2)]
+
+    first, second = run(main)
+    assert ok(first) == 1 and ok(second) == 2
+    assert "init output" in first.logs
+    assert "print 1" in first.logs and "stderr 1" in first.logs
+    assert re.search(rf"\[INFO\]\t\S+\t{first.request_id}\tlogging 1", first.logs)
+    assert "print 2" in second.logs and f"{second.request_id}\tlogging 2" in second.logs
+    assert "init output" not in second.logs and "print 1" not in second.logs
+
+
+def test_handler_exception(tmp_path: Path) -> None:
+    spec = function(
+        tmp_path,
+        "raiser",
+        """
+        def handler(event, context):
+            raise ValueError("bad input: " + event["why"])
+        """,
+    )
+    result = run(lambda: _invoke_once(tmp_path, spec, b'{"why": "no endpoints"}'))
+    doc = error(result)
+    assert doc["errorType"] == "ValueError"
+    assert doc["errorMessage"] == "bad input: no endpoints"
+    assert any("raise ValueError" in line for line in doc["stackTrace"])
+    assert "[ERROR] ValueError: bad input: no endpoints" in result.logs
+    assert not result.timed_out
+
+
+def test_timeout_kills_and_replaces_the_worker(tmp_path: Path) -> None:
+    spec = function(tmp_path, "sleeper", SLEEPER, timeout=1.0)
+
+    async def main() -> tuple[InvokeResult, InvokeResult, InvokeResult]:
+        async with running_pool(tmp_path) as pool:
+            before = await pool.invoke(spec, b'{"sleep": 0}')
+            slow = await pool.invoke(spec, b'{"sleep": 30}')
+            after = await pool.invoke(spec, b'{"sleep": 0}')
+            return before, slow, after
+
+    started = time.monotonic()
+    before, slow, after = run(main)
+    assert time.monotonic() - started < 10
+    assert slow.timed_out
+    doc = error(slow)
+    assert doc["errorType"] == "Sandbox.Timedout"
+    assert re.fullmatch(rf"\S+Z {slow.request_id} Task timed out after 1\.00 seconds", doc["errorMessage"])
+    assert 900 <= slow.duration_ms < 5000
+    old, new = ok(before)["pid"], ok(after)["pid"]
+    assert old != new
+    assert gone(old)
+
+
+def test_worker_exit_is_reported_and_replaced(tmp_path: Path) -> None:
+    spec = function(
+        tmp_path,
+        "quitter",
+        """
+        import os, signal
+        def handler(event, context):
+            if event.get("exit") is not None:
+                print("leaving")
+                os._exit(event["exit"])
+            if event.get("kill"):
+                os.kill(os.getpid(), signal.SIGKILL)
+            return os.getpid()
+        """,
+    )
+
+    async def main() -> list[InvokeResult]:
+        async with running_pool(tmp_path) as pool:
+            events = [b"{}", b'{"exit": 3}', b"{}", b'{"kill": true}', b"{}"]
+            return [await pool.invoke(spec, event) for event in events]
+
+    first, exited, second, killed, third = run(main)
+    doc = error(exited)
+    assert doc["errorType"] == "Runtime.ExitError"
+    assert doc["errorMessage"] == f"RequestId: {exited.request_id} Error: Runtime exited with error: exit status 3"
+    assert "leaving" in exited.logs
+    assert error(killed)["errorMessage"].endswith("Runtime exited with error: signal: killed")
+    pids = [ok(first), ok(second), ok(third)]
+    assert len(set(pids)) == 3
+    assert all(gone(pid) for pid in pids[:2])
+
+
+def test_memory_limit(tmp_path: Path) -> None:
+    spec = function(
+        tmp_path,
+        "hungry",
+        """
+        import resource
+        import boto3  # a realistic import must fit in 128 MB
+        CLIENT = boto3.client("s3")
+        def handler(event, context):
+            if event.get("gb"):
+                blob = bytearray(event["gb"] << 30)
+                return len(blob)
+            return resource.getrlimit(resource.RLIMIT_DATA)
+        """,
+        memory_mb=128,
+    )
+
+    async def main() -> list[InvokeResult]:
+        async with running_pool(tmp_path) as pool:
+            return [await pool.invoke(spec, event) for event in (b"{}", b'{"gb": 1}', b"{}")]
+
+    before, hungry, after = run(main)
+    assert ok(before) == [128 << 20, 128 << 20]
+    assert error(hungry)["errorType"] in ("MemoryError", "Runtime.ExitError")
+    assert ok(after) == [128 << 20, 128 << 20]
+
+
+def test_init_errors(tmp_path: Path) -> None:
+    missing_import = function(tmp_path, "bad-import", "import no_such_module_here\ndef handler(e, c):\n    return 1\n")
+    missing_handler = function(tmp_path, "no-handler", "def other(e, c):\n    return 1\n")
+    syntax = function(tmp_path, "syntax", "def handler(e, c)\n    return 1\n")
+
+    async def main() -> tuple[list[InvokeResult], dict[str, Any]]:
+        async with running_pool(tmp_path) as pool:
+            results = [await pool.invoke(spec, b"{}") for spec in (missing_import, missing_handler, syntax)]
+            await asyncio.sleep(0.2)
+            return results, pool.status()
+
+    (imported, handler, syntaxed), status = run(main)
+    doc = error(imported)
+    assert doc["errorType"] == "Runtime.ImportModuleError"
+    assert "Unable to import module 'index': No module named 'no_such_module_here'" in doc["errorMessage"]
+    assert "Runtime.ImportModuleError" in imported.logs
+    assert error(handler)["errorType"] == "Runtime.HandlerNotFound"
+    assert error(syntaxed)["errorType"] == "Runtime.UserCodeSyntaxError"
+    assert status["Workers"] == 0  # discarded
+
+
+def test_per_function_concurrency(tmp_path: Path) -> None:
+    spec = function(tmp_path, "slow", SLEEPER, concurrency=2)
+
+    async def main() -> tuple[list[InvokeResult], dict[str, Any]]:
+        async with running_pool(tmp_path) as pool:
+            calls = [asyncio.create_task(pool.invoke(spec, b'{"sleep": 0.6}')) for _ in range(4)]
+            await asyncio.sleep(0.3)
+            status = pool.status()
+            return list(await asyncio.gather(*calls)), status
+
+    started = time.monotonic()
+    results, status = run(main)
+    elapsed = time.monotonic() - started
+    docs = [ok(result) for result in results]
+    assert overlaps([(doc["start"], doc["end"]) for doc in docs]) == 2  # two at a time, and really in parallel
+    assert len({doc["pid"] for doc in docs}) == 2  # two warm workers, reused
+    assert elapsed >= 1.2  # two rounds of 0.6 s
+    assert status["Functions"]["slow"]["Busy"] == 2
+    assert status["Functions"]["slow"]["Waiting"] == 2
+
+
+def test_max_workers_bounds_processes(tmp_path: Path) -> None:
+    a = function(tmp_path, "fn-a", SLEEPER, concurrency=4)
+    b = function(tmp_path, "fn-b", SLEEPER, concurrency=4)
+
+    async def main() -> tuple[list[InvokeResult], dict[str, Any], InvokeResult]:
+        async with running_pool(tmp_path, max_workers=2) as pool:
+            calls = [pool.invoke(spec, b'{"sleep": 0.3}') for spec in (a, b, a, b)]
+            results = list(await asyncio.gather(*calls))
+            status = pool.status()
+            again = await pool.invoke(a, b'{"sleep": 0}')  # fn-b's idle worker made room (LRU)
+            return results, status, again
+
+    results, status, again = run(main)
+    docs = [ok(result) for result in results]
+    assert overlaps([(doc["start"], doc["end"]) for doc in docs]) <= 2
+    assert status["Workers"] <= 2
+    assert ok(again)["pid"]
+
+
+def test_retire_and_revision_pick_up_new_code(tmp_path: Path) -> None:
+    # Each rewrite changes the file's size: Python's bytecode cache trusts (mtime, size), and pointcast unpacks every
+    # revision to a directory of its own, so a file is never rewritten in place outside this test.
+    spec = function(tmp_path, "versioned", "def handler(e, c):\n    return 'one'\n")
+
+    async def main() -> list[Any]:
+        async with running_pool(tmp_path) as pool:
+            answers = [ok(await pool.invoke(spec, b"{}"))]
+            (spec.code_dir / "index.py").write_text("def handler(e, c):\n    return 'second'\n")
+            answers.append(ok(await pool.invoke(spec, b"{}")))  # still the warm worker, old module
+            pool.retire(spec.name)
+            answers.append(ok(await pool.invoke(spec, b"{}")))
+            (spec.code_dir / "index.py").write_text("def handler(e, c):\n    return 'the third'\n")
+            newer = dataclasses.replace(spec, revision="r2")
+            answers.append(ok(await pool.invoke(newer, b"{}")))
+            answers.append(pool.status()["Workers"])
+            return answers
+
+    assert run(main) == ["one", "one", "second", "the third", 1]
+
+
+def test_idle_workers_end(tmp_path: Path) -> None:
+    spec = function(tmp_path, "idler", "import os\ndef handler(e, c):\n    return os.getpid()\n")
+
+    async def main() -> tuple[int, int]:
+        async with running_pool(tmp_path, idle_seconds=0.3) as pool:
+            pid = ok(await pool.invoke(spec, b"{}"))
+            await asyncio.sleep(1.2)
+            return pid, pool.status()["Workers"]
+
+    pid, workers = run(main)
+    assert workers == 0
+    assert gone(pid)
+
+
+def test_stop_ends_busy_workers(tmp_path: Path) -> None:
+    spec = function(tmp_path, "long", SLEEPER, timeout=60.0)
+
+    async def main() -> tuple[InvokeResult, float]:
+        pool = WorkerPool(work_dir=tmp_path / "pool", base_env=BASE_ENV)
+        await pool.start()
+        call = asyncio.create_task(pool.invoke(spec, b'{"sleep": 30}'))
+        while pool.status()["Busy"] == 0 or not any((tmp_path / "pool").glob("*.log")):
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(0.3)
+        started = time.monotonic()
+        await pool.stop()
+        result = await call
+        with pytest.raises(PoolStopped):
+            await pool.invoke(spec, b"{}")
+        return result, time.monotonic() - started
+
+    result, took = run(main)
+    assert took < 5
+    assert error(result)["errorMessage"].endswith("signal: killed")
+
+
+def test_caller_gives_up(tmp_path: Path) -> None:
+    spec = function(tmp_path, "abandoned", SLEEPER, concurrency=1, timeout=30.0)
+
+    async def main() -> tuple[int, int, dict[str, Any]]:
+        async with running_pool(tmp_path) as pool:
+            first = ok(await pool.invoke(spec, b'{"sleep": 0}'))["pid"]
+            with pytest.raises(TimeoutError):
+                await asyncio.wait_for(pool.invoke(spec, b'{"sleep": 20}'), 0.5)
+            second = ok(await pool.invoke(spec, b'{"sleep": 0}'))["pid"]  # the slot was released
+            return first, second, pool.status()
+
+    first, second, status = run(main)
+    assert first != second  # the abandoned invocation's worker was killed, not reused mid-handler
+    assert gone(first)
+    assert status["Workers"] == 1 and status["Busy"] == 0
+
+
+def test_many_functions_under_pressure(tmp_path: Path) -> None:
+    specs = [function(tmp_path, f"busy-{n}", SLEEPER, concurrency=2) for n in range(3)]
+
+    async def main() -> tuple[list[InvokeResult], dict[str, Any]]:
+        async with running_pool(tmp_path, max_workers=2) as pool:
+
+            async def one(n: int) -> InvokeResult:
+                if n == 20:
+                    pool.retire("busy-1")
+                return await pool.invoke(specs[n % 3], json.dumps({"sleep": (n % 4) * 0.01}).encode())
+
+            results = list(await asyncio.gather(*(one(n) for n in range(45))))
+            return results, pool.status()
+
+    results, status = run(main)
+    docs = [ok(result) for result in results]
+    assert overlaps([(doc["start"], doc["end"]) for doc in docs]) <= 2
+    assert status["Busy"] == 0 and status["Workers"] <= 2
+
+
+def test_node_runtime_missing(tmp_path: Path) -> None:
+    spec = function(
+        tmp_path, "no-node", "exports.handler = async () => 1;\n", runtime="nodejs20.x", filename="index.js"
+    )
+    assert not node_available(None) and not node_available(str(tmp_path / "no-such-node"))
+
+    async def main() -> InvokeResult:
+        async with running_pool(tmp_path, node=None) as pool:
+            return await pool.invoke(spec, b"{}")
+
+    doc = error(run(main))
+    assert doc["errorType"] == "Runtime.InvalidEntrypoint"
+    assert "node" in doc["errorMessage"]
+
+
+# -- Node.js ----------------------------------------------------------------------------------------------------
+
+
+def test_node_filter_example(tmp_path: Path) -> None:
+    node = need_node()
+    spec = function(tmp_path, "filter", FILTER_JS, runtime="nodejs20.x", filename="index.js")
+    endpoints = {
+        "ep-1": {"ChannelType": "SMS", "Address": "+12065550100", "Attributes": {"Plan": ["pro"]}},
+        "ep-2": {"ChannelType": "EMAIL", "Address": "ada@example.com"},
+    }
+    event = json.dumps({"ApplicationId": "app", "CampaignId": "c", "Endpoints": endpoints}).encode()
+
+    async def main() -> list[InvokeResult]:
+        async with running_pool(tmp_path, node=node) as pool:
+            return [await pool.invoke(spec, event) for _ in range(2)]
+
+    for result in run(main):
+        returned = ok(result)
+        assert set(returned) == {"ep-1", "ep-2"}
+        assert returned["ep-1"]["Attributes"]["Plan"] == ["pro"]
+        for endpoint in returned.values():
+            (score,) = endpoint["Attributes"]["CreditScore"]
+            assert 650 <= score < 850
+        assert f"\t{result.request_id}\tINFO\tReceived event: {{" in result.logs
+
+
+def test_node_async_handler_and_context(tmp_path: Path) -> None:
+    node = need_node()
+    spec = function(
+        tmp_path,
+        "node-async",
+        """
+        let count = 0;
+        exports.handler = async (event, context) => {
+          count += 1;
+          await new Promise((resolve) => setTimeout(resolve, 5));
+          return {
+            count, event, pid: process.pid,
+            functionName: context.functionName, functionVersion: context.functionVersion,
+            invokedFunctionArn: context.invokedFunctionArn, memoryLimitInMB: context.memoryLimitInMB,
+            awsRequestId: context.awsRequestId, logGroupName: context.logGroupName,
+            logStreamName: context.logStreamName, remaining: context.getRemainingTimeInMillis(),
+            waits: context.callbackWaitsForEmptyEventLoop,
+            custom: context.clientContext && context.clientContext.custom,
+            region: process.env.AWS_REGION, foo: process.env.FOO,
+          };
+        };
+        """,
+        runtime="nodejs20.x",
+        filename="index.js",
+        environment={"FOO": "bar"},
+        timeout=3.0,
+    )
+
+    async def main() -> list[InvokeResult]:
+        async with running_pool(tmp_path, node=node) as pool:
+            return [
+                await pool.invoke(spec, b'{"n": 1}', client_context='{"custom": {"k": "v"}}'),
+                await pool.invoke(spec, b'{"n": 2}'),
+            ]
+
+    first, second = run(main)
+    doc = ok(first)
+    assert doc["event"] == {"n": 1} and doc["count"] == 1
+    assert doc["functionName"] == "node-async" and doc["functionVersion"] == "$LATEST"
+    assert doc["invokedFunctionArn"] == ARN.format("node-async")
+    assert doc["memoryLimitInMB"] == "128"
+    assert doc["awsRequestId"] == first.request_id
+    assert doc["logGroupName"] == "/aws/lambda/node-async" and doc["logStreamName"]
+    assert 0 < doc["remaining"] <= 3000 and doc["waits"] is True
+    assert doc["custom"] == {"k": "v"}
+    assert doc["region"] == "us-east-1" and doc["foo"] == "bar"
+    again = ok(second)
+    assert again["count"] == 2 and again["pid"] == doc["pid"]  # warm
+
+
+def test_node_callback_styles(tmp_path: Path) -> None:
+    node = need_node()
+    sources = {
+        "node-succeed": "exports.handler = function (e, context) { setTimeout(() => context.succeed({ ok: 1 }), 5); };",
+        "node-nothing": "exports.handler = function (event, context) {};",
+        "node-callback": "exports.handler = (e, c, callback) => { callback(null, 'cb'); return 'ignored'; };",
+        "node-esm": "export const handler = async (event) => ({ esm: event.n });",
+    }
+    specs = [
+        function(
+            tmp_path,
+            name,
+            source + "\n",
+            runtime="nodejs20.x",
+            filename="index.mjs" if name == "node-esm" else "index.js",
+        )
+        for name, source in sources.items()
+    ]
+
+    async def main() -> list[InvokeResult]:
+        async with running_pool(tmp_path, node=node) as pool:
+            return [await pool.invoke(spec, b'{"n": 5}') for spec in specs]
+
+    assert [ok(result) for result in run(main)] == [{"ok": 1}, None, "cb", {"esm": 5}]
+
+
+def test_node_errors(tmp_path: Path) -> None:
+    node = need_node()
+    throws = function(
+        tmp_path,
+        "node-throws",
+        "exports.handler = async (event) => { throw new TypeError('no endpoints in ' + event.id); };\n",
+        runtime="nodejs20.x",
+        filename="index.js",
+    )
+    callback_error = function(
+        tmp_path,
+        "node-callback-error",
+        "exports.handler = (event, context, callback) => callback(new RangeError('too many'));\n",
+        runtime="nodejs20.x",
+        filename="index.js",
+    )
+    missing = function(tmp_path, "node-missing", "exports.other = 1;\n", runtime="nodejs20.x", filename="main.js")
+    slow = function(
+        tmp_path,
+        "node-slow",
+        "exports.handler = () => new Promise(() => setInterval(() => {}, 1000));\n",
+        runtime="nodejs20.x",
+        filename="index.js",
+        timeout=1.0,
+    )
+
+    async def main() -> list[InvokeResult]:
+        async with running_pool(tmp_path, node=node) as pool:
+            return [await pool.invoke(spec, b'{"id": "b-7"}') for spec in (throws, callback_error, missing, slow)]
+
+    thrown, called_back, not_found, timed_out = run(main)
+    doc = error(thrown)
+    assert doc["errorType"] == "TypeError" and doc["errorMessage"] == "no endpoints in b-7"
+    assert any("index.js" in line for line in doc["trace"])
+    assert "Invoke Error" in thrown.logs
+    assert error(called_back)["errorType"] == "RangeError"
+    assert error(not_found)["errorType"] == "Runtime.ImportModuleError"
+    assert timed_out.timed_out and error(timed_out)["errorType"] == "Sandbox.Timedout"
+
+
+def test_under_uvloop(tmp_path: Path) -> None:
+    """uvicorn runs the server (and so the pool) on uvloop when it is installed."""
+    uvloop = pytest.importorskip("uvloop")
+    spec = function(
+        tmp_path,
+        "uv",
+        """
+        import os, time
+        def handler(event, context):
+            if event.get("sleep"):
+                time.sleep(event["sleep"])
+            if event.get("exit"):
+                os._exit(event["exit"])
+            if event.get("fail"):
+                raise KeyError(event["fail"])
+            return {"pid": os.getpid(), "event": event}
+        """,
+        timeout=1.0,
+    )
+    events = [b'{"n": 1}', b'{"n": 2}', b'{"fail": "x"}', b'{"exit": 4}', b'{"sleep": 5}', b'{"n": 3}']
+
+    async def main() -> list[InvokeResult]:
+        async with running_pool(tmp_path) as pool:
+            return [await pool.invoke(spec, event) for event in events]
+
+    one, two, failed, exited, slow, three = uvloop.run(asyncio.wait_for(main(), 60))
+    assert ok(one)["pid"] == ok(two)["pid"] and ok(two)["event"] == {"n": 2}
+    assert error(failed)["errorType"] == "KeyError"
+    assert error(exited)["errorMessage"].endswith("exit status 4")
+    assert slow.timed_out
+    assert ok(three)["event"] == {"n": 3}
+
+
+def test_signal_names() -> None:
+    from pointcast.functions.runtime.worker import _exit_reason
+
+    assert _exit_reason(3) == "exit status 3"
+    assert _exit_reason(-signal.SIGKILL) == "signal: killed"
+    assert _exit_reason(-signal.SIGSEGV) == "signal: segmentation fault"
