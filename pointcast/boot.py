@@ -51,6 +51,7 @@ def build(settings: Settings, keys: dict[str, str]) -> FastAPI:
         db=db,
         ssl_context=make_ssl_context(settings.ca_bundle),
         clock=Clock(manual=settings.manual_clock),
+        credentials=next(iter(keys.items()), ("pointcast", "pointcast")),
     )
     verifier = SigV4Verifier(
         keys, max_skew_seconds=settings.max_clock_skew_seconds, allow_any=settings.allow_any_credentials

@@ -124,8 +124,10 @@ def openapi() -> None:
 
 campaigns_app = typer.Typer(no_args_is_help=True, help="Watch campaign runs and read their send events.")
 apps_app = typer.Typer(no_args_is_help=True, help="Project settings that are pointcast's own.")
+functions_app = typer.Typer(no_args_is_help=True, help="What functions did: their invocations and logs.")
 app.add_typer(campaigns_app, name="campaigns")
 app.add_typer(apps_app, name="apps")
+app.add_typer(functions_app, name="functions")
 
 EndpointUrl = Annotated[
     str, typer.Option("--endpoint-url", envvar="POINTCAST_URL", help="pointcast's URL [env POINTCAST_URL]")
@@ -196,6 +198,33 @@ def apps_webhook_secret(
     with _one_line_errors():
         result = client.request("DELETE" if delete else "POST", f"/pointcast/v1/apps/{application_id}/webhook-secret")
     typer.echo("deleted" if delete else result["Secret"])
+
+
+@functions_app.command("logs")
+def functions_logs(
+    function: Annotated[str, typer.Argument(help="A hosted function's name, or the ARN of one in AWS Lambda")],
+    endpoint_url: EndpointUrl = "http://127.0.0.1:8787",
+    profile: Profile = None,
+    limit: Annotated[int, typer.Option(help="How many of the newest invocations")] = 20,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per invocation")] = False,
+) -> None:
+    """The newest invocations of a function (Invoke, custom channel, FILTER and DELIVERY hooks) with their logs."""
+    client = _client(endpoint_url, profile)
+    with _one_line_errors():
+        found = client.request("GET", f"/pointcast/v1/functions/{function}/invocations", {"limit": str(limit)})
+    for item in found["Invocations"]:
+        if as_json:
+            typer.echo(orjson.dumps(item).decode())
+            continue
+        source = f" for {item['Source']}" if item["Source"] else ""
+        typer.echo(
+            f"{item['Started']}  {item['Kind']:<8} {item['Outcome']:<9} {item['DurationMs']:>9.1f} ms  "
+            f"{item['RequestId']}{source}"
+        )
+        if item["Error"]:
+            typer.echo(f"  error: {item['Error']}")
+        for line in (item["Logs"] or "").splitlines():
+            typer.echo(f"  | {line}")
 
 
 @app.command("api-table")

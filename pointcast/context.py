@@ -5,7 +5,7 @@ from __future__ import annotations
 import ssl
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from starlette.concurrency import run_in_threadpool
@@ -24,6 +24,8 @@ class Context:
     ssl_context: ssl.SSLContext = field(default_factory=ssl.create_default_context)
     clock: Clock = field(default_factory=Clock)
     wake_engine: Callable[[], None] = lambda: None  # set by the runner when it runs here
+    credentials: tuple[str, str] = ("pointcast", "pointcast")  # what functions' boto3 clients sign with
+    functions: Any = None  # the FunctionHost, while the server runs
 
     @property
     def region(self) -> str:

@@ -21,6 +21,10 @@ from pointcast.aws.wire import json_response, new_id
 from pointcast.context import Context
 from pointcast.engine import handlers as engine_handlers
 from pointcast.engine.runner import Runner
+from pointcast.functions import routes as function_routes
+from pointcast.functions.host import FunctionHost
+from pointcast.functions.remote import RemoteLambda
+from pointcast.functions.runtime.pool import WorkerPool
 from pointcast.imports import jobs as import_jobs
 
 log = logging.getLogger("pointcast.server")
@@ -38,11 +42,34 @@ def error_response(exc: AwsError, request_id: str) -> Response:
     )
 
 
+def build_function_host(ctx: Context) -> FunctionHost:
+    """The worker pool and AWS Lambda client; workers' boto3 clients reach this server with its own credentials."""
+    settings = ctx.settings
+    akid, secret = ctx.credentials
+    base_env = {
+        "AWS_ENDPOINT_URL": settings.public_url(),
+        "AWS_ACCESS_KEY_ID": akid,
+        "AWS_SECRET_ACCESS_KEY": secret,
+        "AWS_REGION": settings.region,
+        "AWS_DEFAULT_REGION": settings.region,
+    }
+    pool = WorkerPool(
+        work_dir=settings.data_dir / "workers",
+        base_env=base_env,
+        max_workers=settings.function_max_workers,
+        idle_seconds=settings.function_idle_seconds,
+    )
+    return FunctionHost(ctx, pool, RemoteLambda(settings) if settings.remote_lambda else None)
+
+
 def create_app(ctx: Context, verifier: SigV4Verifier) -> FastAPI:
     apis = build_apis()
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        functions = build_function_host(ctx)
+        await functions.start()
+        ctx.functions = functions
         runner = Runner(ctx, ctx.clock) if ctx.settings.engine_enabled else None
         app.state.runner = runner
         if runner:
@@ -52,6 +79,8 @@ def create_app(ctx: Context, verifier: SigV4Verifier) -> FastAPI:
         yield
         if runner:
             await runner.stop()
+        await functions.stop()
+        ctx.functions = None
         ctx.db.dispose()
 
     app = FastAPI(
@@ -66,7 +95,9 @@ def create_app(ctx: Context, verifier: SigV4Verifier) -> FastAPI:
 
     async def health(_: Request) -> Response:
         runner = app.state.runner
-        return json_response({"status": "ok", "version": __version__, "engine": runner.status() if runner else None})
+        engine = runner.status() if runner else None
+        functions = ctx.functions.status() if ctx.functions else None
+        return json_response({"status": "ok", "version": __version__, "engine": engine, "functions": functions})
 
     async def openapi(_: Request) -> Response:
         return json_response(openapi_document(apis))
@@ -106,9 +137,20 @@ def create_app(ctx: Context, verifier: SigV4Verifier) -> FastAPI:
 
         return endpoint
 
+    def public(handler: Any) -> Any:
+        async def endpoint(request: Request) -> Response:
+            try:
+                return await handler(ctx, request)  # type: ignore[no-any-return]
+            except AwsError as exc:
+                return error_response(exc, new_id())
+
+        return endpoint
+
     app.router.routes.append(Route("/pointcast/health", health, methods=["GET"]))
-    for method, path, handler in engine_handlers.ROUTES:
+    for method, path, handler in engine_handlers.ROUTES + function_routes.ROUTES:
         app.router.routes.append(Route(path, own(handler), methods=[method]))
+    for method, path, handler in function_routes.PUBLIC_ROUTES:
+        app.router.routes.append(Route(path, public(handler), methods=[method]))
     app.router.routes.append(Route("/openapi.json", openapi, methods=["GET"]))
     app.router.routes.append(Route("/{path:path}", dispatch, methods=_METHODS))
     return app
@@ -121,15 +163,16 @@ async def _handle(
     raw_path = scope.get("raw_path", b"").decode("latin-1").split("?", 1)[0] or scope["path"]
     query_string = scope.get("query_string", b"").decode("latin-1")
     headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+    api = next((a for a in apis if a.owns(raw_path)), None)
+    limit = api.max_body if api else MAX_BODY_BYTES
     length = headers.get("content-length")
-    if length and length.isdigit() and int(length) > MAX_BODY_BYTES:
-        raise PayloadTooLarge(f"The request body is {length} bytes; at most {MAX_BODY_BYTES} are accepted")
+    if length and length.isdigit() and int(length) > limit:
+        raise PayloadTooLarge(f"The request body is {length} bytes; at most {limit} are accepted")
     body = await request.body()
-    if len(body) > MAX_BODY_BYTES:
-        raise PayloadTooLarge(f"The request body is {len(body)} bytes; at most {MAX_BODY_BYTES} are accepted")
+    if len(body) > limit:
+        raise PayloadTooLarge(f"The request body is {len(body)} bytes; at most {limit} are accepted")
 
     signer = verifier.verify(request.method, raw_path, query_string, headers, body)
-    api = next((a for a in apis if a.owns(raw_path)), None)
     if api is None:
         raise NotFound(f"No API of pointcast serves {request.method} {raw_path}")
     if signer.service and signer.service != api.signing_name:
@@ -147,6 +190,9 @@ async def _handle(
     handler = api.handlers.get(route.operation.name)
     if handler is None:
         raise BadRequest(f"{route.operation.name} is not supported by pointcast yet (docs/api.md lists what is)")
-    call = api.router.parse(route, labels, query, headers, body, request_id)
+    try:
+        call = api.router.parse(route, labels, query, headers, body, request_id)
+    except BadRequest as exc:
+        raise api.bad_request(exc.message) from None
     call.access_key = signer.access_key
     return await handler(ctx, call), route.status

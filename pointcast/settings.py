@@ -16,6 +16,7 @@ class Settings(BaseSettings):
 
     host: str = "127.0.0.1"
     port: int = Field(8787, ge=0, le=65535)
+    advertised_url: str | None = None  # how functions and clients reach this server (default: from host and port)
     data_dir: Path = Path("pointcast-data")
     database_url: str | None = None
     account_id: str = "000000000000"
@@ -38,6 +39,17 @@ class Settings(BaseSettings):
     delivery_backoff_base: float = Field(0.5, ge=0)
     delivery_backoff_cap: float = Field(30.0, ge=0)
     delivery_timeout: float = Field(10.0, gt=0)
+    # Functions: the worker pool, hooks, and functions that live in AWS Lambda
+    function_max_workers: int = Field(8, ge=1, le=512)  # worker processes in all
+    function_concurrency: int = Field(4, ge=1, le=512)  # concurrent invocations of one function
+    function_idle_seconds: float = Field(300.0, gt=0)  # an idle worker ends after this long
+    function_attempts: int = Field(3, ge=1, le=10)  # a channel/hook invocation that fails is tried this often
+    hook_timeout: float = Field(15.0, gt=0)  # seed 003: a FILTER hook that takes longer fails the batch
+    remote_lambda: bool = True  # invoke functions pointcast does not host in AWS Lambda
+    remote_lambda_endpoint_url: str | None = None
+    remote_lambda_access_key_id: str | None = None
+    remote_lambda_secret_access_key: str | None = None
+    remote_lambda_timeout: float = Field(30.0, gt=0)
 
     @field_validator("account_id")
     @classmethod
@@ -45,6 +57,14 @@ class Settings(BaseSettings):
         if not re.fullmatch(r"\d{12}", value):
             raise ValueError("POINTCAST_ACCOUNT_ID must be 12 digits")
         return value
+
+    def public_url(self) -> str:
+        """The URL functions' boto3 clients (AWS_ENDPOINT_URL) and code downloads use to reach this server."""
+        if self.advertised_url:
+            return self.advertised_url.rstrip("/")
+        host = "127.0.0.1" if self.host in ("", "0.0.0.0") else "[::1]" if self.host == "::" else self.host
+        host = f"[{host}]" if ":" in host and not host.startswith("[") else host
+        return f"http://{host}:{self.port}"
 
     def resolved_database_url(self) -> str:
         """The SQLAlchemy URL: the given one (PostgreSQL URLs get the psycopg 3 driver) or SQLite in the data dir."""

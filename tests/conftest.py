@@ -10,6 +10,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from tests.support.functions import ensure
 from tests.support.server import PostgresSchema, Server, server_env
 from tests.support.tls import TestCA
 
@@ -82,6 +83,18 @@ def server(backend: str, ca_bundle: Path, tmp_path_factory: pytest.TempPathFacto
 @pytest.fixture
 def pinpoint(server: Server):  # type: ignore[no-untyped-def]
     return server.pinpoint()
+
+
+@pytest.fixture
+def lam(server: Server):  # type: ignore[no-untyped-def]
+    return server.lambda_()
+
+
+@pytest.fixture
+def stock_functions(lam) -> None:  # type: ignore[no-untyped-def]
+    """The functions that campaign requests in API tests name ("x", "channel", "filter-fn"), allowed for every app."""
+    for name in ("x", "channel", "filter-fn"):
+        ensure(lam, name)
 
 
 @pytest.fixture

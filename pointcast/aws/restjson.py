@@ -133,7 +133,9 @@ class RestJsonRouter:
                 raise BadRequest(f"{missing[0]} is required")
             if payload_name:
                 payload_shape = input_shape.members[payload_name]
-                if payload_shape.type_name == "structure" and body.strip():
+                if payload_shape.type_name == "blob":
+                    payload = body  # raw bytes (Lambda's Invoke payload); the handler judges them
+                elif payload_shape.type_name == "structure" and body.strip():
                     payload = shapes.parse_json(self.service, payload_shape.name, body, root=payload_name)
                     if b"\\u0000" in body:  # JSON carries NUL only escaped; no store keeps it in text
                         refuse_nul(payload, "The request body")

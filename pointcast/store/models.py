@@ -214,3 +214,32 @@ segment_imports = sa.Table(
     sa.Column("version", sa.Integer, primary_key=True),
     sa.Column("job_id", sa.String(32), nullable=False),
 )
+
+# Functions (the Lambda API subset). ``doc`` is the FunctionConfiguration as served; ``code`` the zip as uploaded
+# (kept in the store so every node of a cluster can unpack it); ``policy`` the resource policy's statements.
+functions = sa.Table(
+    "functions",
+    metadata,
+    sa.Column("name", sa.String(64), primary_key=True),
+    sa.Column("doc", Json, nullable=False),
+    sa.Column("code", sa.LargeBinary, nullable=False),
+    sa.Column("policy", Json, nullable=False),
+    sa.Column("tags", Json, nullable=False),
+)
+
+# One row per invocation of a function, whoever asked (the Invoke API, a campaign's channel or hook).
+function_invocations = sa.Table(
+    "function_invocations",
+    metadata,
+    sa.Column("pk", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("request_id", sa.String(64), nullable=False),
+    sa.Column("function", sa.Text, nullable=False),  # the name, or the ARN of a function pointcast does not host
+    sa.Column("kind", sa.String(16), nullable=False),  # Invoke, CHANNEL, FILTER, DELIVERY
+    sa.Column("source", sa.Text, nullable=True),  # the campaign ARN that asked, if any
+    sa.Column("started", sa.String(32), nullable=False),
+    sa.Column("duration_ms", sa.Float, nullable=False),
+    sa.Column("outcome", sa.String(16), nullable=False),  # Success, Unhandled, TimedOut, Refused, Failed
+    sa.Column("error", sa.Text, nullable=True),
+    sa.Column("logs", sa.Text, nullable=True),
+    sa.Index("ix_function_invocations_function", "function", "pk"),
+)

@@ -85,6 +85,9 @@ class Server:
     def pinpoint(self, **kwargs: Any) -> Any:
         return client("pinpoint", self.url, **kwargs)
 
+    def lambda_(self, **kwargs: Any) -> Any:
+        return client("lambda", self.url, **kwargs)
+
     def cli(self, *args: str, check: bool = True) -> Any:
         """Run ``aws pinpoint ...`` (awscli from PyPI) against this server; returns the parsed JSON output."""
         env = {**cli_env(), "AWS_ACCESS_KEY_ID": KEY_ID, "AWS_SECRET_ACCESS_KEY": SECRET}
@@ -130,6 +133,7 @@ def server_env(database_url: str | None, ca_bundle: Path | None, **extra: str) -
             "POINTCAST_REGION": REGION,
             "POINTCAST_WEBHOOK_CHECK_TIMEOUT": "2",
             "POINTCAST_LOG_LEVEL": "warning",
+            "POINTCAST_REMOTE_LAMBDA": "false",  # tests never reach AWS; the remote path is tested with a second server
         }
     )
     if database_url:

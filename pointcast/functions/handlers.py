@@ -1,0 +1,173 @@
+"""HTTP edge of the Lambda API subset: references resolved, one transaction per call, the pool told of changes."""
+
+from __future__ import annotations
+
+import base64
+from typing import Any
+
+import orjson
+from starlette.responses import Response
+
+from pointcast.aws.restjson import Call
+from pointcast.context import Context
+from pointcast.functions import service
+from pointcast.functions.errors import InvalidParameterValue, InvalidRequestContent, RequestTooLarge, ServiceError
+from pointcast.functions.host import LOG_KEEP, FunctionHost, Invocation
+from pointcast.functions.routes import code_token
+
+MAX_SYNC_PAYLOAD = 6 * 1024 * 1024  # Lambda's limit for a RequestResponse payload
+MAX_EVENT_PAYLOAD = 1024 * 1024  # ... and for an Event one
+
+
+def _name(ctx: Context, call: Call) -> str:
+    name = service.local_name(call.param("FunctionName"), ctx.region, ctx.account_id)
+    qualifier = call.param("Qualifier")
+    if qualifier not in (None, "", "$LATEST"):
+        service.local_name(f"{name}:{qualifier}", ctx.region, ctx.account_id)  # raises: only $LATEST exists
+    return name
+
+
+def _host(ctx: Context) -> FunctionHost:
+    if ctx.functions is None:
+        raise ServiceError("The function runtime is not running on this pointcast server")
+    return ctx.functions  # type: ignore[no-any-return]
+
+
+def _changed(ctx: Context, name: str) -> None:
+    if ctx.functions is not None:
+        ctx.functions.forget(name)
+
+
+async def create_function(ctx: Context, call: Call) -> Any:
+    node = _host(ctx).node_available
+    return await ctx.write(
+        lambda conn: service.create(conn, call.body, ctx.region, ctx.account_id, node_available=node)
+    )
+
+
+async def get_function(ctx: Context, call: Call) -> Any:
+    name = _name(ctx, call)
+    row = await ctx.read(lambda conn: service.require(conn, name, ctx.region, ctx.account_id))
+    token = code_token(ctx, name, row.doc["CodeSha256"])
+    url = f"{ctx.settings.public_url()}/pointcast/v1/functions/{name}/code?token={token}"
+    return await ctx.read(lambda conn: service.get_function(conn, name, ctx.region, ctx.account_id, url))
+
+
+async def get_function_configuration(ctx: Context, call: Call) -> Any:
+    name = _name(ctx, call)
+    return (await ctx.read(lambda conn: service.require(conn, name, ctx.region, ctx.account_id))).doc
+
+
+async def list_functions(ctx: Context, call: Call) -> Any:
+    return await ctx.read(lambda conn: service.list_functions(conn, call.param("Marker"), call.param("MaxItems")))
+
+
+async def update_function_code(ctx: Context, call: Call) -> Any:
+    name = _name(ctx, call)
+    doc = await ctx.write(lambda conn: service.update_code(conn, name, call.body, ctx.region, ctx.account_id))
+    _changed(ctx, name)
+    return doc
+
+
+async def update_function_configuration(ctx: Context, call: Call) -> Any:
+    name = _name(ctx, call)
+    node = _host(ctx).node_available
+    doc = await ctx.write(
+        lambda conn: service.update_configuration(
+            conn, name, call.body, ctx.region, ctx.account_id, node_available=node
+        )
+    )
+    _changed(ctx, name)
+    return doc
+
+
+async def delete_function(ctx: Context, call: Call) -> Any:
+    name = _name(ctx, call)
+    await ctx.write(lambda conn: service.delete(conn, name, ctx.region, ctx.account_id))
+    _changed(ctx, name)
+    return Response(status_code=204)
+
+
+async def add_permission(ctx: Context, call: Call) -> Any:
+    name = _name(ctx, call)
+    request = {**call.body, "Qualifier": call.param("Qualifier")}
+    result = await ctx.write(lambda conn: service.add_permission(conn, name, request, ctx.region, ctx.account_id))
+    _changed(ctx, name)
+    return result
+
+
+async def remove_permission(ctx: Context, call: Call) -> Any:
+    name = _name(ctx, call)
+    sid = call.param("StatementId")
+    await ctx.write(lambda conn: service.remove_permission(conn, name, sid, ctx.region, ctx.account_id))
+    _changed(ctx, name)
+    return Response(status_code=204)
+
+
+async def get_policy(ctx: Context, call: Call) -> Any:
+    name = _name(ctx, call)
+    return await ctx.read(lambda conn: service.get_policy(conn, name, ctx.region, ctx.account_id))
+
+
+def tail(result: Invocation, name: str) -> str:
+    """The log as Lambda shows it: START, what the function wrote, END, REPORT."""
+    return (
+        f"START RequestId: {result.request_id} Version: $LATEST\n{result.logs}"
+        f"END RequestId: {result.request_id}\n"
+        f"REPORT RequestId: {result.request_id}\tDuration: {result.duration_ms:.2f} ms\t"
+        f"Billed Duration: {max(1, round(result.duration_ms))} ms\n"
+    )
+
+
+async def invoke(ctx: Context, call: Call) -> Any:
+    name = _name(ctx, call)
+    host = _host(ctx)
+    payload: bytes = call.body if isinstance(call.body, bytes) else b""
+    kind = call.param("InvocationType") or "RequestResponse"
+    if kind not in ("RequestResponse", "Event", "DryRun"):
+        raise InvalidParameterValue(f"InvocationType must be RequestResponse, Event or DryRun (got {kind!r})")
+    limit = MAX_EVENT_PAYLOAD if kind == "Event" else MAX_SYNC_PAYLOAD
+    if len(payload) > limit:
+        raise RequestTooLarge(f"Request must be smaller than {limit} bytes for the {kind} invocation type")
+    if payload.strip():
+        try:
+            orjson.loads(payload)
+        except orjson.JSONDecodeError:
+            raise InvalidRequestContent("Could not parse request body into json: the payload is not JSON") from None
+    else:
+        payload = b"{}"
+    await ctx.read(lambda conn: service.require(conn, name, ctx.region, ctx.account_id))
+    headers = {"X-Amz-Executed-Version": "$LATEST"}
+    if kind == "DryRun":
+        return Response(status_code=204, headers=headers)
+    if kind == "Event":
+        host.invoke_later(name, payload)
+        return Response(status_code=202, headers=headers)
+    client_context = call.param("ClientContext")
+    if client_context:
+        try:
+            client_context = base64.b64decode(client_context, validate=True).decode()
+        except ValueError:
+            raise InvalidParameterValue("X-Amz-Client-Context must be base64-encoded JSON") from None
+    result = await host.invoke(name, payload, client_context=client_context)
+    if result.function_error:
+        headers["X-Amz-Function-Error"] = result.function_error
+    if call.param("LogType") == "Tail":
+        text = tail(result, name).encode()[-LOG_KEEP:]
+        headers["X-Amz-Log-Result"] = base64.b64encode(text).decode()
+    return Response(result.payload, status_code=200, headers=headers, media_type="application/json")
+
+
+HANDLERS = {
+    "CreateFunction": create_function,
+    "GetFunction": get_function,
+    "GetFunctionConfiguration": get_function_configuration,
+    "ListFunctions": list_functions,
+    "UpdateFunctionCode": update_function_code,
+    "UpdateFunctionConfiguration": update_function_configuration,
+    "DeleteFunction": delete_function,
+    "AddPermission": add_permission,
+    "RemovePermission": remove_permission,
+    "GetPolicy": get_policy,
+    "Invoke": invoke,
+}

@@ -1,0 +1,286 @@
+"""Running a function by reference, wherever it lives: hosted ones in the worker pool, others in AWS Lambda.
+
+Every invocation is recorded (function, kind, duration, outcome, error, log tail), in small group commits so a
+campaign that invokes a hook per batch does not pay a transaction per call. A campaign's invocation is checked
+against the function's resource policy first (seeds 000 and 001), each time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from pointcast.aws.wire import iso_ms
+from pointcast.functions import policy
+from pointcast.functions import repository as repo
+from pointcast.functions.code import unpack
+from pointcast.functions.names import FunctionRef, parse_ref
+from pointcast.functions.remote import RemoteLambda
+from pointcast.functions.runtime.pool import FunctionSpec, WorkerPool, node_available
+
+if TYPE_CHECKING:
+    from pointcast.context import Context
+
+log = logging.getLogger("pointcast.functions")
+SPEC_TTL = 2.0  # seconds a function's configuration and policy are reused before being read again
+LOG_KEEP = 4096  # bytes of an invocation's log kept with its record (and returned by LogType: Tail)
+FLUSH_SECONDS = 0.25
+
+
+@dataclass(frozen=True, slots=True)
+class Invocation:
+    """What one invocation did. ``refused`` is set (and nothing ran) when the policy does not allow the caller."""
+
+    request_id: str
+    payload: bytes
+    function_error: str | None
+    logs: str
+    duration_ms: float
+    timed_out: bool = False
+    refused: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.function_error is None and self.refused is None
+
+    @property
+    def error_message(self) -> str:
+        """A one-line account of the failure: the refusal, or the function's errorType and errorMessage."""
+        if self.refused:
+            return self.refused
+        try:
+            doc = orjson.loads(self.payload)
+        except orjson.JSONDecodeError:
+            doc = None
+        if isinstance(doc, dict) and ("errorMessage" in doc or "errorType" in doc):
+            return f"{doc.get('errorType', 'Error')}: {doc.get('errorMessage', '')}"[:1000]
+        return f"{self.function_error}: {self.payload[:200].decode('utf-8', 'replace')}"
+
+
+@dataclass(slots=True)
+class _Hosted:
+    read_at: float
+    spec: FunctionSpec
+    statements: list[dict[str, Any]]
+
+
+class FunctionHost:
+    """The one place that invokes functions; owns the worker pool and the AWS Lambda client."""
+
+    def __init__(self, ctx: Context, pool: WorkerPool, remote: RemoteLambda | None) -> None:
+        self.ctx = ctx
+        self.pool = pool
+        self.remote = remote
+        self.code_root = ctx.settings.data_dir / "functions"
+        self.concurrency = ctx.settings.function_concurrency
+        self._hosted: dict[str, _Hosted] = {}
+        self._records: list[dict[str, Any]] = []
+        self._flusher: asyncio.Task[None] | None = None
+        self._background: set[asyncio.Task[Any]] = set()
+
+    @property
+    def node_available(self) -> bool:
+        return node_available(self.pool.node)
+
+    async def start(self) -> None:
+        await self.pool.start()
+        self._flusher = asyncio.create_task(self._flush_loop(), name="pointcast-invocation-records")
+
+    async def stop(self) -> None:
+        for task in list(self._background):
+            task.cancel()
+        await asyncio.gather(*self._background, return_exceptions=True)
+        if self._flusher:
+            self._flusher.cancel()
+            await asyncio.gather(self._flusher, return_exceptions=True)
+        await self.flush()
+        await self.pool.stop()
+
+    def forget(self, name: str) -> None:
+        """A function changed or went away: read it again next time, and end its workers."""
+        self._hosted.pop(name, None)
+        self.pool.retire(name)
+
+    # -- what a function is -------------------------------------------------------------------------------------
+
+    async def _lookup(self, name: str) -> _Hosted | None:
+        cached = self._hosted.get(name)
+        if cached and time.monotonic() - cached.read_at < SPEC_TTL:
+            return cached
+        row = await self.ctx.read(lambda conn: repo.get(conn, name))
+        if row is None:
+            self._hosted.pop(name, None)
+            return None
+        doc = row.doc
+        if cached and cached.spec.revision == doc["RevisionId"]:
+            cached.read_at, cached.statements = time.monotonic(), list(row.policy or [])
+            return cached
+        code_row = await self.ctx.read(lambda conn: repo.get(conn, name, with_code=True))
+        if code_row is None:
+            return None
+        code_dir = await asyncio.to_thread(unpack, self.code_root, name, code_row.code)
+        spec = FunctionSpec(
+            name=name,
+            arn=doc["FunctionArn"],
+            revision=doc["RevisionId"],
+            runtime=doc["Runtime"],
+            handler=doc["Handler"],
+            code_dir=Path(code_dir),
+            environment=dict((doc.get("Environment") or {}).get("Variables") or {}),
+            timeout=float(doc["Timeout"]),
+            memory_mb=int(doc["MemorySize"]),
+            concurrency=self.concurrency,
+        )
+        if cached and cached.spec.revision != spec.revision:
+            self.pool.retire(name)
+        hosted = _Hosted(time.monotonic(), spec, list(code_row.policy or []))
+        self._hosted[name] = hosted
+        return hosted
+
+    async def _where(self, ref: str) -> tuple[FunctionRef, _Hosted | None]:
+        parsed = parse_ref(ref)
+        if parsed is None:
+            raise ValueError(f"'{ref}' is not a function name or ARN")
+        settings = self.ctx.settings
+        hosted = await self._lookup(parsed.name) if parsed.is_local(settings.region, settings.account_id) else None
+        return parsed, hosted
+
+    async def permission_problem(self, ref: str, source_arn: str) -> str | None:
+        """None when Pinpoint may invoke ``ref`` for ``source_arn``; otherwise why not (for an error message)."""
+        try:
+            parsed, hosted = await self._where(ref)
+        except ValueError as exc:
+            return str(exc)
+        settings = self.ctx.settings
+        if hosted is not None:
+            statements = hosted.statements
+        elif parsed.qualifier not in (None, "$LATEST") and parsed.is_local(settings.region, settings.account_id):
+            return f"function {ref} does not exist on pointcast (only $LATEST exists)"
+        elif self.remote is None:
+            return (
+                f"function {ref} is not hosted by pointcast, and invoking functions in AWS Lambda is turned off "
+                "(POINTCAST_REMOTE_LAMBDA)"
+            )
+        else:
+            try:
+                statements = await self.remote.policy_statements(parsed, settings.region, settings.account_id)
+            except Exception as exc:  # whatever AWS said is the reason
+                return f"function {ref} is not hosted here, and its policy in AWS Lambda could not be read: {exc}"
+        reason = policy.pinpoint_may_invoke(statements, settings.region, source_arn, settings.account_id)
+        return f"the policy of function {ref} does not allow this campaign: {reason}" if reason else None
+
+    # -- invoking -------------------------------------------------------------------------------------------------
+
+    async def invoke(
+        self,
+        ref: str,
+        event: bytes,
+        *,
+        kind: str = "Invoke",
+        source_arn: str | None = None,
+        timeout: float | None = None,
+        client_context: str | None = None,
+    ) -> Invocation:
+        """Run the function once with ``event``; never raises for what the function did (see ``Invocation``)."""
+        started = datetime.now(UTC)
+        clock = time.monotonic()
+        key = ref  # what the record is kept under: a hosted function's name, else the reference as given
+        try:
+            if source_arn is not None:
+                problem = await self.permission_problem(ref, source_arn)
+                if problem:
+                    result = Invocation("", b"", None, "", 0.0, refused=f"PERMISSION_DENIED: {problem}")
+                    self._record(await self._key(ref), kind, source_arn, started, result)
+                    return result
+            parsed, hosted = await self._where(ref)
+            if hosted is not None:
+                key = hosted.spec.name
+                spec = hosted.spec
+                if timeout is not None and timeout < spec.timeout:
+                    spec = dataclasses.replace(spec, timeout=timeout)
+                ran = await self.pool.invoke(spec, event, client_context=client_context)
+                result = Invocation(
+                    ran.request_id, ran.payload, ran.function_error, ran.logs, ran.duration_ms, ran.timed_out
+                )
+            elif self.remote is not None:
+                settings = self.ctx.settings
+                result = await self.remote.invoke(parsed, event, settings.region, settings.account_id, timeout)
+            else:
+                result = Invocation(
+                    "",
+                    b"",
+                    None,
+                    "",
+                    0.0,
+                    refused=f"FUNCTION_NOT_FOUND: pointcast hosts no function {ref}, and AWS Lambda is turned off",
+                )
+        except Exception as exc:  # an invocation that pointcast could not make is a failed one
+            log.exception("invoking %s failed inside pointcast", ref)
+            payload = orjson.dumps(
+                {"errorType": "pointcast.InternalError", "errorMessage": f"{type(exc).__name__}: {exc}"}
+            )
+            result = Invocation("", payload, "Unhandled", "", (time.monotonic() - clock) * 1000)
+        self._record(key, kind, source_arn, started, result)
+        return result
+
+    async def _key(self, ref: str) -> str:
+        try:
+            _, hosted = await self._where(ref)
+        except ValueError:
+            return ref
+        return hosted.spec.name if hosted else ref
+
+    def invoke_later(self, ref: str, event: bytes) -> None:
+        """InvocationType Event: run it in the background; the record is the only trace."""
+        task = asyncio.create_task(self.invoke(ref, event, kind="Event"))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    # -- records --------------------------------------------------------------------------------------------------
+
+    def _record(self, key: str, kind: str, source: str | None, started: datetime, result: Invocation) -> None:
+        if result.refused:
+            outcome = "Refused"
+        elif result.timed_out:
+            outcome = "TimedOut"
+        else:
+            outcome = "Success" if result.function_error is None else result.function_error
+        self._records.append(
+            {
+                "request_id": result.request_id or "-",
+                "function": key,
+                "kind": kind,
+                "source": source,
+                "started": iso_ms(started),
+                "duration_ms": result.duration_ms,
+                "outcome": outcome[:16],
+                "error": None if result.ok else result.error_message,
+                "logs": result.logs[-LOG_KEEP:] or None,
+            }
+        )
+
+    async def _flush_loop(self) -> None:
+        while True:
+            await asyncio.sleep(FLUSH_SECONDS)
+            with contextlib.suppress(Exception):
+                await self.flush()
+
+    async def flush(self) -> None:
+        rows, self._records = self._records, []
+        if rows:
+            try:
+                await self.ctx.write(lambda conn: repo.insert_invocations(conn, rows))
+            except Exception:
+                log.exception("recording %d function invocations failed; they are dropped", len(rows))
+
+    def status(self) -> dict[str, Any]:
+        return {"Pool": self.pool.status(), "UnrecordedInvocations": len(self._records)}

@@ -1,0 +1,146 @@
+"""Function resource policies: statements as AddPermission writes them, and the check Pinpoint makes before invoking.
+
+A campaign may invoke a function only if the policy has an ``Allow`` statement for ``lambda:InvokeFunction`` whose
+principal is the Pinpoint service (``pinpoint.REGION.amazonaws.com`` or ``pinpoint.amazonaws.com``) and whose
+``AWS:SourceArn`` condition matches the campaign's ARN (seeds 000 and 001). A matching ``Deny`` wins over any
+``Allow``, as in IAM.
+"""
+
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+from typing import Any
+
+INVOKE_ACTIONS = ("lambda:InvokeFunction", "lambda:*", "*")
+_SOURCE_ARN = "aws:sourcearn"
+_SOURCE_ACCOUNT = "aws:sourceaccount"
+
+
+def statement(
+    *,
+    sid: str,
+    action: str,
+    principal: str,
+    resource: str,
+    source_arn: str | None = None,
+    source_account: str | None = None,
+) -> dict[str, Any]:
+    """The statement AWS Lambda's AddPermission stores (and returns as a JSON string)."""
+    if principal == "*":
+        who: Any = "*"
+    elif re.fullmatch(r"\d{12}", principal):
+        who = {"AWS": f"arn:aws:iam::{principal}:root"}
+    elif principal.startswith("arn:"):
+        who = {"AWS": principal}
+    else:
+        who = {"Service": principal}
+    doc: dict[str, Any] = {"Sid": sid, "Effect": "Allow", "Principal": who, "Action": action, "Resource": resource}
+    condition: dict[str, Any] = {}
+    if source_account:
+        condition["StringEquals"] = {"AWS:SourceAccount": source_account}
+    if source_arn:
+        condition["ArnLike"] = {"AWS:SourceArn": source_arn}
+    if condition:
+        doc["Condition"] = condition
+    return doc
+
+
+def document(statements: list[dict[str, Any]]) -> dict[str, Any]:
+    """The whole policy as GetPolicy returns it."""
+    return {"Version": "2012-10-17", "Id": "default", "Statement": statements}
+
+
+def pinpoint_may_invoke(statements: list[dict[str, Any]], region: str, source_arn: str, account: str) -> str | None:
+    """None when the policy lets Pinpoint (in ``region``) invoke for ``source_arn``; otherwise why not."""
+    if not statements:
+        return "the function has no resource policy (add one with lambda add-permission)"
+    principals = {f"pinpoint.{region}.amazonaws.com", "pinpoint.amazonaws.com"}
+    allowed = False
+    for stmt in statements:
+        if not _names_invoke(stmt) or not _names_principal(stmt, principals):
+            continue
+        if not _conditions_hold(stmt.get("Condition") or {}, source_arn, account):
+            continue
+        if stmt.get("Effect") == "Deny":
+            return f"statement {stmt.get('Sid')!r} denies it"
+        if stmt.get("Effect") == "Allow" and _has_source_arn(stmt):
+            allowed = True
+    if allowed:
+        return None
+    return (
+        f"no statement allows lambda:InvokeFunction to pinpoint.{region}.amazonaws.com with an AWS:SourceArn "
+        f"condition matching {source_arn}"
+    )
+
+
+def _names_invoke(stmt: dict[str, Any]) -> bool:
+    actions = stmt.get("Action")
+    actions = [actions] if isinstance(actions, str) else actions or []
+    return any(a in INVOKE_ACTIONS for a in actions)
+
+
+def _names_principal(stmt: dict[str, Any], services: set[str]) -> bool:
+    who = stmt.get("Principal")
+    if who == "*":
+        return True
+    if not isinstance(who, dict):
+        return False
+    named = who.get("Service")
+    named = [named] if isinstance(named, str) else named or []
+    return any(n in services for n in named) or who.get("AWS") == "*"
+
+
+def _has_source_arn(stmt: dict[str, Any]) -> bool:
+    return any(
+        key.lower() == _SOURCE_ARN
+        for values in (stmt.get("Condition") or {}).values()
+        if isinstance(values, dict)
+        for key in values
+    )
+
+
+def _conditions_hold(condition: dict[str, Any], source_arn: str, account: str) -> bool:
+    """Every condition in the block holds (IAM: AND across operators and keys, OR across a key's values)."""
+    context = {_SOURCE_ARN: source_arn, _SOURCE_ACCOUNT: account}
+    for operator, entries in condition.items():
+        if not isinstance(entries, dict):
+            return False
+        for key, expected in entries.items():
+            actual = context.get(key.lower())
+            if actual is None:
+                return False
+            values = [expected] if isinstance(expected, str) else list(expected or [])
+            if not any(_compare(operator, str(v), actual) for v in values):
+                return False
+    return True
+
+
+def _compare(operator: str, expected: str, actual: str) -> bool:
+    if operator in ("ArnLike", "ArnEquals"):
+        return arn_like(expected, actual, wildcards=operator == "ArnLike")
+    if operator == "StringEquals":
+        return expected == actual
+    if operator == "StringLike":
+        return _wildcard(expected).fullmatch(actual) is not None
+    return False  # an operator this check does not know cannot be shown to hold
+
+
+def arn_like(pattern: str, arn: str, *, wildcards: bool = True) -> bool:
+    """IAM's ArnLike: each of the six colon-separated parts matches, ``*`` and ``?`` wildcards within a part.
+
+    Pinpoint resources appear both as ``apps/...`` and the older ``/apps/...``; the leading slash is not
+    significant for either side.
+    """
+    want, have = pattern.split(":", 5), arn.split(":", 5)
+    if len(want) != 6 or len(have) != 6:
+        return False
+    want[5], have[5] = want[5].lstrip("/"), have[5].lstrip("/")
+    if not wildcards:
+        return want == have
+    return all(_wildcard(w).fullmatch(h) is not None for w, h in zip(want, have, strict=True))
+
+
+@lru_cache(maxsize=1024)
+def _wildcard(pattern: str) -> re.Pattern[str]:
+    return re.compile("".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in pattern), re.DOTALL)

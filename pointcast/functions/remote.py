@@ -1,0 +1,104 @@
+"""Functions that live in AWS Lambda: invoked with boto3, in the region their ARN names.
+
+The endpoint and credentials are configurable (``POINTCAST_REMOTE_LAMBDA_*``); without them boto3's own chain
+(environment, profile, instance role) is used. botocore is synchronous, so each call runs on a worker thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import threading
+import time
+from typing import TYPE_CHECKING, Any
+
+import boto3
+import orjson
+from botocore.config import Config
+
+from pointcast.functions.names import FunctionRef
+
+if TYPE_CHECKING:
+    from pointcast.functions.host import Invocation
+    from pointcast.settings import Settings
+
+CONNECT_TIMEOUT = 5.0
+
+
+class RemoteLambda:
+    """A small facade over ``boto3.client("lambda")`` per region."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.endpoint_url = settings.remote_lambda_endpoint_url
+        self.access_key = settings.remote_lambda_access_key_id
+        self.secret_key = settings.remote_lambda_secret_access_key
+        self.default_timeout = settings.remote_lambda_timeout
+        self._clients: dict[tuple[str, float], Any] = {}
+        self._lock = threading.Lock()
+
+    def _client(self, region: str, read_timeout: float) -> Any:
+        key = (region, read_timeout)
+        with self._lock:
+            client = self._clients.get(key)
+            if client is None:
+                config = Config(
+                    retries={"max_attempts": 1, "mode": "standard"},  # the engine retries on its own terms
+                    connect_timeout=CONNECT_TIMEOUT,
+                    read_timeout=read_timeout,
+                )
+                client = boto3.session.Session().client(
+                    "lambda",
+                    region_name=region,
+                    endpoint_url=self.endpoint_url,
+                    aws_access_key_id=self.access_key,
+                    aws_secret_access_key=self.secret_key,
+                    config=config,
+                )
+                self._clients[key] = client
+            return client
+
+    def _arn(self, ref: FunctionRef, region: str, account: str) -> str:
+        arn = ref.arn(region, account)
+        return f"{arn}:{ref.qualifier}" if ref.qualifier else arn
+
+    async def policy_statements(self, ref: FunctionRef, region: str, account: str) -> list[dict[str, Any]]:
+        """The function's resource policy statements ([] when it has none)."""
+        client = self._client(ref.region or region, self.default_timeout)
+
+        def call() -> list[dict[str, Any]]:
+            try:
+                found = client.get_policy(FunctionName=ref.arn(region, account))
+            except client.exceptions.ResourceNotFoundException as exc:
+                if "Function not found" in str(exc):
+                    raise
+                return []
+            return list(orjson.loads(found["Policy"]).get("Statement") or [])
+
+        return await asyncio.to_thread(call)
+
+    async def invoke(
+        self, ref: FunctionRef, event: bytes, region: str, account: str, timeout: float | None
+    ) -> Invocation:
+        from pointcast.functions.host import Invocation
+
+        client = self._client(ref.region or region, timeout or self.default_timeout)
+        started = time.monotonic()
+
+        def call() -> Invocation:
+            try:
+                answer = client.invoke(FunctionName=self._arn(ref, region, account), Payload=event, LogType="Tail")
+            except Exception as exc:  # connection errors, throttling, not found: all a failed try
+                took = (time.monotonic() - started) * 1000
+                payload = orjson.dumps({"errorType": type(exc).__name__, "errorMessage": str(exc)})
+                timed_out = "timeout" in type(exc).__name__.lower() or "timed out" in str(exc).lower()
+                return Invocation("", payload, "Unhandled", "", took, timed_out=timed_out)
+            logs = answer.get("LogResult")
+            return Invocation(
+                answer.get("ResponseMetadata", {}).get("RequestId", ""),
+                answer["Payload"].read(),
+                answer.get("FunctionError"),
+                base64.b64decode(logs).decode("utf-8", "replace") if logs else "",
+                (time.monotonic() - started) * 1000,
+            )
+
+        return await asyncio.to_thread(call)

@@ -1,0 +1,196 @@
+"""The Lambda API subset through boto3 and the AWS CLI, as users run them (seed commands with --endpoint-url)."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import uuid
+import zipfile
+from pathlib import Path
+
+import httpx
+import pytest
+from botocore.exceptions import ClientError
+
+from tests.support.functions import EVERY_APP, ROLE, deploy, zip_code
+from tests.support.server import ACCOUNT_ID, REGION, Server
+
+COUNTER = """
+import json
+calls = 0
+
+def lambda_handler(event, context):
+    global calls
+    calls += 1
+    print("event has", len(event), "members")
+    return {"calls": calls, "event": event, "request_id": context.aws_request_id,
+            "function": context.function_name, "arn": context.invoked_function_arn,
+            "memory": context.memory_limit_in_mb, "remaining": context.get_remaining_time_in_millis()}
+"""
+
+
+def _name() -> str:
+    return f"fn-{uuid.uuid4().hex[:10]}"
+
+
+def test_create_get_list_update_delete(lam) -> None:
+    name = _name()
+    created = deploy(lam, name, COUNTER, handler="index.lambda_handler", allow=None, Timeout=7, MemorySize=256,
+                     Environment={"Variables": {"COLOUR": "blue"}}, Description="counts")  # fmt: skip
+    arn = f"arn:aws:lambda:{REGION}:{ACCOUNT_ID}:function:{name}"
+    assert created["FunctionArn"] == arn and created["FunctionName"] == name
+    assert created["Runtime"] == "python3.12" and created["Handler"] == "index.lambda_handler"
+    assert created["Timeout"] == 7 and created["MemorySize"] == 256 and created["State"] == "Active"
+    assert created["Environment"] == {"Variables": {"COLOUR": "blue"}} and created["Version"] == "$LATEST"
+    for ref in (name, arn, f"{ACCOUNT_ID}:function:{name}", f"{name}:$LATEST"):
+        assert lam.get_function_configuration(FunctionName=ref)["RevisionId"] == created["RevisionId"]
+    got = lam.get_function(FunctionName=name)
+    assert got["Configuration"]["CodeSha256"] == created["CodeSha256"]
+    code = httpx.get(got["Code"]["Location"], timeout=10)
+    assert code.status_code == 200 and zipfile.ZipFile(io.BytesIO(code.content)).read("index.py").decode() == COUNTER
+    assert httpx.get(got["Code"]["Location"].split("?")[0] + "?token=bad", timeout=10).status_code == 403
+    lam.get_waiter("function_active_v2").wait(FunctionName=name)
+
+    names = [f["FunctionName"] for page in lam.get_paginator("list_functions").paginate() for f in page["Functions"]]
+    assert name in names
+
+    updated = lam.update_function_configuration(FunctionName=name, Timeout=9, Environment={"Variables": {}})
+    assert updated["Timeout"] == 9 and "Environment" not in updated
+    assert updated["RevisionId"] != created["RevisionId"]
+    with pytest.raises(lam.exceptions.PreconditionFailedException):
+        lam.update_function_configuration(FunctionName=name, Timeout=5, RevisionId=created["RevisionId"])
+    new_code = lam.update_function_code(FunctionName=name, ZipFile=zip_code({"index.py": COUNTER + "\n# v2\n"}))
+    assert new_code["CodeSha256"] != created["CodeSha256"]
+
+    lam.delete_function(FunctionName=name)
+    with pytest.raises(lam.exceptions.ResourceNotFoundException, match=name):
+        lam.get_function(FunctionName=name)
+
+
+def test_invoke_request_response_event_and_tail(lam) -> None:
+    name = _name()
+    deploy(lam, name, COUNTER, handler="index.lambda_handler", allow=None, MemorySize=192)
+    answer = lam.invoke(FunctionName=name, Payload=json.dumps({"a": 1}), LogType="Tail")
+    assert answer["StatusCode"] == 200 and "FunctionError" not in answer
+    body = json.loads(answer["Payload"].read())
+    assert body["event"] == {"a": 1} and body["calls"] == 1 and body["function"] == name
+    assert body["arn"].endswith(f":function:{name}") and body["memory"] == "192"
+    assert 0 < body["remaining"] <= 3000
+    log = base64.b64decode(answer["LogResult"]).decode()
+    assert "event has 1 members" in log and f"START RequestId: {body['request_id']}" in log and "REPORT" in log
+    # Warm: the module stays imported in its worker.
+    again = json.loads(lam.invoke(FunctionName=name, Payload=b"{}")["Payload"].read())
+    assert again["calls"] == 2
+    assert lam.invoke(FunctionName=name, InvocationType="Event", Payload=b"{}")["StatusCode"] == 202
+    assert lam.invoke(FunctionName=name, InvocationType="DryRun")["StatusCode"] == 204
+    with pytest.raises(lam.exceptions.InvalidRequestContentException):
+        lam.invoke(FunctionName=name, Payload=b"not json")
+
+
+def test_invoke_error_payload(lam) -> None:
+    name = _name()
+    deploy(lam, name, "def handler(event, context):\n    raise ValueError('bad input: ' + event['x'])\n", allow=None)
+    answer = lam.invoke(FunctionName=name, Payload=json.dumps({"x": "zz"}))
+    assert answer["StatusCode"] == 200 and answer["FunctionError"] == "Unhandled"
+    error = json.loads(answer["Payload"].read())
+    assert error["errorType"] == "ValueError" and error["errorMessage"] == "bad input: zz"
+
+
+def test_permissions(lam) -> None:
+    name = _name()
+    deploy(lam, name, allow=None)
+    with pytest.raises(lam.exceptions.ResourceNotFoundException):
+        lam.get_policy(FunctionName=name)
+    added = lam.add_permission(
+        FunctionName=name,
+        StatementId="sid0",
+        Action="lambda:InvokeFunction",
+        Principal=f"pinpoint.{REGION}.amazonaws.com",
+        SourceArn=EVERY_APP,
+    )
+    statement = json.loads(added["Statement"])
+    assert statement == {
+        "Sid": "sid0",
+        "Effect": "Allow",
+        "Principal": {"Service": f"pinpoint.{REGION}.amazonaws.com"},
+        "Action": "lambda:InvokeFunction",
+        "Resource": f"arn:aws:lambda:{REGION}:{ACCOUNT_ID}:function:{name}",
+        "Condition": {"ArnLike": {"AWS:SourceArn": EVERY_APP}},
+    }
+    with pytest.raises(lam.exceptions.ResourceConflictException, match="sid0"):
+        lam.add_permission(FunctionName=name, StatementId="sid0", Action="lambda:InvokeFunction", Principal="x.com")
+    policy = json.loads(lam.get_policy(FunctionName=name)["Policy"])
+    assert policy["Version"] == "2012-10-17" and policy["Statement"] == [statement]
+    lam.remove_permission(FunctionName=name, StatementId="sid0")
+    with pytest.raises(lam.exceptions.ResourceNotFoundException):
+        lam.remove_permission(FunctionName=name, StatementId="sid0")
+
+
+@pytest.mark.parametrize(
+    ("change", "error", "words"),
+    [
+        ({"Runtime": "java21"}, "InvalidParameterValueException", "java21 is not supported"),
+        ({"Runtime": "python3.12", "Handler": "nodot"}, "InvalidParameterValueException", "FILE.FUNCTION"),
+        ({"Timeout": 901}, "InvalidParameterValueException", "between 1 and 900"),
+        ({"Code": {"ZipFile": b"not a zip"}}, "InvalidParameterValueException", "Could not unzip"),
+        ({"Code": {"S3Bucket": "bucket", "S3Key": "key.zip"}}, "InvalidParameterValueException", "ZipFile is required"),
+        ({"Environment": {"Variables": {"AWS_REGION": "x"}}}, "InvalidParameterValueException", "AWS_REGION"),
+        ({"FunctionName": "bad name!"}, "InvalidParameterValueException", "bad name!"),
+    ],
+)
+def test_create_refusals(lam, change: dict, error: str, words: str) -> None:
+    request = {
+        "FunctionName": _name(),
+        "Runtime": "python3.12",
+        "Role": ROLE,
+        "Handler": "index.handler",
+        "Code": {"ZipFile": zip_code({"index.py": "def handler(e, c): return 1\n"})},
+        **change,
+    }
+    with pytest.raises(ClientError) as caught:
+        lam.create_function(**request)
+    assert caught.value.response["Error"]["Code"] == error and words in caught.value.response["Error"]["Message"]
+
+
+def test_duplicate_and_not_found(lam) -> None:
+    name = _name()
+    deploy(lam, name, allow=None)
+    with pytest.raises(lam.exceptions.ResourceConflictException, match="already exist"):
+        deploy(lam, name, allow=None)
+    with pytest.raises(lam.exceptions.ResourceNotFoundException, match="nope"):
+        lam.invoke(FunctionName="nope")
+    with pytest.raises(lam.exceptions.ResourceNotFoundException, match="only \\$LATEST"):
+        lam.get_function(FunctionName=name, Qualifier="3")
+    with pytest.raises(lam.exceptions.ResourceNotFoundException):
+        lam.get_function(FunctionName=f"arn:aws:lambda:{REGION}:999999999999:function:{name}")
+
+
+def test_aws_cli_seed_commands(server: Server, tmp_path: Path) -> None:
+    """The issue's commands and seed 000's add-permission, with only --endpoint-url added."""
+    name = _name()
+    archive = tmp_path / "counter.zip"
+    archive.write_bytes(zip_code({"index.py": COUNTER}))
+    created = server.cli(
+        "lambda", "create-function", "--function-name", name, "--runtime", "python3.12",
+        "--handler", "index.lambda_handler", "--zip-file", f"fileb://{archive}",
+        "--role", f"arn:aws:iam::{ACCOUNT_ID}:role/x",
+    )  # fmt: skip
+    assert created["FunctionName"] == name
+    added = server.cli(
+        "lambda", "add-permission", "--function-name", name, "--statement-id", "sid0",
+        "--action", "lambda:InvokeFunction", "--principal", f"pinpoint.{REGION}.amazonaws.com",
+        "--source-arn", f"arn:aws:mobiletargeting:{REGION}:{ACCOUNT_ID}:apps/*",
+    )  # fmt: skip
+    assert json.loads(added["Statement"])["Condition"]["ArnLike"]["AWS:SourceArn"].endswith(":apps/*")
+    out = tmp_path / "out.json"
+    invoked = server.cli(
+        "lambda", "invoke", "--function-name", name,
+        "--payload", '{"hello": "world"}', str(out),
+    )  # fmt: skip
+    assert invoked["StatusCode"] == 200 and json.loads(out.read_text())["event"] == {"hello": "world"}
+    listed = server.cli("lambda", "list-functions")
+    assert name in [f["FunctionName"] for f in listed["Functions"]]
+    server.cli("lambda", "delete-function", "--function-name", name)
+    missing = server.cli("lambda", "get-function", "--function-name", name, check=False)
+    assert missing.returncode != 0 and "ResourceNotFoundException" in missing.stderr
