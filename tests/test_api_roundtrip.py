@@ -9,6 +9,9 @@ import pytest
 
 from tests.support.server import ACCOUNT_ID, REGION
 
+# Campaign requests here name functions ("x", "channel", "filter-fn"); pointcast checks they exist and allow it.
+pytestmark = pytest.mark.usefixtures("stock_functions")
+
 ISO_MS = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
 HEX32 = re.compile(r"^[0-9a-f]{32}$")
 

@@ -13,6 +13,9 @@ import pytest
 
 from tests.support.server import ACCOUNT_ID, REGION
 
+# Campaign requests here name functions ("x", "channel", "filter-fn"); pointcast checks they exist and allow it.
+pytestmark = pytest.mark.usefixtures("stock_functions")
+
 LAMBDA = f"arn:aws:lambda:{REGION}:{ACCOUNT_ID}:function:x"
 START = "2099-01-01T09:00:00.000Z"  # far enough ahead that nothing runs while the test looks
 ACCEPTED = {"Message": "Accepted", "StatusCode": 202}

@@ -26,6 +26,9 @@ from hypothesis import strategies as st
 from pointcast.aws.shapes import service_model
 from tests.support.server import ACCOUNT_ID, KEY_ID, REGION, SECRET
 
+# Campaign requests here name functions ("x", "channel", "filter-fn"); pointcast checks they exist and allow it.
+pytestmark = pytest.mark.usefixtures("stock_functions")
+
 LAMBDA = f"arn:aws:lambda:{REGION}:{ACCOUNT_ID}:function:x"
 START = "2099-01-01T09:00:00.000Z"
 TIMESTAMP = "2024-01-01T00:00:00.000Z"  # every date pointcast stores has this length

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from pointcast.apps import repository as apps_repo
 from pointcast.apps import service
+from pointcast.aws.arns import child_arn
 from pointcast.aws.restjson import Call
 from pointcast.context import Context
 from pointcast.pinpoint import targets
@@ -38,6 +40,13 @@ async def update_application_settings(ctx: Context, call: Call) -> Any:
     service.check_settings(request)
     field = "WriteApplicationSettingsRequest.CampaignHook"
     await targets.check_webhooks(ctx, targets.check_hook(request.get("CampaignHook"), field))
+    app_id = call.param("ApplicationId")
+    await ctx.read(lambda conn: apps_repo.require(conn, app_id))
+    # The project-wide form (seed 000): a default hook must be usable by any campaign of the project.
+    every_campaign = child_arn(ctx.region, ctx.account_id, app_id, "campaigns", "*")
+    await targets.check_functions(
+        ctx, targets.function_targets(request, "WriteApplicationSettingsRequest"), every_campaign
+    )
     return await ctx.write(lambda conn: service.update_settings(conn, call.param("ApplicationId"), request))
 
 

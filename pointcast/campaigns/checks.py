@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pointcast.aws.errors import BadRequest
 from pointcast.pinpoint import limits, targets
 
-_ROOT = "WriteCampaignRequest"
+ROOT = "WriteCampaignRequest"
 _UTC_OFFSET = re.compile(r"^UTC([+-](0\d|1[0-4])(:[0-5]\d)?)?$")
 
 
@@ -56,35 +56,35 @@ def check_schedule(schedule: dict[str, Any] | None, path: str, *, required: bool
 def check_request(request: dict[str, Any], *, creating: bool) -> list[tuple[str, str]]:
     """Check the request; return the (field, url) webhook targets that still need the HEAD check."""
     if creating and not request.get("SegmentId"):
-        raise BadRequest(f"{_ROOT}.SegmentId is required")
-    check_schedule(request.get("Schedule"), f"{_ROOT}.Schedule", required=creating)
-    limits.check_limits(request.get("Limits"), f"{_ROOT}.Limits")
-    limits.check_tags(request.get("tags"), f"{_ROOT}.tags")
+        raise BadRequest(f"{ROOT}.SegmentId is required")
+    check_schedule(request.get("Schedule"), f"{ROOT}.Schedule", required=creating)
+    limits.check_limits(request.get("Limits"), f"{ROOT}.Limits")
+    limits.check_tags(request.get("tags"), f"{ROOT}.tags")
     holdout = request.get("HoldoutPercent", 0)
     if not 0 <= holdout <= 100:
-        raise BadRequest(f"{_ROOT}.HoldoutPercent must be from 0 to 100 (got {holdout})")
+        raise BadRequest(f"{ROOT}.HoldoutPercent must be from 0 to 100 (got {holdout})")
     treatments = request.get("AdditionalTreatments") or []
     if len(treatments) + 1 > limits.MAX_TREATMENTS:
         raise BadRequest(
-            f"{_ROOT}.AdditionalTreatments has {len(treatments)} treatments; a campaign has at most "
+            f"{ROOT}.AdditionalTreatments has {len(treatments)} treatments; a campaign has at most "
             f"{limits.MAX_TREATMENTS} treatments in all, so at most {limits.MAX_TREATMENTS - 1} additional ones"
         )
     total = holdout
     for index, treatment in enumerate(treatments):
         size = treatment["SizePercent"]
         if not 0 <= size <= 100:
-            raise BadRequest(f"{_ROOT}.AdditionalTreatments[{index}].SizePercent must be from 0 to 100 (got {size})")
+            raise BadRequest(f"{ROOT}.AdditionalTreatments[{index}].SizePercent must be from 0 to 100 (got {size})")
         total += size
     if total > 100:
         raise BadRequest(
-            f"{_ROOT}.AdditionalTreatments[].SizePercent plus {_ROOT}.HoldoutPercent add up to {total}; "
+            f"{ROOT}.AdditionalTreatments[].SizePercent plus {ROOT}.HoldoutPercent add up to {total}; "
             "they must be at most 100"
         )
 
     webhooks: list[tuple[str, str]] = []
     campaign_cdc = request.get("CustomDeliveryConfiguration")
-    units = [(_ROOT, request, None)] + [
-        (f"{_ROOT}.AdditionalTreatments[{i}]", t, campaign_cdc) for i, t in enumerate(treatments)
+    units = [(ROOT, request, None)] + [
+        (f"{ROOT}.AdditionalTreatments[{i}]", t, campaign_cdc) for i, t in enumerate(treatments)
     ]
     for path, unit, inherited in units:
         message = unit.get("MessageConfiguration")
@@ -100,5 +100,5 @@ def check_request(request: dict[str, Any], *, creating: bool) -> list[tuple[str,
             field = f"{path}.CustomDeliveryConfiguration.DeliveryUri"
             if targets.check_delivery_uri(cdc["DeliveryUri"], field):
                 webhooks.append((field, cdc["DeliveryUri"]))
-    webhooks += targets.check_hook(request.get("Hook"), f"{_ROOT}.Hook")
+    webhooks += targets.check_hook(request.get("Hook"), f"{ROOT}.Hook")
     return webhooks

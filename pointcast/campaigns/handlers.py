@@ -5,7 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from pointcast.apps import repository as apps
+from pointcast.aws.arns import child_arn
 from pointcast.aws.restjson import Call
+from pointcast.aws.wire import new_id
 from pointcast.campaigns import checks, service
 from pointcast.campaigns.repository import activities_page, campaigns
 from pointcast.context import Context
@@ -17,15 +19,21 @@ async def create_campaign(ctx: Context, call: Call) -> Any:
     app_id = call.param("ApplicationId")
     await ctx.read(lambda conn: apps.require(conn, app_id))
     await targets.check_webhooks(ctx, checks.check_request(call.body, creating=True))
-    created = await ctx.write(lambda conn: service.create(conn, app_id, call.body, ctx.region, ctx.account_id))
+    campaign_id = new_id()
+    arn = child_arn(ctx.region, ctx.account_id, app_id, "campaigns", campaign_id)
+    await targets.check_functions(ctx, targets.function_targets(call.body, checks.ROOT), arn)
+    created = await ctx.write(
+        lambda conn: service.create(conn, app_id, call.body, ctx.region, ctx.account_id, campaign_id=campaign_id)
+    )
     ctx.wake_engine()
     return created
 
 
 async def update_campaign(ctx: Context, call: Call) -> Any:
     app_id, campaign_id = call.param("ApplicationId"), call.param("CampaignId")
-    await ctx.read(lambda conn: campaigns.get(conn, app_id, campaign_id))
+    current = await ctx.read(lambda conn: campaigns.get(conn, app_id, campaign_id))
     await targets.check_webhooks(ctx, checks.check_request(call.body, creating=False))
+    await targets.check_functions(ctx, targets.function_targets(call.body, checks.ROOT), current["Arn"])
     updated = await ctx.write(lambda conn: service.update(conn, app_id, campaign_id, call.body))
     ctx.wake_engine()
     return updated

@@ -71,9 +71,18 @@ def _apply(doc: dict[str, Any], request: dict[str, Any]) -> None:
     doc["DefaultState"] = state
 
 
-def create(conn: sa.Connection, app_id: str, request: dict[str, Any], region: str, account: str) -> dict[str, Any]:
+def create(
+    conn: sa.Connection,
+    app_id: str,
+    request: dict[str, Any],
+    region: str,
+    account: str,
+    *,
+    campaign_id: str | None = None,
+) -> dict[str, Any]:
+    """A new campaign; ``campaign_id`` is given when the caller needed the ARN first (to check function policies)."""
     apps.require(conn, app_id)
-    campaign_id, now = new_id(), now_iso()
+    campaign_id, now = campaign_id or new_id(), now_iso()
     doc: dict[str, Any] = {
         "ApplicationId": app_id,
         "Arn": child_arn(region, account, app_id, "campaigns", campaign_id),

@@ -20,8 +20,9 @@ import sqlalchemy as sa
 from pointcast.apps import repository as apps
 from pointcast.apps.service import WEBHOOK_SECRET_KEY
 from pointcast.aws.wire import iso_ms
-from pointcast.channels.webhook.deliver import Delivery, RetryPolicy, post_batch
+from pointcast.channels.webhook.deliver import Attempt, RetryPolicy, post_batch
 from pointcast.channels.webhook.signing import signature_headers
+from pointcast.engine import hooks
 from pointcast.engine import repository as repo
 from pointcast.engine.plan import RunSpec, load_spec
 from pointcast.engine.progress import finish_activity
@@ -42,6 +43,9 @@ class ExecuteDeps:
     now: Callable[[], datetime]
     specs: dict[str, RunSpec] = field(default_factory=dict)
     secrets: dict[str, tuple[float, str | None]] = field(default_factory=dict)
+    functions: Any = None  # the FunctionHost (hooks, function channels); None where functions cannot run
+    function_attempts: int = 3
+    hook_timeout: float = 15.0
 
     async def webhook_secret(self, app_id: str) -> str | None:
         """The project's signing secret, re-read at most every few seconds so a rotation takes effect."""
@@ -104,46 +108,103 @@ def prepare(conn: sa.Connection, batch_ids: list[str]) -> list[Prepared]:
     return [Prepared(batch, ids, docs) for batch, ids, docs in repo.batches_with_docs(conn, batch_ids)]
 
 
+def _header(spec: RunSpec, treatment: Treatment, activity_id: str, scheduled: str, delivery: bool) -> dict[str, Any]:
+    """The members of a hook's event before ``Endpoints`` (seeds 001 and 003)."""
+    header: dict[str, Any] = {"MessageConfiguration": treatment.message}
+    if delivery:
+        header["Message"] = hooks.delivery_message(treatment.message)
+    header.update(
+        ApplicationId=spec.app_id,
+        CampaignId=spec.campaign_id,
+        TreatmentId=treatment.id,
+        ActivityId=activity_id,
+        ScheduledTime=scheduled,
+    )
+    return header
+
+
 async def deliver(deps: ExecuteDeps, item: Prepared) -> Result:
-    """Send one prepared batch (no store access but the cached run spec and secret); return what happened."""
+    """Send one prepared batch (no store access but the cached run spec and secret); return what happened.
+
+    The FILTER hook, if any, runs first and may narrow or rewrite the batch; then the custom channel (webhook or
+    function) or, for a campaign of built-in channels, a DELIVERY hook.
+    """
     batch, docs = item.batch, item.docs
     spec = await deps.spec(batch.run_id)
     ids = item.ids
     present = [endpoint_id for endpoint_id in ids if endpoint_id in docs]
     treatment = spec.treatment(batch.treatment_id)
-    delivery: Delivery | None = None
+    hook = spec.hook or {}
+    hook_target = str(hook.get("LambdaFunctionName") or hook.get("WebUrl") or "")
+    tries: list[Attempt] = []
+    filtered: list[str] = []
+    failure: str | None = None
     max_duration = spec.limits.get("MaximumDuration")
+    secret = await deps.webhook_secret(spec.app_id)
+    sign = (lambda data: signature_headers(secret, batch.id, data)) if secret else None
     if max_duration and deps.now() > spec.scheduled + timedelta(seconds=max_duration):
-        failure: str | None = f"MAXIMUM_DURATION: the run passed its MaximumDuration of {max_duration} s"
-    elif not present:
-        failure = None
-    elif treatment.is_webhook:
-        body = build_payload(spec, treatment, batch.activity_id, batch.not_before, docs, present)
-        secret = await deps.webhook_secret(spec.app_id)
-        sign = (lambda data: signature_headers(secret, batch.id, data)) if secret else None
-        delivery = await post_batch(deps.session, str(treatment.delivery_uri), body, batch.id, deps.policy, sign=sign)
-        failure = None if delivery.ok else f"WEBHOOK_FAILED: {delivery.reason}"
-    elif treatment.delivery_uri:
-        failure = "FUNCTION_UNAVAILABLE: delivery to a Lambda function is not available in this version"
-    else:
-        failure = "CHANNEL_UNAVAILABLE: this campaign has no custom channel, and built-in channels are not available"
+        failure = f"MAXIMUM_DURATION: the run passed its MaximumDuration of {max_duration} s"
+    elif present and hook.get("Mode") == "FILTER":
+        event = hooks.hook_event(_header(spec, treatment, batch.activity_id, batch.not_before, False), docs, present)
+        called = await hooks.call(
+            deps, hook_target, event, kind="FILTER", source_arn=spec.arn, batch_id=batch.id,
+            timeout=deps.hook_timeout, sign=sign,
+        )  # fmt: skip
+        tries += called.attempts
+        try:
+            if not called.ok:
+                raise hooks.FilterError(str(called.reason))
+            kept = hooks.decode_filter(called.payload, present)
+        except hooks.FilterError as exc:
+            failure = f"HOOK_FAILED: FILTER {hook_target}: {exc}"
+        else:
+            if kept.rejected and tries:
+                tries[-1].error = f"ignored {len(kept.rejected)} id(s) not in the batch: {kept.rejected[:5]}"
+            docs, present, filtered = kept.docs, kept.kept, kept.dropped
+    if failure is None and present:
+        if treatment.is_webhook:
+            body = build_payload(spec, treatment, batch.activity_id, batch.not_before, docs, present)
+            sent = await post_batch(deps.session, str(treatment.delivery_uri), body, batch.id, deps.policy, sign=sign)
+            tries += sent.attempts
+            failure = None if sent.ok else f"WEBHOOK_FAILED: {sent.reason}"
+        elif treatment.delivery_uri:
+            body = build_payload(spec, treatment, batch.activity_id, batch.not_before, docs, present)
+            target = str(treatment.delivery_uri)
+            called = await hooks.call(deps, target, body, kind="CHANNEL", source_arn=spec.arn, batch_id=batch.id)
+            tries += called.attempts
+            failure = None if called.ok else f"FUNCTION_FAILED: {target}: {called.reason}"
+        elif hook.get("Mode") == "DELIVERY":
+            header = _header(spec, treatment, batch.activity_id, batch.not_before, True)
+            event = hooks.hook_event(header, docs, present)
+            called = await hooks.call(
+                deps, hook_target, event, kind="DELIVERY", source_arn=spec.arn, batch_id=batch.id, sign=sign
+            )
+            tries += called.attempts
+            failure = None if called.ok else f"HOOK_FAILED: DELIVERY {hook_target}: {called.reason}"
+        else:
+            failure = (
+                "CHANNEL_UNAVAILABLE: this campaign has no custom channel, and built-in channels are not available"
+            )
     at = iso_ms(deps.now())
     status = "FAILED" if failure else "SENT"
     rows = [(batch.activity_id, i, batch.run_id, status, failure, batch.id, at) for i in present]
+    rows += [(batch.activity_id, i, batch.run_id, "SKIPPED", hooks.FILTERED, batch.id, at) for i in filtered]
     rows += [
-        (batch.activity_id, i, batch.run_id, "SKIPPED", "ENDPOINT_DELETED", batch.id, at) for i in ids if i not in docs
+        (batch.activity_id, i, batch.run_id, "SKIPPED", "ENDPOINT_DELETED", batch.id, at)
+        for i in ids
+        if i not in item.docs
     ]
     attempts = [
         {
             "batch_id": batch.id,
-            "attempt": a.number + batch.attempts,
+            "attempt": batch.attempts + number,
             "at": iso_ms(datetime.fromtimestamp(a.started).astimezone()),
             "duration_ms": a.duration_ms,
             "status_code": a.status,
             "error": a.error,
             "response": a.response,
         }
-        for a in (delivery.attempts if delivery else [])
+        for number, a in enumerate(tries, 1)
     ]
     return Result(
         batch.id,

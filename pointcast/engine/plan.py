@@ -20,6 +20,7 @@ from pointcast.aws.wire import iso_ms, new_id
 from pointcast.campaigns.repository import campaigns
 from pointcast.engine import repository as repo
 from pointcast.engine import schedule
+from pointcast.engine.hooks import effective_hook
 from pointcast.engine.treatments import Treatment, assign, bucket, treatments_of
 from pointcast.imports.audience import ImportedSegments, is_imported
 from pointcast.segments.evaluate import EndpointView, Predicate, compile_segment
@@ -44,6 +45,11 @@ class RunSpec:
     activity_ids: dict[str, str]  # treatment id -> activity id
     quiet_time: dict[str, Any] | None
     limits: dict[str, Any]
+    hook: dict[str, Any] | None = None  # the CampaignHook that acts: the campaign's own, else the project's
+
+    @property
+    def arn(self) -> str:
+        return str(self.campaign["Arn"])
 
     def treatment(self, treatment_id: str) -> Treatment:
         return next(t for t in self.treatments if t.id == treatment_id)
@@ -68,6 +74,7 @@ def load_spec(conn: sa.Connection, run_id: str) -> RunSpec:
         activities,
         quiet,
         limits,
+        effective_hook(campaign, settings),
     )
 
 

@@ -121,7 +121,17 @@ class Runner:
     async def start(self) -> None:
         connector = aiohttp.TCPConnector(ssl=self.ctx.ssl_context, limit=self.concurrency, keepalive_timeout=30)
         self._session = aiohttp.ClientSession(connector=connector)
-        self.deps = ExecuteDeps(self.ctx.read, self.ctx.write, self._session, self.policy, self.clock.now)
+        settings = self.ctx.settings
+        self.deps = ExecuteDeps(
+            self.ctx.read,
+            self.ctx.write,
+            self._session,
+            self.policy,
+            self.clock.now,
+            functions=self.ctx.functions,
+            function_attempts=settings.function_attempts,
+            hook_timeout=settings.hook_timeout,
+        )
         self._task = asyncio.create_task(self._loop(), name="pointcast-runner")
         self._recorder = asyncio.create_task(self._record_loop(), name="pointcast-recorder")
 

@@ -73,3 +73,32 @@ async def check_webhooks(ctx: Context, targets: list[tuple[str, str]]) -> None:
             )
         except WebhookCheckError as exc:
             raise BadRequest(str(exc)) from None
+
+
+def function_targets(request: dict[str, Any], root: str) -> list[tuple[str, str]]:
+    """The (field, function reference) pairs a campaign request names: DeliveryUri ARNs and Hook.LambdaFunctionName."""
+    found: list[tuple[str, str]] = []
+    units = [(root, request)] + [
+        (f"{root}.AdditionalTreatments[{i}]", t) for i, t in enumerate(request.get("AdditionalTreatments") or [])
+    ]
+    for path, unit in units:
+        uri = (unit.get("CustomDeliveryConfiguration") or {}).get("DeliveryUri")
+        if uri and not uri.startswith("https://"):
+            found.append((f"{path}.CustomDeliveryConfiguration.DeliveryUri", uri))
+    name = (request.get("Hook") or request.get("CampaignHook") or {}).get("LambdaFunctionName")
+    if name:
+        member = "Hook" if request.get("Hook") else "CampaignHook"
+        found.append((f"{root}.{member}.LambdaFunctionName", name))
+    return found
+
+
+async def check_functions(ctx: Context, targets: list[tuple[str, str]], source_arn: str) -> None:
+    """Each function must let Pinpoint invoke it for ``source_arn`` (seeds 000/001: its resource policy)."""
+    if not targets:
+        return
+    if ctx.functions is None:
+        raise BadRequest(f"{targets[0][0]}: the function runtime is not running on this server")
+    for field, ref in dict.fromkeys(targets):
+        problem = await ctx.functions.permission_problem(ref, source_arn)
+        if problem:
+            raise BadRequest(f"{field}: {problem}")

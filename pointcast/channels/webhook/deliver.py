@@ -58,6 +58,7 @@ class Delivery:
     """The result of delivering one batch: success, and every attempt made."""
 
     attempts: list[Attempt] = field(default_factory=list)
+    body: bytes | None = None  # the successful response's whole body, when asked for (a FILTER hook's answer)
 
     @property
     def ok(self) -> bool:
@@ -92,6 +93,7 @@ async def post_batch(
     headers: dict[str, str] | None = None,
     sign: Callable[[bytes], dict[str, str]] | None = None,
     sleep: Callable[[float], object] = asyncio.sleep,
+    keep_body: bool = False,
 ) -> Delivery:
     """POST ``body`` until it succeeds, fails for good, or the attempts run out.
 
@@ -110,7 +112,11 @@ async def post_batch(
                 url, data=body, headers=request_headers, timeout=timeout, allow_redirects=False
             ) as response:
                 attempt.status = response.status
-                text = await response.content.read(RESPONSE_KEEP)
+                if keep_body and attempt.ok:
+                    delivery.body = await response.read()
+                    text = delivery.body[:RESPONSE_KEEP]
+                else:
+                    text = await response.content.read(RESPONSE_KEEP)
                 attempt.response = text.decode("utf-8", "replace") or None
                 retry_after = _retry_after(response.headers.get("Retry-After"))
         except TimeoutError:
