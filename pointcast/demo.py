@@ -5,12 +5,14 @@ Everything runs on 127.0.0.1 and stops by itself.
 
 from __future__ import annotations
 
+import io
 import os
 import shutil
 import socket
 import subprocess
 import sys
 import time
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +28,16 @@ ACCOUNT_ID = "000000000000"
 ENDPOINTS = 1000
 KEY_ID, SECRET = "AKIDPOINTCASTDEMO", "pointcast-demo-secret"
 console = Console()
+CREDIT_SCORE = """
+import random
+
+def lambda_handler(event, context):
+    # seed 003's FILTER example in Python: each endpoint gets a CreditScore attribute before delivery
+    for endpoint in event["Endpoints"].values():
+        endpoint.setdefault("Attributes", {})["CreditScore"] = [random.randint(650, 849)]
+    print("scored", len(event["Endpoints"]), "endpoints")
+    return event["Endpoints"]
+"""
 
 
 def _free_port() -> int:
@@ -138,10 +150,40 @@ def _tour(url: str, receiver: LocalReceiver) -> None:
         },
     )["SegmentResponse"]
     console.print(f"3. create_segment -> {segment['Id']} (Interests = shoes)")
+    lam = boto3.client(
+        "lambda",
+        endpoint_url=url,
+        region_name="us-east-1",
+        aws_access_key_id=KEY_ID,
+        aws_secret_access_key=SECRET,
+        config=Config(retries={"max_attempts": 1}),
+    )
+    code = io.BytesIO()
+    with zipfile.ZipFile(code, "w") as archive:
+        archive.writestr("index.py", CREDIT_SCORE)
+    function = lam.create_function(
+        FunctionName="credit-score",
+        Runtime="python3.12",
+        Role=f"arn:aws:iam::{ACCOUNT_ID}:role/demo",
+        Handler="index.lambda_handler",
+        Code={"ZipFile": code.getvalue()},
+    )
+    lam.add_permission(
+        FunctionName="credit-score",
+        StatementId="pinpoint",
+        Action="lambda:InvokeFunction",
+        Principal="pinpoint.us-east-1.amazonaws.com",
+        SourceArn=f"arn:aws:mobiletargeting:us-east-1:{ACCOUNT_ID}:apps/*",
+    )
+    console.print(
+        f"4. lambda create_function + add_permission -> {function['FunctionArn']} (seed 003's FILTER example, "
+        "in Python), run by pointcast's own worker pool"
+    )
     campaign = pp.create_campaign(
         ApplicationId=app["Id"],
         WriteCampaignRequest={
             "Name": "spring-sale",
+            "Hook": {"LambdaFunctionName": "credit-score", "Mode": "FILTER"},
             "SegmentId": segment["Id"],
             "Schedule": {"StartTime": "IMMEDIATE"},
             "MessageConfiguration": {"CustomMessage": {"Data": '{"text": "Spring sale: 20% off shoes"}'}},
@@ -157,7 +199,7 @@ def _tour(url: str, receiver: LocalReceiver) -> None:
         },
     )["CampaignResponse"]
     console.print(
-        f"4. create_campaign -> {campaign['Id']}: the webhook answered pointcast's HEAD check with "
+        f"5. create_campaign -> {campaign['Id']} with the FILTER hook; the webhook answered the HEAD check with "
         f"X-Amz-Pinpoint-AccountId {ACCOUNT_ID}; state {campaign['State']['CampaignStatus']}"
     )
     try:
@@ -171,13 +213,18 @@ def _tour(url: str, receiver: LocalReceiver) -> None:
             },
         )
     except pp.exceptions.BadRequestException as exc:
-        console.print(f"5. a plain-http webhook is refused: [yellow]{exc.response['Error']['Message']}[/yellow]")
+        console.print(f"6. a plain-http webhook is refused: [yellow]{exc.response['Error']['Message']}[/yellow]")
     state = _wait_completed(pp, app["Id"], campaign["Id"])
     endpoints = sum(len(batch["Endpoints"]) for batch in receiver.batches)
-    console.print(
-        f"6. the campaign ran: {state}; the webhook received {len(receiver.batches)} batch(es) "
-        f"with {endpoints} endpoints (at most 50 per batch)"
+    scored = sum(
+        1 for batch in receiver.batches for e in batch["Endpoints"].values() if "CreditScore" in e.get("Attributes", {})
     )
+    console.print(
+        f"7. the campaign ran: {state}; the webhook received {len(receiver.batches)} batch(es) "
+        f"with {endpoints} endpoints (at most 50 per batch); {scored} carry the CreditScore the hook added"
+    )
+    if scored != endpoints:
+        raise RuntimeError("the FILTER hook's attributes did not reach the webhook")
     activities = pp.get_campaign_activities(ApplicationId=app["Id"], CampaignId=campaign["Id"])
     runs = Table(title="get_campaign_activities")
     for column in ("treatment", "state", "result", "endpoints", "successful"):
