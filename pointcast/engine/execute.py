@@ -63,9 +63,17 @@ class ExecuteDeps:
 
 
 def build_payload(
-    spec: RunSpec, treatment: Treatment, activity_id: str, scheduled: str, docs: dict[str, str], ids: list[str]
+    spec: RunSpec,
+    treatment: Treatment,
+    activity_id: str,
+    scheduled: str,
+    docs: dict[str, str],
+    ids: list[str],
+    *,
+    endpoints: bytes | None = None,
 ) -> bytes:
-    """Seed 000's event: the header members, then the stored endpoint definitions spliced in without re-encoding."""
+    """Seed 000's event: the header members, then the stored endpoint definitions spliced in without re-encoding
+    (or ``endpoints``, already encoded: what a FILTER hook gave back)."""
     header = orjson.dumps(
         {
             "Message": {},
@@ -77,8 +85,9 @@ def build_payload(
             "ScheduledTime": scheduled,
         }
     )
-    endpoints = b",".join(orjson.dumps(endpoint_id) + b":" + docs[endpoint_id].encode() for endpoint_id in ids)
-    return header[:-1] + b',"Endpoints":{' + endpoints + b"}}"
+    if endpoints is None:
+        endpoints = hooks.endpoints_json(docs, ids)
+    return header[:-1] + b',"Endpoints":' + endpoints + b"}"
 
 
 @dataclass(slots=True)
@@ -138,6 +147,7 @@ async def deliver(deps: ExecuteDeps, item: Prepared) -> Result:
     hook_target = str(hook.get("LambdaFunctionName") or hook.get("WebUrl") or "")
     tries: list[Attempt] = []
     filtered: list[str] = []
+    endpoints: bytes | None = None  # the batch's endpoints as the channel gets them, encoded once
     failure: str | None = None
     max_duration = spec.limits.get("MaximumDuration")
     secret = await deps.webhook_secret(spec.app_id)
@@ -145,7 +155,8 @@ async def deliver(deps: ExecuteDeps, item: Prepared) -> Result:
     if max_duration and deps.now() > spec.scheduled + timedelta(seconds=max_duration):
         failure = f"MAXIMUM_DURATION: the run passed its MaximumDuration of {max_duration} s"
     elif present and hook.get("Mode") == "FILTER":
-        event = hooks.hook_event(_header(spec, treatment, batch.activity_id, batch.not_before, False), docs, present)
+        header = _header(spec, treatment, batch.activity_id, batch.not_before, False)
+        event = hooks.hook_event(header, hooks.endpoints_json(docs, present))
         called = await hooks.call(
             deps, hook_target, event, kind="FILTER", source_arn=spec.arn, batch_id=batch.id,
             timeout=deps.hook_timeout, sign=sign,
@@ -160,22 +171,28 @@ async def deliver(deps: ExecuteDeps, item: Prepared) -> Result:
         else:
             if kept.rejected and tries:
                 tries[-1].error = f"ignored {len(kept.rejected)} id(s) not in the batch: {kept.rejected[:5]}"
-            docs, present, filtered = kept.docs, kept.kept, kept.dropped
+            present, filtered, endpoints = kept.kept, kept.dropped, kept.endpoints_json()
     if failure is None and present:
+        if endpoints is None:
+            endpoints = hooks.endpoints_json(docs, present)
         if treatment.is_webhook:
-            body = build_payload(spec, treatment, batch.activity_id, batch.not_before, docs, present)
+            body = build_payload(
+                spec, treatment, batch.activity_id, batch.not_before, docs, present, endpoints=endpoints
+            )
             sent = await post_batch(deps.session, str(treatment.delivery_uri), body, batch.id, deps.policy, sign=sign)
             tries += sent.attempts
             failure = None if sent.ok else f"WEBHOOK_FAILED: {sent.reason}"
         elif treatment.delivery_uri:
-            body = build_payload(spec, treatment, batch.activity_id, batch.not_before, docs, present)
+            body = build_payload(
+                spec, treatment, batch.activity_id, batch.not_before, docs, present, endpoints=endpoints
+            )
             target = str(treatment.delivery_uri)
             called = await hooks.call(deps, target, body, kind="CHANNEL", source_arn=spec.arn, batch_id=batch.id)
             tries += called.attempts
             failure = None if called.ok else f"FUNCTION_FAILED: {target}: {called.reason}"
         elif hook.get("Mode") == "DELIVERY":
             header = _header(spec, treatment, batch.activity_id, batch.not_before, True)
-            event = hooks.hook_event(header, docs, present)
+            event = hooks.hook_event(header, endpoints)
             called = await hooks.call(
                 deps, hook_target, event, kind="DELIVERY", source_arn=spec.arn, batch_id=batch.id, sign=sign
             )

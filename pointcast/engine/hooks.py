@@ -71,10 +71,14 @@ def delivery_message(configuration: dict[str, Any]) -> dict[str, Any]:
     return {key.lower(): lower(value) for key, value in configuration.items() if isinstance(value, dict)}
 
 
-def hook_event(header: dict[str, Any], docs: dict[str, str], ids: list[str]) -> bytes:
-    """A hook's event: the header members, then the endpoint definitions spliced in without re-encoding."""
-    endpoints = b",".join(orjson.dumps(i) + b":" + docs[i].encode() for i in ids)
-    return orjson.dumps(header)[:-1] + b',"Endpoints":{' + endpoints + b"}}"
+def endpoints_json(docs: dict[str, str], ids: list[str]) -> bytes:
+    """``{id: definition, ...}`` with the stored definitions spliced in without re-encoding."""
+    return b"{" + b",".join(orjson.dumps(i) + b":" + docs[i].encode() for i in ids) + b"}"
+
+
+def hook_event(header: dict[str, Any], endpoints: bytes) -> bytes:
+    """A hook's event: the header members, then the endpoints (``endpoints_json`` or a FILTER hook's answer)."""
+    return orjson.dumps(header)[:-1] + b',"Endpoints":' + endpoints + b"}"
 
 
 class FilterError(Exception):
@@ -83,10 +87,14 @@ class FilterError(Exception):
 
 @dataclass(slots=True)
 class Filtered:
-    docs: dict[str, str]  # the definitions to send, re-encoded
+    definitions: dict[str, dict[str, Any]]  # what the function returned, endpoint members only
     kept: list[str]  # in the batch's order
     dropped: list[str]  # left out by the function
     rejected: list[str]  # ids the function returned that are not in the batch
+
+    def endpoints_json(self) -> bytes:
+        """The kept endpoints in the batch's order, encoded once."""
+        return orjson.dumps({i: self.definitions[i] for i in self.kept})
 
 
 def decode_filter(payload: bytes, ids: list[str]) -> Filtered:
@@ -102,7 +110,7 @@ def decode_filter(payload: bytes, ids: list[str]) -> Filtered:
         raise FilterError(
             f"the function returned {type(value).__name__}, not a map of endpoint id to endpoint definition"
         )
-    docs: dict[str, str] = {}
+    definitions: dict[str, dict[str, Any]] = {}
     rejected: list[str] = []
     for endpoint_id, definition in value.items():
         if endpoint_id not in wanted:
@@ -110,9 +118,11 @@ def decode_filter(payload: bytes, ids: list[str]) -> Filtered:
             continue
         if not isinstance(definition, dict):
             raise FilterError(f"endpoint {endpoint_id!r}: the definition is {type(definition).__name__}, not an object")
-        docs[endpoint_id] = orjson.dumps({k: v for k, v in definition.items() if k in ENDPOINT_MEMBERS}).decode()
-    kept = [i for i in ids if i in docs]
-    return Filtered(docs, kept, [i for i in ids if i not in docs], rejected)
+        if not definition.keys() <= ENDPOINT_MEMBERS:
+            definition = {k: v for k, v in definition.items() if k in ENDPOINT_MEMBERS}
+        definitions[endpoint_id] = definition
+    kept = [i for i in ids if i in definitions]
+    return Filtered(definitions, kept, [i for i in ids if i not in definitions], rejected)
 
 
 @dataclass(slots=True)
