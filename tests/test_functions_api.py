@@ -194,3 +194,15 @@ def test_aws_cli_seed_commands(server: Server, tmp_path: Path) -> None:
     server.cli("lambda", "delete-function", "--function-name", name)
     missing = server.cli("lambda", "get-function", "--function-name", name, check=False)
     assert missing.returncode != 0 and "ResourceNotFoundException" in missing.stderr
+
+
+def test_nodejs_needs_node(tmp_path: Path) -> None:
+    """A server whose PATH has no ``node`` refuses Node.js functions at create time, saying why."""
+    from tests.conftest import running_server
+    from tests.support.server import BIN
+
+    with running_server("sqlite", tmp_path / "no-node", None, PATH=str(BIN)) as srv:
+        lam = srv.lambda_()
+        with pytest.raises(lam.exceptions.InvalidParameterValueException, match="needs Node.js"):
+            deploy(lam, _name(), "exports.handler = async () => 1;", runtime="nodejs20.x", allow=None)
+        deploy(lam, _name(), allow=None)  # Python functions are fine

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import functools
 import logging
 import time
 from dataclasses import dataclass
@@ -87,8 +88,9 @@ class FunctionHost:
         self._flusher: asyncio.Task[None] | None = None
         self._background: set[asyncio.Task[Any]] = set()
 
-    @property
+    @functools.cached_property
     def node_available(self) -> bool:
+        """Whether Node.js functions can run here (asked once: ``node --version``)."""
         return node_available(self.pool.node)
 
     async def start(self) -> None:
