@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections import deque
 from datetime import datetime
 from typing import Any
 
@@ -106,7 +107,9 @@ class Runner:
             settings.delivery_backoff_cap,
             settings.delivery_timeout,
         )
-        self._inflight: dict[str, asyncio.Task[None]] = {}
+        self._inflight: dict[str, asyncio.Task[None]] = {}  # being delivered: each holds a slot
+        self._unrecorded: set[str] = set()  # delivered, result not yet written (at most ``concurrency``)
+        self._ready: deque[Prepared] = deque()  # read ahead: due batches with their endpoints, not yet started
         self._task: asyncio.Task[None] | None = None
         self._session: aiohttp.ClientSession | None = None
         self._wake = asyncio.Event()
@@ -189,19 +192,34 @@ class Runner:
         for activity in repo.activities_of_run(conn, run_id):
             finish_activity(conn, activity.id, self.clock.now())
 
+    def _free(self) -> int:
+        """Slots to start batches in: a slot is held while a batch is delivered; results waiting for the group
+        commit hold none, but at most ``concurrency`` of them may wait (what a crash can make be sent again)."""
+        return min(self.concurrency - len(self._inflight), self.concurrency - len(self._unrecorded))
+
+    def _start_ready(self) -> None:
+        while self._ready and self._free() > 0:
+            item = self._ready.popleft()
+            self._inflight[item.batch.id] = asyncio.create_task(self._send(item), name=f"batch-{item.batch.id}")
+
     async def _dispatch(self) -> None:
-        """Read up to the free number of due batches with their endpoints (two queries) and start sending them."""
-        free = self.concurrency - len(self._inflight)
-        if free <= 0:
-            return
+        """Start due batches in the free slots, from a look-ahead of prepared batches (due batches and their
+        endpoints, read two queries at a time) that is refilled before it runs dry, so a freed slot does not wait
+        for a store round trip."""
+        self._start_ready()
+        if len(self._ready) >= max(1, self.concurrency // 2):
+            return  # enough read ahead
+        wanted = self.concurrency - len(self._ready)
         now = iso_ms(self.clock.now())
-        busy = set(self._inflight)
+        busy = set(self._inflight) | self._unrecorded | {item.batch.id for item in self._ready}
 
         def work(conn: sa.Connection) -> list[Prepared]:
-            return prepare(conn, [row.id for row in repo.due_batches(conn, now, busy, free)])
+            return prepare(conn, [row.id for row in repo.due_batches(conn, now, busy, wanted)])
 
-        for item in await self.ctx.read(work):
-            self._inflight[item.batch.id] = asyncio.create_task(self._send(item), name=f"batch-{item.batch.id}")
+        fresh = await self.ctx.read(work)
+        taken = set(self._inflight) | self._unrecorded | {item.batch.id for item in self._ready}
+        self._ready.extend(item for item in fresh if item.batch.id not in taken)
+        self._start_ready()
 
     async def _send(self, item: Prepared) -> None:
         batch_id = item.batch.id
@@ -209,8 +227,11 @@ class Runner:
             await self._respect_rate(item)
             result = await deliver(self.deps, item)
             self._results.append(result)  # after the await: _flush may have swapped the list meanwhile
+            self._unrecorded.add(batch_id)  # not due again until the recorder has written it
+            self._inflight.pop(batch_id, None)
             self._recorded.set()
-            return  # stays "in flight" until the recorder has written the result
+            self._wake.set()  # the slot is free: start the next batch now
+            return
         except asyncio.CancelledError:
             raise
         except Exception as exc:
@@ -254,7 +275,7 @@ class Runner:
                             await fail_batch(self.deps, result.batch_id, reason)
         finally:
             for result in results:
-                self._inflight.pop(result.batch_id, None)
+                self._unrecorded.discard(result.batch_id)
             self._wake.set()
 
     async def _respect_rate(self, item: Prepared) -> None:
@@ -271,4 +292,9 @@ class Runner:
     def status(self) -> dict[str, Any]:
         """What the runner is doing, for /pointcast/health."""
         loop_alive = bool(self._task) and not self._task.done()  # type: ignore[union-attr]
-        return {"InFlight": len(self._inflight), "Unrecorded": len(self._results), "Running": loop_alive}
+        return {
+            "InFlight": len(self._inflight),
+            "Unrecorded": len(self._unrecorded),
+            "ReadAhead": len(self._ready),
+            "Running": loop_alive,
+        }

@@ -86,6 +86,7 @@ class FunctionHost:
         self._hosted: dict[str, _Hosted] = {}
         self._records: list[dict[str, Any]] = []
         self._flusher: asyncio.Task[None] | None = None
+        self._flushing = asyncio.Lock()
         self._background: set[asyncio.Task[Any]] = set()
 
     @functools.cached_property
@@ -277,12 +278,14 @@ class FunctionHost:
                 await self.flush()
 
     async def flush(self) -> None:
-        rows, self._records = self._records, []
-        if rows:
-            try:
-                await self.ctx.write(lambda conn: repo.insert_invocations(conn, rows))
-            except Exception:
-                log.exception("recording %d function invocations failed; they are dropped", len(rows))
+        """Write the records gathered so far; returns once every record made before the call is written."""
+        async with self._flushing:  # a reader's flush waits for one in progress to commit
+            rows, self._records = self._records, []
+            if rows:
+                try:
+                    await self.ctx.write(lambda conn: repo.insert_invocations(conn, rows))
+                except Exception:
+                    log.exception("recording %d function invocations failed; they are dropped", len(rows))
 
     def status(self) -> dict[str, Any]:
         return {"Pool": self.pool.status(), "UnrecordedInvocations": len(self._records)}
