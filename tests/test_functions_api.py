@@ -203,6 +203,6 @@ def test_nodejs_needs_node(tmp_path: Path) -> None:
 
     with running_server("sqlite", tmp_path / "no-node", None, PATH=str(BIN)) as srv:
         lam = srv.lambda_()
-        with pytest.raises(lam.exceptions.InvalidParameterValueException, match="needs Node.js"):
+        with pytest.raises(lam.exceptions.InvalidParameterValueException, match=r"needs Node\.js"):
             deploy(lam, _name(), "exports.handler = async () => 1;", runtime="nodejs20.x", allow=None)
         deploy(lam, _name(), allow=None)  # Python functions are fine

@@ -1,8 +1,9 @@
 """The in-process runner: a scheduler loop that starts due runs, plans them, and sends due batches.
 
-Concurrency is bounded (``POINTCAST_DELIVERY_CONCURRENCY`` batches in flight); everything durable lives in the
-store, so stopping the process at any point loses nothing: on start, runs still PLANNING are planned again and
-PENDING batches are sent (again, with the same batch id, if they were in flight).
+Concurrency is bounded (``POINTCAST_DELIVERY_CONCURRENCY`` batches being delivered, and at most as many delivered
+ones waiting for the group commit that records them); everything durable lives in the store, so stopping the process
+at any point loses nothing: on start, runs still PLANNING are planned again and PENDING batches are sent (again, with
+the same batch id, if they were delivered but not recorded).
 """
 
 from __future__ import annotations
