@@ -387,6 +387,7 @@ def test_permission_matrix_at_create_and_update(server, pinpoint, lam) -> None:
         allowed = name()
         deploy(lam, allowed, allow=pattern)
         function_campaign(pinpoint, app_id, segment, function_arn(allowed))
+    assert "only its $LATEST exists" in refused(pinpoint, app_id, segment, function_arn(allowed) + ":prod")
     # Seed 000's note: a campaign-restricted policy is added after the campaign exists; updates then pass.
     narrowed = name()
     deploy(lam, narrowed, allow=prefix + f"apps/{app_id}/*")

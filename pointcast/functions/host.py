@@ -155,6 +155,8 @@ class FunctionHost:
             raise ValueError(f"'{ref}' is not a function name or ARN")
         settings = self.ctx.settings
         hosted = await self._lookup(parsed.name) if parsed.is_local(settings.region, settings.account_id) else None
+        if hosted is not None and parsed.qualifier not in (None, "$LATEST"):
+            raise ValueError(f"function {ref}: pointcast hosts {parsed.name}, and only its $LATEST exists")
         return parsed, hosted
 
     async def permission_problem(self, ref: str, source_arn: str) -> str | None:
@@ -166,8 +168,6 @@ class FunctionHost:
         settings = self.ctx.settings
         if hosted is not None:
             statements = hosted.statements
-        elif parsed.qualifier not in (None, "$LATEST") and parsed.is_local(settings.region, settings.account_id):
-            return f"function {ref} does not exist on pointcast (only $LATEST exists)"
         elif self.remote is None:
             return (
                 f"function {ref} is not hosted by pointcast, and invoking functions in AWS Lambda is turned off "
@@ -204,7 +204,12 @@ class FunctionHost:
                     result = Invocation("", b"", None, "", 0.0, refused=f"PERMISSION_DENIED: {problem}")
                     self._record(await self._key(ref), kind, source_arn, started, result)
                     return result
-            parsed, hosted = await self._where(ref)
+            try:
+                parsed, hosted = await self._where(ref)
+            except ValueError as exc:
+                result = Invocation("", b"", None, "", 0.0, refused=f"FUNCTION_NOT_FOUND: {exc}")
+                self._record(key, kind, source_arn, started, result)
+                return result
             if hosted is not None:
                 key = hosted.spec.name
                 spec = hosted.spec
