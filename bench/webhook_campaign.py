@@ -666,24 +666,12 @@ def resent_batches(log: Path, start: int, end: int) -> dict[str, Any]:
     }
 
 
-FILTER_HOOK = """
-import random
-
-def lambda_handler(event, context):
-    # seed 003's FILTER example, in Python: every endpoint gets a CreditScore attribute
-    for endpoint in event["Endpoints"].values():
-        endpoint.setdefault("Attributes", {})["CreditScore"] = [random.randint(650, 849)]
-    return event["Endpoints"]
-"""
-
-
 def deploy_filter_hook(server: PointcastServer) -> dict[str, str]:
-    """CreateFunction + AddPermission through boto3, as a user would; the CampaignHook that names it."""
-    import io
-    import zipfile
-
+    """The demo's FILTER function (seed 003's example in Python), deployed through boto3's ``lambda`` client."""
     import boto3
     from botocore.config import Config
+
+    from pointcast.demo import deploy_credit_score
 
     lam = boto3.client(
         "lambda",
@@ -693,24 +681,8 @@ def deploy_filter_hook(server: PointcastServer) -> dict[str, str]:
         aws_secret_access_key=SECRET,
         config=Config(retries={"max_attempts": 1}),
     )
-    code = io.BytesIO()
-    with zipfile.ZipFile(code, "w") as archive:
-        archive.writestr("index.py", FILTER_HOOK)
-    lam.create_function(
-        FunctionName="credit-score",
-        Runtime="python3.12",
-        Role=f"arn:aws:iam::{ACCOUNT_ID}:role/bench",
-        Handler="index.lambda_handler",
-        Code={"ZipFile": code.getvalue()},
-    )
-    lam.add_permission(
-        FunctionName="credit-score",
-        StatementId="pinpoint",
-        Action="lambda:InvokeFunction",
-        Principal=f"pinpoint.{REGION}.amazonaws.com",
-        SourceArn=f"arn:aws:mobiletargeting:{REGION}:{ACCOUNT_ID}:apps/*",
-    )
-    return {"LambdaFunctionName": "credit-score", "Mode": "FILTER"}
+    function = deploy_credit_score(lam, ACCOUNT_ID, REGION)
+    return {"LambdaFunctionName": function["FunctionName"], "Mode": "FILTER"}
 
 
 def run_phase(

@@ -5,14 +5,12 @@ Everything runs on 127.0.0.1 and stops by itself.
 
 from __future__ import annotations
 
-import io
 import os
 import shutil
 import socket
 import subprocess
 import sys
 import time
-import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +21,7 @@ from rich.console import Console
 from rich.table import Table
 
 from pointcast.channels.webhook.receiver import LocalReceiver
+from pointcast.functions.code import zip_files
 
 ACCOUNT_ID = "000000000000"
 ENDPOINTS = 1000
@@ -35,7 +34,6 @@ def lambda_handler(event, context):
     # seed 003's FILTER example in Python: each endpoint gets a CreditScore attribute before delivery
     for endpoint in event["Endpoints"].values():
         endpoint.setdefault("Attributes", {})["CreditScore"] = [random.randint(650, 849)]
-    print("scored", len(event["Endpoints"]), "endpoints")
     return event["Endpoints"]
 """
 
@@ -44,6 +42,26 @@ def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def deploy_credit_score(lam: Any, account_id: str, region: str) -> dict[str, Any]:
+    """CreateFunction + AddPermission (every app of the account) for seed 003's FILTER example in Python, as a user
+    would with boto3; the demo and bench/webhook_campaign.py both deploy it. Returns the function's configuration."""
+    function: dict[str, Any] = lam.create_function(
+        FunctionName="credit-score",
+        Runtime="python3.12",
+        Role=f"arn:aws:iam::{account_id}:role/pointcast-demo",
+        Handler="index.lambda_handler",
+        Code={"ZipFile": zip_files({"index.py": CREDIT_SCORE})},
+    )
+    lam.add_permission(
+        FunctionName="credit-score",
+        StatementId="pinpoint",
+        Action="lambda:InvokeFunction",
+        Principal=f"pinpoint.{region}.amazonaws.com",
+        SourceArn=f"arn:aws:mobiletargeting:{region}:{account_id}:apps/*",
+    )
+    return function
 
 
 def _start_server(data_dir: Path, port: int, ca_path: Path) -> subprocess.Popen[bytes]:
@@ -158,23 +176,7 @@ def _tour(url: str, receiver: LocalReceiver) -> None:
         aws_secret_access_key=SECRET,
         config=Config(retries={"max_attempts": 1}),
     )
-    code = io.BytesIO()
-    with zipfile.ZipFile(code, "w") as archive:
-        archive.writestr("index.py", CREDIT_SCORE)
-    function = lam.create_function(
-        FunctionName="credit-score",
-        Runtime="python3.12",
-        Role=f"arn:aws:iam::{ACCOUNT_ID}:role/demo",
-        Handler="index.lambda_handler",
-        Code={"ZipFile": code.getvalue()},
-    )
-    lam.add_permission(
-        FunctionName="credit-score",
-        StatementId="pinpoint",
-        Action="lambda:InvokeFunction",
-        Principal="pinpoint.us-east-1.amazonaws.com",
-        SourceArn=f"arn:aws:mobiletargeting:us-east-1:{ACCOUNT_ID}:apps/*",
-    )
+    function = deploy_credit_score(lam, ACCOUNT_ID, "us-east-1")
     console.print(
         f"4. lambda create_function + add_permission -> {function['FunctionArn']} (seed 003's FILTER example, "
         "in Python), run by pointcast's own worker pool"

@@ -67,3 +67,12 @@ def unpack(root: Path, name: str, data: bytes) -> Path:
         if not target.is_dir():
             raise
     return target
+
+
+def zip_files(files: dict[str, str]) -> bytes:
+    """A deployment package in memory: ``{"index.py": source, ...}`` as a zip (what ``Code.ZipFile`` takes)."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name, text in files.items():
+            archive.writestr(name, text)
+    return buffer.getvalue()

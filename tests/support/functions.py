@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import io
-import zipfile
 from typing import Any
 
+from pointcast.functions.code import zip_files
 from tests.support.server import ACCOUNT_ID, REGION
 
 EVERY_APP = f"arn:aws:mobiletargeting:{REGION}:{ACCOUNT_ID}:apps/*"
@@ -14,11 +13,7 @@ NOOP = "def handler(event, context):\n    return {'ok': True}\n"
 
 
 def zip_code(files: dict[str, str]) -> bytes:
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
-        for name, text in files.items():
-            archive.writestr(name, text)
-    return buffer.getvalue()
+    return zip_files(files)
 
 
 def deploy(
