@@ -58,6 +58,7 @@ def build_function_host(ctx: Context) -> FunctionHost:
         base_env=base_env,
         max_workers=settings.function_max_workers,
         idle_seconds=settings.function_idle_seconds,
+        transport=settings.function_transport,
     )
     return FunctionHost(ctx, pool, RemoteLambda(settings) if settings.remote_lambda else None)
 

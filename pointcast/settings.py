@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -43,6 +44,9 @@ class Settings(BaseSettings):
     function_max_workers: int = Field(8, ge=1, le=512)  # worker processes in all
     function_concurrency: int = Field(4, ge=1, le=512)  # concurrent invocations of one function
     function_idle_seconds: float = Field(300.0, gt=0)  # an idle worker ends after this long
+    # How a Python worker talks to the pool: "pipe" (awslambdaric's client over two pipes, the fast path) or
+    # "runtime-api" (awslambdaric as shipped, over the Lambda Runtime API on 127.0.0.1); Node.js: always the API.
+    function_transport: Literal["pipe", "runtime-api"] = "pipe"
     function_attempts: int = Field(3, ge=1, le=10)  # a channel/hook invocation that fails is tried this often
     hook_timeout: float = Field(15.0, gt=0)  # seed 003: a FILTER hook that takes longer fails the batch
     remote_lambda: bool = True  # invoke functions pointcast does not host in AWS Lambda

@@ -50,8 +50,20 @@ def run(make: Callable[[], Awaitable[T]], limit: float = 60.0) -> T:
     return asyncio.run(bounded())
 
 
+TRANSPORT = {"name": "pipe"}  # the Python workers' transport for this test (the ``transport`` fixture sets it)
+
+
+@pytest.fixture(autouse=True, params=["pipe", "runtime-api"])
+def transport(request: pytest.FixtureRequest) -> Any:
+    """Every test runs with both transports of a Python worker (Node.js workers always use the Runtime API)."""
+    TRANSPORT["name"] = request.param
+    yield request.param
+    TRANSPORT["name"] = "pipe"
+
+
 @asynccontextmanager
 async def running_pool(tmp_path: Path, **options: Any) -> AsyncIterator[WorkerPool]:
+    options.setdefault("transport", TRANSPORT["name"])
     pool = WorkerPool(work_dir=tmp_path / "pool", base_env=BASE_ENV, **options)
     await pool.start()
     try:
@@ -190,7 +202,7 @@ def test_echo_and_warm_start(tmp_path: Path) -> None:
             return [echoed, *counts]
 
     echoed, *counts = run(main)
-    assert echoed.payload == event.encode()
+    assert json.loads(echoed.payload) == json.loads(event)  # the same JSON value (pointcast's is compact JSON)
     assert echoed.request_id and echoed.duration_ms > 0
     docs = [ok(result) for result in counts]
     assert [doc["count"] for doc in docs] == [2, 3, 4]  # the module was imported once
@@ -238,7 +250,7 @@ async def _invoke_once(tmp_path: Path, spec: FunctionSpec, event: bytes, **kwarg
         return await pool.invoke(spec, event, **kwargs)
 
 
-def test_environment_layering(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_environment_layering(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, transport: str) -> None:
     monkeypatch.setenv("POINTCAST_SERVER_ONLY", "must-not-leak")
     spec = function(
         tmp_path,
@@ -270,7 +282,10 @@ def test_environment_layering(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
     assert env["LAMBDA_TASK_ROOT"] == str(spec.code_dir)
     assert env["_HANDLER"] == "index.handler"
     assert env["TZ"] == ":UTC" and env["PYTHONUNBUFFERED"] == "1"
-    assert re.fullmatch(r"127\.0\.0\.1:\d+", env["AWS_LAMBDA_RUNTIME_API"])
+    if transport == "runtime-api":
+        assert re.fullmatch(r"127\.0\.0\.1:\d+", env["AWS_LAMBDA_RUNTIME_API"])
+    else:  # over pipes there is no Runtime API to name, and the pipe's descriptors are not the handler's business
+        assert "AWS_LAMBDA_RUNTIME_API" not in env and "_POINTCAST_RUNTIME_PIPE" not in env
     assert "POINTCAST_SERVER_ONLY" not in env
 
 
@@ -320,6 +335,30 @@ def test_handler_exception(tmp_path: Path) -> None:
     assert any("raise ValueError" in line for line in doc["stackTrace"])
     assert "[ERROR] ValueError: bad input: no endpoints" in result.logs
     assert not result.timed_out
+
+
+def test_answer_over_6_mb_is_refused_and_the_pool_goes_on(tmp_path: Path) -> None:
+    spec = function(
+        tmp_path,
+        "big",
+        """
+        def handler(event, context):
+            return "x" * event["size"]
+        """,
+        memory_mb=512,
+    )
+
+    async def main() -> list[InvokeResult]:
+        async with running_pool(tmp_path) as pool:
+            return [await pool.invoke(spec, b'{"size": %d}' % size) for size in (7_000_000, 5_000_000, 10)]
+
+    big, fits, small = run(main)
+    doc = error(big)
+    assert doc["errorType"] == "Function.ResponseSizeTooLarge"
+    assert "exceeded maximum allowed payload size (6291556 bytes)" in doc["errorMessage"]
+    assert fits.function_error is None, (fits.payload[:300], fits.logs)
+    assert len(json.loads(fits.payload)) == 5_000_000
+    assert json.loads(small.payload) == "x" * 10
 
 
 def test_timeout_kills_and_replaces_the_worker(tmp_path: Path) -> None:
@@ -504,7 +543,7 @@ def test_stop_ends_busy_workers(tmp_path: Path) -> None:
     spec = function(tmp_path, "long", SLEEPER, timeout=60.0)
 
     async def main() -> tuple[InvokeResult, float]:
-        pool = WorkerPool(work_dir=tmp_path / "pool", base_env=BASE_ENV)
+        pool = WorkerPool(work_dir=tmp_path / "pool", base_env=BASE_ENV, transport=TRANSPORT["name"])
         await pool.start()
         call = asyncio.create_task(pool.invoke(spec, b'{"sleep": 30}'))
         while pool.status()["Busy"] == 0 or not any((tmp_path / "pool").glob("*.log")):

@@ -1,4 +1,4 @@
-"""The function runtime: Lambda-compatible worker processes behind the Lambda Runtime API."""
+"""The function runtime: Lambda-compatible worker processes (awslambdaric over pipes or the Lambda Runtime API)."""
 
 from pointcast.functions.runtime.pool import FunctionSpec, InvokeResult, PoolStopped, WorkerPool, node_available
 

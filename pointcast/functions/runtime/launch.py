@@ -13,13 +13,14 @@ from pathlib import Path
 from pointcast.functions.runtime.spec import FunctionSpec
 
 BOOTSTRAP_JS = Path(__file__).with_name("bootstrap.js")
-# ``python -m awslambdaric HANDLER``, with one knob turned: for python3.12+ (AWS_EXECUTION_ENV) awslambdaric waits
-# for each event on a new thread, only so that the main thread can take signals meanwhile; pointcast never
-# signals a worker except with SIGKILL, and the thread cost ~400 us of CPU per invocation (measured).
+RIC_PY = Path(__file__).with_name("ric.py")
+# awslambdaric, started by ric.py (loaded by path under a private name, so that neither the handler's sys.path nor
+# its module names see pointcast): see ric.py for the marshaller and the transport it plugs into awslambdaric.
 RIC_MAIN = (
-    "import sys; from awslambdaric import __main__ as ric; "
-    "ric.LambdaConfigProvider.SUPPORTED_THREADPOLLING_ENVS = frozenset(); ric.main(sys.argv)"
+    "import sys, importlib.util as u; s = u.spec_from_file_location('_pointcast_ric', sys.argv.pop(1)); "
+    "m = u.module_from_spec(s); s.loader.exec_module(m); m.main(sys.argv)"
 )
+TRANSPORTS = ("pipe", "runtime-api")  # for Python workers; Node.js workers always use the Runtime API
 
 # Taken from the server's own environment; nothing else of it reaches a handler.
 PASSTHROUGH = ("PATH", "HOME", "LANG", "LC_ALL", "LC_CTYPE", "TMPDIR")
@@ -60,7 +61,7 @@ def node_available(node: str | None = shutil.which("node")) -> bool:
 def command(spec: FunctionSpec, python: str, node: str | None) -> list[str]:
     """The worker's argv: AWS's ``awslambdaric`` for Python, pointcast's ``bootstrap.js`` for Node.js."""
     if spec.runtime.startswith("python3"):
-        return [python, "-c", RIC_MAIN, spec.handler]
+        return [python, "-c", RIC_MAIN, str(RIC_PY), spec.handler]
     if spec.is_node:
         if not node:
             raise LaunchError(
@@ -77,7 +78,7 @@ def log_stream_name() -> str:
 
 
 def environment(
-    spec: FunctionSpec, base_env: Mapping[str, str], api_address: str, stream: str, pycache: Path
+    spec: FunctionSpec, base_env: Mapping[str, str], api_address: str | None, stream: str, pycache: Path
 ) -> dict[str, str]:
     """base_env, then the function's Environment over it, then what Lambda reserves (which always wins).
 
@@ -94,7 +95,6 @@ def environment(
             "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(spec.memory_mb),
             "AWS_LAMBDA_LOG_GROUP_NAME": f"/aws/lambda/{spec.name}",
             "AWS_LAMBDA_LOG_STREAM_NAME": stream,
-            "AWS_LAMBDA_RUNTIME_API": api_address,
             "AWS_LAMBDA_INITIALIZATION_TYPE": "on-demand",
             "AWS_EXECUTION_ENV": f"AWS_Lambda_{spec.runtime}",
             "LAMBDA_TASK_ROOT": str(spec.code_dir),
@@ -104,6 +104,8 @@ def environment(
             "TZ": ":UTC",
         }
     )
+    if api_address is not None:  # None: the worker talks over pipes (ric.py), and there is no Runtime API to name
+        env["AWS_LAMBDA_RUNTIME_API"] = api_address
     return env
 
 

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pointcast.functions.runtime import launch
 from pointcast.functions.runtime.launch import LaunchError, node_available
 from pointcast.functions.runtime.spec import FunctionSpec, InvokeResult, error_document
 from pointcast.functions.runtime.worker import Worker
@@ -64,13 +65,17 @@ class WorkerPool:
         idle_seconds: float = 300.0,
         python: str = sys.executable,
         node: str | None = shutil.which("node"),
+        transport: str = "pipe",
     ) -> None:
+        if transport not in launch.TRANSPORTS:
+            raise ValueError(f"transport must be one of {', '.join(launch.TRANSPORTS)}, not {transport!r}")
         self.work_dir = Path(work_dir)
         self.base_env = dict(base_env)
         self.max_workers = max(1, max_workers)
         self.idle_seconds = idle_seconds
         self.python = python
         self.node = node
+        self.transport = transport
         self._functions: dict[str, _Function] = {}
         self._workers: set[Worker] = set()
         self._capacity_waiters: list[asyncio.Future[None]] = []
@@ -257,6 +262,7 @@ class WorkerPool:
             python=self.python,
             node=self.node,
             on_exit=self._worker_exited,
+            transport=self.transport,
         )
         worker.busy = True
         self._workers.add(worker)

@@ -1,4 +1,7 @@
-"""One worker: a runtime process (awslambdaric or bootstrap.js) with its own Runtime API listener and log file.
+"""One worker: a runtime process (awslambdaric or bootstrap.js), its transport and its log file.
+
+The transport is a Runtime API listener of its own (``runtime_api.py``; always for Node.js) or, for Python, two
+pipes (``pipe.py``, the default); both call the same methods here, so what ends an invocation is decided once.
 
 A worker runs one invocation at a time. Every way an invocation can end resolves one future, once: the runtime
 posts a response or an error, it posts an init error, its process exits, or a timer fires (init limit, then the
@@ -24,6 +27,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from pointcast.functions.runtime import launch
+from pointcast.functions.runtime.pipe import PIPE_ENV, PipeChannel
 from pointcast.functions.runtime.runtime_api import Delivery, RuntimeApi
 from pointcast.functions.runtime.spec import FunctionSpec, InvokeResult, error_document
 
@@ -71,6 +75,7 @@ class Worker:
         python: str,
         node: str | None,
         on_exit: Callable[[Worker], None],
+        transport: str = "pipe",
     ) -> None:
         self.spec = spec
         self.id = uuid.uuid4().hex[:12]
@@ -83,7 +88,9 @@ class Worker:
         self._python = python
         self._node = node
         self._on_exit = on_exit
-        self._api = RuntimeApi(self)
+        # Python workers talk over pipes unless told otherwise; Node.js workers always over the Runtime API.
+        self._pipe = PipeChannel(self) if transport == "pipe" and not spec.is_node else None
+        self._api = RuntimeApi(self) if self._pipe is None else None
         self._proc: asyncio.subprocess.Process | None = None
         self._watcher: asyncio.Task[None] | None = None
         self._log_path = work_dir / f"worker-{self.id}.log"
@@ -107,20 +114,31 @@ class Worker:
     async def start(self) -> None:
         """Open the listener and the log file, then start the process; raises LaunchError or OSError."""
         argv = launch.with_memory_limit(launch.command(self.spec, self._python, self._node), self.spec.memory_mb)
-        address = await self._api.start()
+        address = await self._api.start() if self._api is not None else None
         env = launch.environment(
             self.spec, self._base_env, address, launch.log_stream_name(), self._work_dir / "pycache"
         )
+        pass_fds: tuple[int, ...] = ()
+        if self._pipe is not None:
+            pass_fds = self._pipe.open()
+            env[PIPE_ENV] = ",".join(map(str, pass_fds))
         self._log_fd = os.open(self._log_path, os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
-        self._proc = await asyncio.create_subprocess_exec(
-            *argv,
-            cwd=self.spec.code_dir,
-            env=env,
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=self._log_fd,
-            stderr=self._log_fd,
-            start_new_session=True,  # its own process group, so a kill takes anything it spawned too
-        )
+        try:
+            self._proc = await asyncio.create_subprocess_exec(
+                *argv,
+                cwd=self.spec.code_dir,
+                env=env,
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=self._log_fd,
+                stderr=self._log_fd,
+                pass_fds=pass_fds,
+                start_new_session=True,  # its own process group, so a kill takes anything it spawned too
+            )
+        finally:
+            if self._pipe is not None:
+                self._pipe.close_child_fds()
+        if self._pipe is not None:
+            await self._pipe.connect()
         self._watcher = asyncio.create_task(self._watch(self._proc), name=f"pointcast-worker-{self.id}")
         if self.broken:  # killed (the pool stopping) while the process was being created
             self.kill()
@@ -139,7 +157,10 @@ class Worker:
             with contextlib.suppress(TimeoutError, asyncio.CancelledError):
                 await asyncio.wait_for(asyncio.shield(self._watcher), REAP_TIMEOUT)
         self._waiting_next = None
-        await self._api.close()
+        if self._api is not None:
+            await self._api.close()
+        if self._pipe is not None:
+            self._pipe.close()
         if self._log_fd >= 0:
             os.close(self._log_fd)
             self._log_fd = -1
@@ -264,6 +285,10 @@ class Worker:
             self._finish(invocation, body, "Unhandled")
 
     def response_too_large(self, request_id: str, size: int) -> bool:
+        if self._api is not None:
+            # The Runtime API answers 413 and closes the connection; awslambdaric's client then ends the process,
+            # so this worker must not be handed the next event. (Over pipes the body is skipped and it goes on.)
+            self.broken = True
         message = f"Response payload size ({size} bytes) exceeded maximum allowed payload size (6291556 bytes)."
         return self._answer(request_id, error_document("Function.ResponseSizeTooLarge", message), "Unhandled")
 
