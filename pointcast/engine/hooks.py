@@ -91,9 +91,12 @@ class Filtered:
     kept: list[str]  # in the batch's order
     dropped: list[str]  # left out by the function
     rejected: list[str]  # ids the function returned that are not in the batch
+    raw: bytes | None = None  # the answer itself, when it is exactly the kept map in the batch's order
 
     def endpoints_json(self) -> bytes:
-        """The kept endpoints in the batch's order, encoded once."""
+        """The kept endpoints in the batch's order, encoded once (or the answer's own bytes, when they are that)."""
+        if self.raw is not None:
+            return self.raw
         return orjson.dumps({i: self.definitions[i] for i in self.kept})
 
 
@@ -104,8 +107,10 @@ def decode_filter(payload: bytes, ids: list[str]) -> Filtered:
     except orjson.JSONDecodeError as exc:
         raise FilterError(f"the function's return value is not JSON ({exc})") from None
     wanted = set(ids)
+    whole = True  # the answer is the map itself (its bytes can be the channel's, if nothing is taken out)
     if isinstance(value, dict) and isinstance(value.get("Endpoints"), dict) and "Endpoints" not in wanted:
         value = value["Endpoints"]  # the whole event handed back: only its endpoints count
+        whole = False
     if not isinstance(value, dict):
         raise FilterError(
             f"the function returned {type(value).__name__}, not a map of endpoint id to endpoint definition"
@@ -120,9 +125,11 @@ def decode_filter(payload: bytes, ids: list[str]) -> Filtered:
             raise FilterError(f"endpoint {endpoint_id!r}: the definition is {type(definition).__name__}, not an object")
         if not definition.keys() <= ENDPOINT_MEMBERS:
             definition = {k: v for k, v in definition.items() if k in ENDPOINT_MEMBERS}
+            whole = False
         definitions[endpoint_id] = definition
     kept = [i for i in ids if i in definitions]
-    return Filtered(definitions, kept, [i for i in ids if i not in definitions], rejected)
+    raw = payload if whole and not rejected and list(definitions) == kept else None
+    return Filtered(definitions, kept, [i for i in ids if i not in definitions], rejected, raw)
 
 
 @dataclass(slots=True)
