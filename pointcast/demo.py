@@ -139,15 +139,20 @@ def _wait_completed(pp: Any, app_id: str, campaign_id: str, timeout: float = 60)
     raise RuntimeError(f"the campaign did not complete within {timeout:.0f} s")
 
 
-def _tour(url: str, receiver: LocalReceiver) -> None:
-    pp = boto3.client(
-        "pinpoint",
+def _client(service: str, url: str) -> Any:
+    """A boto3 client for this pointcast, as a user would make one."""
+    return boto3.client(
+        service,
         endpoint_url=url,
         region_name="us-east-1",
         aws_access_key_id=KEY_ID,
         aws_secret_access_key=SECRET,
         config=Config(retries={"max_attempts": 1}),
     )
+
+
+def _tour(url: str, receiver: LocalReceiver) -> None:
+    pp = _client("pinpoint", url)
     console.rule("pointcast demo")
     console.print(f"pointcast on {url} (SQLite), webhook receiver on {receiver.url}")
     app = pp.create_app(CreateApplicationRequest={"Name": "shop", "tags": {"env": "demo"}})["ApplicationResponse"]
@@ -168,14 +173,7 @@ def _tour(url: str, receiver: LocalReceiver) -> None:
         },
     )["SegmentResponse"]
     console.print(f"3. create_segment -> {segment['Id']} (Interests = shoes)")
-    lam = boto3.client(
-        "lambda",
-        endpoint_url=url,
-        region_name="us-east-1",
-        aws_access_key_id=KEY_ID,
-        aws_secret_access_key=SECRET,
-        config=Config(retries={"max_attempts": 1}),
-    )
+    lam = _client("lambda", url)
     function = deploy_credit_score(lam, ACCOUNT_ID, "us-east-1")
     console.print(
         f"4. lambda create_function + add_permission -> {function['FunctionArn']} (seed 003's FILTER example, "

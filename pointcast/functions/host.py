@@ -27,6 +27,7 @@ from pointcast.functions.code import unpack
 from pointcast.functions.names import FunctionRef, parse_ref
 from pointcast.functions.remote import RemoteLambda
 from pointcast.functions.runtime.pool import FunctionSpec, WorkerPool, node_available
+from pointcast.functions.runtime.spec import InvokeResult
 
 if TYPE_CHECKING:
     from pointcast.context import Context
@@ -37,17 +38,15 @@ LOG_KEEP = 4096  # bytes of an invocation's log kept with its record (and return
 FLUSH_SECONDS = 0.25
 
 
-@dataclass(frozen=True, slots=True)
-class Invocation:
+@dataclass(frozen=True)
+class Invocation(InvokeResult):
     """What one invocation did. ``refused`` is set (and nothing ran) when the policy does not allow the caller."""
 
-    request_id: str
-    payload: bytes
-    function_error: str | None
-    logs: str
-    duration_ms: float
-    timed_out: bool = False
     refused: str | None = None
+
+    @classmethod
+    def refusal(cls, reason: str) -> Invocation:
+        return cls("", b"", None, "", 0.0, refused=reason)
 
     @property
     def ok(self) -> bool:
@@ -201,13 +200,13 @@ class FunctionHost:
             if source_arn is not None:
                 problem = await self.permission_problem(ref, source_arn)
                 if problem:
-                    result = Invocation("", b"", None, "", 0.0, refused=f"PERMISSION_DENIED: {problem}")
+                    result = Invocation.refusal(f"PERMISSION_DENIED: {problem}")
                     self._record(await self._key(ref), kind, source_arn, started, result)
                     return result
             try:
                 parsed, hosted = await self._where(ref)
             except ValueError as exc:
-                result = Invocation("", b"", None, "", 0.0, refused=f"FUNCTION_NOT_FOUND: {exc}")
+                result = Invocation.refusal(f"FUNCTION_NOT_FOUND: {exc}")
                 self._record(key, kind, source_arn, started, result)
                 return result
             if hosted is not None:
@@ -223,13 +222,8 @@ class FunctionHost:
                 settings = self.ctx.settings
                 result = await self.remote.invoke(parsed, event, settings.region, settings.account_id, timeout)
             else:
-                result = Invocation(
-                    "",
-                    b"",
-                    None,
-                    "",
-                    0.0,
-                    refused=f"FUNCTION_NOT_FOUND: pointcast hosts no function {ref}, and AWS Lambda is turned off",
+                result = Invocation.refusal(
+                    f"FUNCTION_NOT_FOUND: pointcast hosts no function {ref}, and AWS Lambda is turned off"
                 )
         except Exception as exc:  # an invocation that pointcast could not make is a failed one
             log.exception("invoking %s failed inside pointcast", ref)
