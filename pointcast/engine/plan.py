@@ -1,13 +1,18 @@
 """Planning a run: resolve the segment, split treatments, filter, and write batches of at most 50 before sending.
 
 Planning reads endpoints in id order, a chunk at a time (memory does not grow with the segment), and writes each
-chunk's batches and skipped outcomes in its own transaction. It is idempotent: a run still PLANNING after a crash is
-planned again from scratch.
+chunk's batches and skipped outcomes in its own transaction, together with where it got to (the run's
+``plan_state``: the last endpoint id planned, the batches not yet full, the time zones seen). The batches of a chunk
+can be sent as soon as it commits, while the rest is planned; a run still PLANNING after a crash or a stop resumes
+from its ``plan_state``, so nothing planned (and perhaps sent) is planned again. Activities stay open until the plan
+is whole (``progress.finish_activity``).
 """
 
 from __future__ import annotations
 
+import threading
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -21,6 +26,7 @@ from pointcast.campaigns.repository import campaigns
 from pointcast.engine import repository as repo
 from pointcast.engine import schedule
 from pointcast.engine.hooks import effective_hook
+from pointcast.engine.progress import finish_activity
 from pointcast.engine.treatments import Treatment, assign, bucket, treatments_of
 from pointcast.imports.audience import ImportedSegments, is_imported
 from pointcast.segments.evaluate import EndpointView, Predicate, compile_segment
@@ -111,6 +117,25 @@ class _Planner:
         self.zones: dict[str, set[str]] = defaultdict(set)
         self.first_activity = spec.activity_ids["0"]
         self.stamps: dict[datetime, str] = {}
+        self.after: str | None = None  # the last endpoint id planned
+
+    def state(self) -> str:
+        """Where planning got to, as the run's ``plan_state``: enough to go on from the next endpoint."""
+        return orjson.dumps(
+            {
+                "after": self.after,
+                "groups": [[treatment_id, due_at, ids] for (treatment_id, due_at), ids in self.groups.items()],
+                "zones": {treatment_id: sorted(zones) for treatment_id, zones in self.zones.items()},
+            }
+        ).decode()
+
+    def restore(self, text: str) -> None:
+        state = orjson.loads(text)
+        self.after = state["after"]
+        for treatment_id, due_at, ids in state["groups"]:
+            self.groups[(treatment_id, due_at)] = ids
+        for treatment_id, zones in state["zones"].items():
+            self.zones[treatment_id] = set(zones)
 
     def stamp(self, moment: datetime) -> str:
         """``iso_ms`` of a send time, cached: a run has one send time per time zone at most."""
@@ -173,9 +198,16 @@ class _Planner:
         )
 
     def write(self, conn: sa.Connection) -> None:
+        """Commit what was planned since the last write with the state it leaves planning in."""
+        if not repo.save_plan_state(conn, self.spec.run_id, self.state()):
+            raise RunGone(self.spec.run_id)
         repo.insert_outcomes(conn, self.outcomes)
         repo.insert_batches(conn, self.batches)
         self.outcomes, self.batches = [], []
+
+
+class RunGone(Exception):
+    """The run was deleted (with its campaign or app) while it was planned."""
 
 
 def _limit_counter(db: Database, spec: RunSpec, now: datetime) -> Any:
@@ -200,36 +232,66 @@ def _limit_counter(db: Database, spec: RunSpec, now: datetime) -> Any:
     return counts
 
 
-def plan_run(db: Database, run_id: str, now: datetime) -> None:
-    """Write the batches and skipped outcomes of a PLANNING run, then mark it EXECUTING."""
+def plan_run(
+    db: Database,
+    run_id: str,
+    now: datetime,
+    *,
+    progress: Callable[[], None] | None = None,
+    stop: threading.Event | None = None,
+) -> bool:
+    """Plan a PLANNING run from where it got to, a chunk per transaction, then mark it EXECUTING.
+
+    ``progress`` is called after each chunk commits (its batches can be sent); ``stop`` ends planning after the chunk
+    under way. Returns True when the plan is whole (or there is nothing to plan), False when stopped early.
+    """
     with db.read() as conn:
-        if repo.get_run(conn, run_id).state != "PLANNING":
-            return
+        run = repo.get_run_if_any(conn, run_id)
+        if run is None or run.state != "PLANNING":
+            return True
         spec = load_spec(conn, run_id)
         predicate = _predicate(conn, spec, now)
-    with db.write() as conn:
-        repo.clear_plan(conn, run_id)
     planner = _Planner(spec, now)
-    counts = _limit_counter(db, spec, now)
-    with db.read() as reader:
-        for rows in repo.stream_endpoints(reader, spec.app_id, CHUNK):
-            planner.consider(rows, predicate, counts)
+    try:
+        if run.plan_state is None:
             with db.write() as conn:
+                # Batches without a plan_state were left by a version that planned the whole run before sending any.
+                repo.clear_plan(conn, run_id)
                 planner.write(conn)
-    for treatment_id, send_at in list(planner.groups):
-        planner.flush(treatment_id, send_at)
-    with db.write() as conn:
-        planner.write(conn)
-        for row in repo.activities_of_run(conn, run_id):
-            doc = dict(row.doc)
-            doc.update(
-                State="RUNNING",
-                Start=iso_ms(now),
-                TotalEndpointCount=repo.batch_endpoint_count(conn, row.id),
-                TimezonesTotalCount=max(1, len(planner.zones.get(row.treatment_id, ()))),
-            )
-            repo.save_activity(conn, doc)
-        repo.set_run_state(conn, run_id, "EXECUTING")
+                for row in repo.activities_of_run(conn, run_id):
+                    repo.save_activity(conn, {**row.doc, "State": "RUNNING", "Start": iso_ms(now)})
+        else:
+            planner.restore(run.plan_state)
+        counts = _limit_counter(db, spec, now)
+        with db.read() as reader:
+            for rows in repo.stream_endpoints(reader, spec.app_id, CHUNK, after=planner.after):
+                planner.consider(rows, predicate, counts)
+                planner.after = rows[-1].id
+                with db.write() as conn:
+                    planner.write(conn)
+                if progress:
+                    progress()
+                if stop is not None and stop.is_set():
+                    return False
+        for treatment_id, send_at in list(planner.groups):
+            planner.flush(treatment_id, send_at)
+        with db.write() as conn:
+            planner.write(conn)
+            for row in repo.activities_of_run(conn, run_id):
+                doc = dict(row.doc)
+                doc.update(
+                    TotalEndpointCount=repo.batch_endpoint_count(conn, row.id),
+                    TimezonesTotalCount=max(1, len(planner.zones.get(row.treatment_id, ()))),
+                )
+                repo.save_activity(conn, doc)
+            repo.set_run_state(conn, run_id, "EXECUTING")
+            for row in repo.activities_of_run(conn, run_id):
+                finish_activity(conn, row.id, now)  # those whose batches were all sent while planning
+    except RunGone:
+        return True
+    if progress:
+        progress()
+    return True
 
 
 def utcnow() -> datetime:

@@ -14,16 +14,18 @@ from pointcast.store import models as m
 
 
 def finish_activity(conn: sa.Connection, activity_id: str, now: datetime) -> None:
-    """If no batch of the activity is pending, write its final counts; then close the run if it is done.
+    """If the plan is whole and no batch of the activity is pending, write its final counts; then close the run if
+    it is done.
 
     Batches of one run finish in concurrent transactions; each takes the run's row lock first (PostgreSQL; SQLite
-    has one writer anyway), so the last one to commit always sees every other batch finished.
+    has one writer anyway), so the last one to commit always sees every other batch finished. Batches are sent while
+    the rest of the run is planned: until planning ends (it calls this too), none of them closes the activity.
     """
     row = conn.execute(sa.select(m.activities).where(m.activities.c.id == activity_id)).first()
     if row is None:
         return  # the campaign or its app was deleted meanwhile
-    conn.execute(sa.select(m.runs.c.pk).where(m.runs.c.id == row.run_id).with_for_update())
-    if repo.pending_batches(conn, activity_id):
+    run_state = conn.execute(sa.select(m.runs.c.state).where(m.runs.c.id == row.run_id).with_for_update()).scalar()
+    if run_state == "PLANNING" or repo.pending_batches(conn, activity_id):
         return
     row = conn.execute(sa.select(m.activities).where(m.activities.c.id == activity_id)).one()  # read under the lock
     if row.state == "COMPLETED":

@@ -39,8 +39,20 @@ def get_run(conn: sa.Connection, run_id: str) -> sa.Row[Any]:
     return conn.execute(sa.select(m.runs).where(m.runs.c.id == run_id)).one()
 
 
+def get_run_if_any(conn: sa.Connection, run_id: str) -> sa.Row[Any] | None:
+    return conn.execute(sa.select(m.runs).where(m.runs.c.id == run_id)).first()
+
+
 def set_run_state(conn: sa.Connection, run_id: str, state: str) -> None:
-    conn.execute(sa.update(m.runs).where(m.runs.c.id == run_id).values(state=state))
+    """Move a run on; a run past PLANNING has no use for its planning cursor."""
+    conn.execute(sa.update(m.runs).where(m.runs.c.id == run_id).values(state=state, plan_state=None))
+
+
+def save_plan_state(conn: sa.Connection, run_id: str, state: str) -> bool:
+    """Where planning got to; False if the run is no longer PLANNING (or was deleted)."""
+    r = m.runs
+    result = conn.execute(sa.update(r).where(r.c.id == run_id, r.c.state == "PLANNING").values(plan_state=state))
+    return result.rowcount == 1
 
 
 def insert_activity(conn: sa.Connection, doc: dict[str, Any], run_id: str) -> None:
@@ -93,10 +105,13 @@ def insert_outcomes(conn: sa.Connection, rows: Sequence[tuple[Any, ...]]) -> Non
     conn.exec_driver_sql(sql, list(rows))
 
 
-def stream_endpoints(conn: sa.Connection, app_id: str, chunk: int) -> Iterable[Sequence[Any]]:
-    """Every endpoint of the app in id order, ``chunk`` rows at a time, without loading them all."""
+def stream_endpoints(conn: sa.Connection, app_id: str, chunk: int, after: str | None = None) -> Iterable[Sequence[Any]]:
+    """Every endpoint of the app (with an id past ``after``) in id order, ``chunk`` rows at a time, without loading
+    them all."""
     e = m.endpoints
     query = sa.select(e.c.id, e.c.doc, e.c.last_active).where(e.c.app_id == app_id).order_by(e.c.id)
+    if after is not None:
+        query = query.where(e.c.id > after)
     result = conn.execution_options(yield_per=chunk).execute(query)
     yield from result.partitions(chunk)
 

@@ -1,9 +1,10 @@
 """The in-process runner: a scheduler loop that starts due runs, plans them, and sends due batches.
 
-Concurrency is bounded (``POINTCAST_DELIVERY_CONCURRENCY`` batches being delivered, and at most as many delivered
-ones waiting for the group commit that records them); everything durable lives in the store, so stopping the process
-at any point loses nothing: on start, runs still PLANNING are planned again and PENDING batches are sent (again, with
-the same batch id, if they were delivered but not recorded).
+Runs are planned on worker threads while the loop sends the batches each planned chunk committed. Concurrency is
+bounded (``POINTCAST_DELIVERY_CONCURRENCY`` batches being delivered, and at most as many delivered ones waiting for
+the group commit that records them); everything durable lives in the store, so stopping the process at any point
+loses nothing: on start, runs still PLANNING go on from where their planning got to, and PENDING batches are sent
+(again, with the same batch id, if they were delivered but not recorded).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import threading
 import time
 from collections import deque
 from datetime import datetime
@@ -28,7 +30,6 @@ from pointcast.engine import schedule
 from pointcast.engine.clock import Clock
 from pointcast.engine.execute import ExecuteDeps, Prepared, Result, deliver, fail_batch, prepare, record
 from pointcast.engine.plan import plan_run
-from pointcast.engine.progress import finish_activity
 from pointcast.store import models as m
 
 log = logging.getLogger("pointcast.engine")
@@ -121,6 +122,8 @@ class Runner:
         self._results: list[Result] = []  # delivered, not yet recorded
         self._recorded = asyncio.Event()
         self._recorder: asyncio.Task[None] | None = None
+        self._planning: dict[str, asyncio.Task[None]] = {}  # run id -> its planning (on a worker thread)
+        self._stop_planning = threading.Event()
 
     async def start(self) -> None:
         connector = aiohttp.TCPConnector(ssl=self.ctx.ssl_context, limit=self.concurrency, keepalive_timeout=30)
@@ -145,11 +148,14 @@ class Runner:
         self._wake.set()
 
     async def stop(self) -> None:
-        """Stop dispatching, cancel deliveries in flight (they stay PENDING), record what was delivered."""
+        """Stop dispatching and planning (after the chunk under way), cancel deliveries in flight (they stay
+        PENDING), record what was delivered."""
+        self._stop_planning.set()
         for task in (self._task, self._recorder):
             if task:
                 task.cancel()
                 await asyncio.gather(task, return_exceptions=True)
+        await asyncio.gather(*self._planning.values(), return_exceptions=True)
         for task in list(self._inflight.values()):
             task.cancel()
         await asyncio.gather(*self._inflight.values(), return_exceptions=True)
@@ -185,13 +191,25 @@ class Runner:
         await self.ctx.write(lambda conn: start_due_runs(conn, now))
         planning = await self.ctx.read(lambda conn: repo.runs_in_state(conn, "PLANNING"))
         for run in planning:
-            run_id: str = run.id
-            await asyncio.to_thread(plan_run, self.ctx.db, run_id, self.clock.now())
-            await self.ctx.write(lambda conn: self._close_empty(conn, run_id))  # noqa: B023 - awaited at once
+            if run.id not in self._planning:
+                self._planning[run.id] = asyncio.create_task(self._plan(run.id), name=f"plan-{run.id}")
 
-    def _close_empty(self, conn: sa.Connection, run_id: str) -> None:
-        for activity in repo.activities_of_run(conn, run_id):
-            finish_activity(conn, activity.id, self.clock.now())
+    async def _plan(self, run_id: str) -> None:
+        """Plan a run on a worker thread; each chunk it commits wakes the loop to send that chunk's batches."""
+        loop = asyncio.get_running_loop()
+
+        def planned_more() -> None:
+            loop.call_soon_threadsafe(self._wake.set)
+
+        try:
+            await asyncio.to_thread(
+                plan_run, self.ctx.db, run_id, self.clock.now(), progress=planned_more, stop=self._stop_planning
+            )
+        except Exception:
+            log.exception("planning run %s failed; it goes on from where it got to at the next tick", run_id)
+            await asyncio.sleep(self.interval)
+        finally:
+            self._planning.pop(run_id, None)
 
     def _free(self) -> int:
         """Slots to start batches in: a slot is held while a batch is delivered; results waiting for the group

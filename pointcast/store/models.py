@@ -110,6 +110,9 @@ runs = sa.Table(
     sa.Column("scheduled_time", sa.String(32), nullable=False),
     sa.Column("state", sa.String(16), nullable=False),  # PLANNING, EXECUTING, COMPLETED
     sa.Column("created", sa.String(32), nullable=False),
+    # While PLANNING: where planning got to (JSON: the last endpoint id planned, the part-filled batches, the time
+    # zones seen), written with each chunk's batches, so a restart resumes planning instead of starting over.
+    sa.Column("plan_state", sa.Text, nullable=True),
     sa.Index("ix_runs_state", "state"),
     sa.Index("ix_runs_campaign", "app_id", "campaign_id"),
 )

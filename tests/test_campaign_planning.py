@@ -1,0 +1,145 @@
+"""Planning is resumable: a run stopped between chunks goes on from its ``plan_state`` (the last endpoint planned,
+the batches not yet full, the time zones seen); what was planned keeps its batch ids, no endpoint is planned twice,
+and the run's activities stay open until the plan is whole, even when every batch planned so far has been sent.
+
+The API runs in a server process with its campaign runner off; the test plans the run itself in this process,
+against the same store, so it can stop planning after exactly one chunk.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+import sqlalchemy as sa
+
+from pointcast.engine import repository as repo
+from pointcast.engine.plan import BATCH_SIZE, CHUNK, plan_run
+from pointcast.engine.progress import finish_activity
+from pointcast.engine.runner import start_due_runs
+from pointcast.settings import Settings
+from pointcast.store import Database
+from pointcast.store import models as m
+from tests.conftest import running_server
+from tests.support.campaigns import Receiver, audience_segment, endpoint, load, webhook_campaign
+from tests.support.server import Server
+from tests.support.tls import TestCA
+
+ENDPOINTS = 2 * CHUNK + 345
+IDS = [f"ep-{i:05d}" for i in range(ENDPOINTS)]
+INACTIVE = set(IDS[::7])  # not a multiple of 50 per chunk: a part-filled batch is carried over each chunk
+ACTIVE = [i for i in IDS if i not in INACTIVE]
+
+
+@pytest.fixture
+def planned(
+    backend: str, ca_bundle: Path, tmp_path: Path, test_ca: TestCA
+) -> Iterator[tuple[Server, Database, str, datetime]]:
+    """An app of 10,345 endpoints (every 7th inactive), a campaign for all of them, and its run, not yet planned."""
+    with (
+        running_server(backend, tmp_path / "server", ca_bundle, POINTCAST_ENGINE_ENABLED="false") as server,
+        Receiver(test_ca) as rx,
+    ):
+        pinpoint = server.pinpoint()
+        app_id = pinpoint.create_app(CreateApplicationRequest={"Name": "planning"})["ApplicationResponse"]["Id"]
+        items = [endpoint(i, EndpointStatus="INACTIVE") if i in INACTIVE else endpoint(i) for i in IDS]
+        load(pinpoint, app_id, items, threads=4)
+        webhook_campaign(pinpoint, app_id, audience_segment(pinpoint, app_id), rx.url, {"StartTime": "IMMEDIATE"})
+        settings = Settings(data_dir=server.data_dir, database_url=server.env.get("POINTCAST_DATABASE_URL"))
+        db = Database(settings.resolved_database_url())
+        try:
+            now = datetime.now(UTC)
+            with db.write() as conn:
+                [run_id] = start_due_runs(conn, now)
+            yield server, db, run_id, now
+        finally:
+            db.dispose()
+
+
+def batches(db: Database, run_id: str) -> list[Any]:
+    with db.read() as conn:
+        b = m.batches
+        return list(conn.execute(sa.select(b).where(b.c.run_id == run_id).order_by(b.c.pk)))
+
+
+def skipped(db: Database, run_id: str) -> Counter[str]:
+    with db.read() as conn:
+        o = m.outcomes
+        rows = conn.execute(sa.select(o.c.endpoint_id).where(o.c.run_id == run_id, o.c.status == "SKIPPED"))
+        return Counter(row.endpoint_id for row in rows)
+
+
+def send(db: Database, rows: list[Any], now: datetime) -> None:
+    """What delivering and recording these batches writes (their outcomes, the batch DONE, the activity check)."""
+    with db.write() as conn:
+        for row in rows:
+            assert repo.finish_batch(conn, row.id, "DONE", 1, None)
+            ids = orjson.loads(row.endpoint_ids)
+            repo.insert_outcomes(conn, [(row.activity_id, i, row.run_id, "SENT", None, row.id, "t") for i in ids])
+            finish_activity(conn, row.activity_id, now)
+
+
+def activity(db: Database, run_id: str) -> dict[str, Any]:
+    with db.read() as conn:
+        [row] = repo.activities_of_run(conn, run_id)
+        return dict(row.doc)
+
+
+def test_a_stopped_plan_goes_on_from_where_it_got_to(planned) -> None:
+    _, db, run_id, now = planned
+    stop = threading.Event()
+    stop.set()  # stop after the chunk under way
+    assert plan_run(db, run_id, now, stop=stop) is False
+
+    first = batches(db, run_id)
+    first_chunk = IDS[:CHUNK]
+    active_first = [i for i in first_chunk if i not in INACTIVE]
+    assert len(first) == len(active_first) // BATCH_SIZE  # only full batches; the rest waits in the plan state
+    with db.read() as conn:
+        run = repo.get_run(conn, run_id)
+    assert run.state == "PLANNING"
+    state = orjson.loads(run.plan_state)
+    assert state["after"] == first_chunk[-1]
+    [[_, _, carried]] = state["groups"]
+    assert carried == active_first[len(first) * BATCH_SIZE :]
+    assert skipped(db, run_id) == Counter(i for i in first_chunk if i in INACTIVE)
+    assert activity(db, run_id)["State"] == "RUNNING"  # sending starts while the rest is planned
+
+    # Every batch planned so far is sent and recorded: the activity must stay open, more is being planned.
+    send(db, first, now)
+    assert activity(db, run_id)["State"] == "RUNNING"
+
+    assert plan_run(db, run_id, now) is True
+    every = batches(db, run_id)
+    assert [b.id for b in every[: len(first)]] == [b.id for b in first]  # planned once, under the same ids
+    planned_ids = [i for b in every for i in orjson.loads(b.endpoint_ids)]
+    assert planned_ids == ACTIVE  # each active endpoint once, in id order
+    assert all(len(orjson.loads(b.endpoint_ids)) == BATCH_SIZE for b in every[:-1])
+    assert skipped(db, run_id) == Counter(INACTIVE)
+    with db.read() as conn:
+        run = repo.get_run(conn, run_id)
+    assert (run.state, run.plan_state) == ("EXECUTING", None)
+    doc = activity(db, run_id)
+    assert (doc["State"], doc["TotalEndpointCount"]) == ("RUNNING", len(ACTIVE))
+
+    send(db, every[len(first) :], now)
+    doc = activity(db, run_id)
+    assert (doc["State"], doc["Result"], doc["SuccessfulEndpointCount"]) == ("COMPLETED", "SUCCESS", len(ACTIVE))
+
+
+def test_planning_a_deleted_run_stops(planned) -> None:
+    server, db, run_id, now = planned
+    stop = threading.Event()
+    stop.set()
+    assert plan_run(db, run_id, now, stop=stop) is False
+    with db.read() as conn:
+        run = repo.get_run(conn, run_id)
+    server.pinpoint().delete_campaign(ApplicationId=run.app_id, CampaignId=run.campaign_id)
+    assert plan_run(db, run_id, now) is True
+    assert batches(db, run_id) == []
