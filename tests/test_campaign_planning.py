@@ -75,6 +75,12 @@ def skipped(db: Database, run_id: str) -> Counter[str]:
         return Counter(row.endpoint_id for row in rows)
 
 
+def stored_docs(db: Database, ids: list[str]) -> dict[str, str]:
+    with db.read() as conn:
+        e = m.endpoints
+        return dict(conn.execute(sa.select(e.c.id, e.c.doc).where(e.c.id.in_(ids))).all())  # type: ignore[arg-type]
+
+
 def send(db: Database, rows: list[Any], now: datetime) -> None:
     """What delivering and recording these batches writes (their outcomes, the batch DONE, the activity check)."""
     with db.write() as conn:
@@ -95,9 +101,13 @@ def test_a_stopped_plan_goes_on_from_where_it_got_to(planned) -> None:
     _, db, run_id, now = planned
     stop = threading.Event()
     stop.set()  # stop after the chunk under way
-    assert plan_run(db, run_id, now, stop=stop) is False
+    handed: list[Any] = []
+    assert plan_run(db, run_id, now, planned=handed.extend, stop=stop) is False
 
     first = batches(db, run_id)
+    # Each committed batch goes to delivery with the definitions planning read: no second read of the store.
+    assert [(row.id, ids) for row, ids, _ in handed] == [(b.id, orjson.loads(b.endpoint_ids)) for b in first]
+    assert all(docs == stored_docs(db, ids) for _, ids, docs in handed)
     first_chunk = IDS[:CHUNK]
     active_first = [i for i in first_chunk if i not in INACTIVE]
     assert len(first) == len(active_first) // BATCH_SIZE  # only full batches; the rest waits in the plan state
@@ -115,8 +125,11 @@ def test_a_stopped_plan_goes_on_from_where_it_got_to(planned) -> None:
     send(db, first, now)
     assert activity(db, run_id)["State"] == "RUNNING"
 
-    assert plan_run(db, run_id, now) is True
+    handed.clear()
+    assert plan_run(db, run_id, now, planned=handed.extend) is True
     every = batches(db, run_id)
+    # The batch that began before the stop has definitions this planning did not read: delivery reads it.
+    assert [row.id for row, _, _ in handed] == [b.id for b in every[len(first) + 1 :]]
     assert [b.id for b in every[: len(first)]] == [b.id for b in first]  # planned once, under the same ids
     planned_ids = [i for b in every for i in orjson.loads(b.endpoint_ids)]
     assert planned_ids == ACTIVE  # each active endpoint once, in id order

@@ -204,13 +204,10 @@ async def deliver(deps: ExecuteDeps, item: Prepared) -> Result:
             )
     at = iso_ms(deps.now())
     status = "FAILED" if failure else "SENT"
-    rows = [(batch.activity_id, i, batch.run_id, status, failure, batch.id, at) for i in present]
-    rows += [(batch.activity_id, i, batch.run_id, "SKIPPED", hooks.FILTERED, batch.id, at) for i in filtered]
-    rows += [
-        (batch.activity_id, i, batch.run_id, "SKIPPED", "ENDPOINT_DELETED", batch.id, at)
-        for i in ids
-        if i not in item.docs
-    ]
+    activity_id, run_id, batch_id = batch.activity_id, batch.run_id, batch.id
+    rows = [(activity_id, i, run_id, status, failure, batch_id, at) for i in present]
+    rows += [(activity_id, i, run_id, "SKIPPED", hooks.FILTERED, batch_id, at) for i in filtered]
+    rows += [(activity_id, i, run_id, "SKIPPED", "ENDPOINT_DELETED", batch_id, at) for i in ids if i not in docs]
     attempts = [
         {
             "batch_id": batch.id,
@@ -236,7 +233,8 @@ async def deliver(deps: ExecuteDeps, item: Prepared) -> Result:
 
 def record(conn: sa.Connection, results: list[Result], now: datetime) -> None:
     """Write many results in one transaction; a batch already finished elsewhere is skipped (idempotent)."""
-    finished = [r for r in results if repo.finish_batch(conn, r.batch_id, r.state, r.attempts, r.failure)]
+    ids = repo.finish_batches(conn, [(r.batch_id, r.state, r.attempts, r.failure) for r in results])
+    finished = [r for r in results if r.batch_id in ids]
     repo.insert_attempts(conn, [row for r in finished for row in r.attempt_rows])
     repo.insert_outcomes(conn, [row for r in finished for row in r.outcomes])
     for activity_id in dict.fromkeys(r.activity_id for r in finished):

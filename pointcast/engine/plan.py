@@ -61,6 +61,23 @@ class RunSpec:
         return next(t for t in self.treatments if t.id == treatment_id)
 
 
+@dataclass(frozen=True, slots=True)
+class BatchRow:
+    """A batch as planning wrote it: the members of its ``batches`` row (and the run's app) that delivery reads."""
+
+    id: str
+    run_id: str
+    activity_id: str
+    treatment_id: str
+    not_before: str
+    attempts: int
+    app_id: str
+
+
+Planned = tuple[BatchRow, list[str], dict[str, str]]
+"""A batch handed from planning straight to delivery: its row, its endpoint ids, their stored definitions."""
+
+
 def load_spec(conn: sa.Connection, run_id: str) -> RunSpec:
     run = repo.get_run(conn, run_id)
     campaign = campaigns.version(conn, run.app_id, run.campaign_id, str(run.campaign_version))
@@ -118,6 +135,8 @@ class _Planner:
         self.first_activity = spec.activity_ids["0"]
         self.stamps: dict[datetime, str] = {}
         self.after: str | None = None  # the last endpoint id planned
+        self.docs: dict[str, str] = {}  # the stored definitions of the endpoints in part-filled batches
+        self.planned: list[Planned] = []  # batches of this chunk that can go to delivery without a store read
 
     def state(self) -> str:
         """Where planning got to, as the run's ``plan_state``: enough to go on from the next endpoint."""
@@ -150,6 +169,7 @@ class _Planner:
 
     def consider(self, rows: Any, predicate: Predicate, counts: Any) -> None:
         spec = self.spec
+        docs = self.docs
         candidates: list[tuple[str, Treatment, str, str | None]] = []
         for row in rows:
             doc = orjson.loads(row.doc)
@@ -171,10 +191,12 @@ class _Planner:
                     self.skip(treatment, row.id, "QUIET_TIME")
                 else:
                     candidates.append((row.id, treatment, self.stamp(send_at), zone))
+                    docs[row.id] = row.doc
         over = counts([c[0] for c in candidates]) if candidates else {}
         for endpoint_id, treatment, due_at, zone in candidates:
             if endpoint_id in over:
                 self.skip(treatment, endpoint_id, over[endpoint_id])
+                del docs[endpoint_id]
                 continue
             self.zones[treatment.id].add(zone or "")
             group = self.groups[(treatment.id, due_at)]
@@ -184,11 +206,13 @@ class _Planner:
 
     def flush(self, treatment_id: str, send_at: str) -> None:
         ids = self.groups.pop((treatment_id, send_at))
+        spec = self.spec
+        row = BatchRow(new_id(), spec.run_id, spec.activity_ids[treatment_id], treatment_id, send_at, 0, spec.app_id)
         self.batches.append(
             {
-                "id": new_id(),
-                "run_id": self.spec.run_id,
-                "activity_id": self.spec.activity_ids[treatment_id],
+                "id": row.id,
+                "run_id": row.run_id,
+                "activity_id": row.activity_id,
                 "treatment_id": treatment_id,
                 "endpoint_ids": orjson.dumps(ids).decode(),
                 "not_before": send_at,
@@ -196,6 +220,9 @@ class _Planner:
                 "attempts": 0,
             }
         )
+        docs = [self.docs.pop(i, None) for i in ids]
+        if None not in docs:  # else part of it was planned before a restart: delivery reads it from the store
+            self.planned.append((row, ids, dict(zip(ids, docs, strict=True))))  # type: ignore[arg-type]
 
     def write(self, conn: sa.Connection) -> None:
         """Commit what was planned since the last write with the state it leaves planning in."""
@@ -204,6 +231,10 @@ class _Planner:
         repo.insert_outcomes(conn, self.outcomes)
         repo.insert_batches(conn, self.batches)
         self.outcomes, self.batches = [], []
+
+    def take_planned(self) -> list[Planned]:
+        planned, self.planned = self.planned, []
+        return planned
 
 
 class RunGone(Exception):
@@ -237,13 +268,14 @@ def plan_run(
     run_id: str,
     now: datetime,
     *,
-    progress: Callable[[], None] | None = None,
+    planned: Callable[[list[Planned]], None] | None = None,
     stop: threading.Event | None = None,
 ) -> bool:
     """Plan a PLANNING run from where it got to, a chunk per transaction, then mark it EXECUTING.
 
-    ``progress`` is called after each chunk commits (its batches can be sent); ``stop`` ends planning after the chunk
-    under way. Returns True when the plan is whole (or there is nothing to plan), False when stopped early.
+    After each chunk commits, ``planned`` gets its batches with the endpoint definitions planning read (delivery
+    need not read them again; it may block to hold planning back); ``stop`` ends planning after the chunk under
+    way. Returns True when the plan is whole (or there is nothing to plan), False when stopped early.
     """
     with db.read() as conn:
         run = repo.get_run_if_any(conn, run_id)
@@ -263,16 +295,19 @@ def plan_run(
         else:
             planner.restore(run.plan_state)
         counts = _limit_counter(db, spec, now)
-        with db.read() as reader:
-            for rows in repo.stream_endpoints(reader, spec.app_id, CHUNK, after=planner.after):
-                planner.consider(rows, predicate, counts)
-                planner.after = rows[-1].id
-                with db.write() as conn:
-                    planner.write(conn)
-                if progress:
-                    progress()
-                if stop is not None and stop.is_set():
-                    return False
+        while True:
+            with db.read() as conn:  # a short read per chunk: no snapshot is held while the chunk is sent
+                rows = repo.endpoints_after(conn, spec.app_id, planner.after, CHUNK)
+            if not rows:
+                break
+            planner.consider(rows, predicate, counts)
+            planner.after = rows[-1].id
+            with db.write() as conn:
+                planner.write(conn)
+            if planned:
+                planned(planner.take_planned())
+            if stop is not None and stop.is_set():
+                return False
         for treatment_id, send_at in list(planner.groups):
             planner.flush(treatment_id, send_at)
         with db.write() as conn:
@@ -289,8 +324,8 @@ def plan_run(
                 finish_activity(conn, row.id, now)  # those whose batches were all sent while planning
     except RunGone:
         return True
-    if progress:
-        progress()
+    if planned:
+        planned(planner.take_planned())
     return True
 
 

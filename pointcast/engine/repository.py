@@ -105,15 +105,13 @@ def insert_outcomes(conn: sa.Connection, rows: Sequence[tuple[Any, ...]]) -> Non
     conn.exec_driver_sql(sql, list(rows))
 
 
-def stream_endpoints(conn: sa.Connection, app_id: str, chunk: int, after: str | None = None) -> Iterable[Sequence[Any]]:
-    """Every endpoint of the app (with an id past ``after``) in id order, ``chunk`` rows at a time, without loading
-    them all."""
+def endpoints_after(conn: sa.Connection, app_id: str, after: str | None, limit: int) -> Sequence[Any]:
+    """The next ``limit`` endpoints of the app in id order, after ``after`` (from the first if None)."""
     e = m.endpoints
-    query = sa.select(e.c.id, e.c.doc, e.c.last_active).where(e.c.app_id == app_id).order_by(e.c.id)
+    query = sa.select(e.c.id, e.c.doc, e.c.last_active).where(e.c.app_id == app_id)
     if after is not None:
         query = query.where(e.c.id > after)
-    result = conn.execution_options(yield_per=chunk).execute(query)
-    yield from result.partitions(chunk)
+    return conn.execute(query.order_by(e.c.id).limit(limit)).all()
 
 
 def sent_counts(
@@ -193,6 +191,25 @@ def finish_batch(conn: sa.Connection, batch_id: str, state: str, attempts: int, 
         .values(state=state, attempts=attempts, last_error=error)
     )
     return result.rowcount == 1
+
+
+def finish_batches(conn: sa.Connection, done: Sequence[tuple[str, str, int, str | None]]) -> set[str]:
+    """Mark many PENDING batches done or failed, from (id, state, attempts, error), in two statements; return the
+    ids this call finished (a batch another worker finished first is left as it is)."""
+    if not done:
+        return set()
+    b = m.batches
+    query = sa.select(b.c.id).where(b.c.id.in_([d[0] for d in done]), b.c.state == "PENDING")
+    if conn.dialect.name == "postgresql":
+        query = query.with_for_update()
+    pending = set(conn.execute(query).scalars())
+    mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
+    rows = [(state, attempts, error, batch_id) for batch_id, state, attempts, error in done if batch_id in pending]
+    if rows:
+        conn.exec_driver_sql(
+            f"UPDATE batches SET state = {mark}, attempts = {mark}, last_error = {mark} WHERE id = {mark}", rows
+        )
+    return pending
 
 
 def insert_attempts(conn: sa.Connection, rows: list[dict[str, Any]]) -> None:

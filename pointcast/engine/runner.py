@@ -10,6 +10,7 @@ loses nothing: on start, runs still PLANNING go on from where their planning got
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import logging
 import threading
@@ -29,7 +30,7 @@ from pointcast.engine import repository as repo
 from pointcast.engine import schedule
 from pointcast.engine.clock import Clock
 from pointcast.engine.execute import ExecuteDeps, Prepared, Result, deliver, fail_batch, prepare, record
-from pointcast.engine.plan import plan_run
+from pointcast.engine.plan import Planned, plan_run
 from pointcast.store import models as m
 
 log = logging.getLogger("pointcast.engine")
@@ -124,6 +125,8 @@ class Runner:
         self._recorder: asyncio.Task[None] | None = None
         self._planning: dict[str, asyncio.Task[None]] = {}  # run id -> its planning (on a worker thread)
         self._stop_planning = threading.Event()
+        self._planned_limit = 4 * self.concurrency  # planned batches waiting in the look-ahead before planning waits
+        self._started = asyncio.Event()  # a batch left the look-ahead
 
     async def start(self) -> None:
         connector = aiohttp.TCPConnector(ssl=self.ctx.ssl_context, limit=self.concurrency, keepalive_timeout=30)
@@ -195,21 +198,38 @@ class Runner:
                 self._planning[run.id] = asyncio.create_task(self._plan(run.id), name=f"plan-{run.id}")
 
     async def _plan(self, run_id: str) -> None:
-        """Plan a run on a worker thread; each chunk it commits wakes the loop to send that chunk's batches."""
+        """Plan a run on a worker thread. The batches each chunk commits go straight to the look-ahead, with the
+        endpoint definitions planning read; planning waits while the look-ahead is full (memory stays bounded)."""
         loop = asyncio.get_running_loop()
 
-        def planned_more() -> None:
-            loop.call_soon_threadsafe(self._wake.set)
+        def planned(items: list[Planned]) -> None:  # on the planning thread
+            future = asyncio.run_coroutine_threadsafe(self._take_planned(items), loop)
+            while not self._stop_planning.is_set():
+                with contextlib.suppress(concurrent.futures.TimeoutError):
+                    return future.result(timeout=0.5)
+            future.cancel()
 
         try:
             await asyncio.to_thread(
-                plan_run, self.ctx.db, run_id, self.clock.now(), progress=planned_more, stop=self._stop_planning
+                plan_run, self.ctx.db, run_id, self.clock.now(), planned=planned, stop=self._stop_planning
             )
         except Exception:
             log.exception("planning run %s failed; it goes on from where it got to at the next tick", run_id)
             await asyncio.sleep(self.interval)
         finally:
             self._planning.pop(run_id, None)
+
+    async def _take_planned(self, items: list[Planned]) -> None:
+        """Queue freshly planned batches that are due (a local-time batch for later is read when it is due), then
+        hold planning back until the look-ahead has room again."""
+        now = iso_ms(self.clock.now())
+        taken = set(self._inflight) | self._unrecorded | {item.batch.id for item in self._ready}
+        due = [(batch, ids, docs) for batch, ids, docs in items if batch.not_before <= now and batch.id not in taken]
+        self._ready.extend(Prepared(batch, ids, docs) for batch, ids, docs in due)
+        self._wake.set()
+        while len(self._ready) >= self._planned_limit:
+            self._started.clear()
+            await self._started.wait()
 
     def _free(self) -> int:
         """Slots to start batches in: a slot is held while a batch is delivered; results waiting for the group
@@ -220,6 +240,7 @@ class Runner:
         while self._ready and self._free() > 0:
             item = self._ready.popleft()
             self._inflight[item.batch.id] = asyncio.create_task(self._send(item), name=f"batch-{item.batch.id}")
+            self._started.set()
 
     async def _dispatch(self) -> None:
         """Start due batches in the free slots, from a look-ahead of prepared batches (due batches and their
