@@ -1,3 +1,4 @@
 from pointcast.cli import main
 
-main()
+if __name__ == "__main__":  # not when a planning process (multiprocessing, spawn) imports it
+    main()

@@ -36,6 +36,9 @@ class Settings(BaseSettings):
     scheduler_interval: float = Field(1.0, gt=0)
     manual_clock: bool = False  # tests move time with POST /pointcast/clock
     delivery_concurrency: int = Field(32, ge=1, le=1024)
+    # Plan a run past its first 5,000 endpoints in a child process (pointcast.engine.planner), off the event loop's
+    # interpreter lock; false plans on a thread of the server.
+    planning_process: bool = True
     delivery_attempts: int = Field(5, ge=1, le=20)
     delivery_backoff_base: float = Field(0.5, ge=0)
     delivery_backoff_cap: float = Field(30.0, ge=0)

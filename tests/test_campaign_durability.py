@@ -139,3 +139,14 @@ def test_sigkill_while_planning_goes_on_from_where_planning_got_to(durable) -> N
 
     wait_for(partly_planned, 30, "a partial plan", interval=0.01)
     restart_and_check(server, rx, app_id, campaign_id)
+
+
+def test_a_run_planned_while_it_is_sent_sends_each_batch_once(durable) -> None:
+    """Past its first chunk the run is planned in a child process while its batches are sent: each batch reaches
+    the webhook exactly once, whether planning handed it on or the runner read it from the store."""
+    server, rx, app_id = durable
+    campaign_id = start_campaign(server, rx, app_id)
+    wait_for_runs(server, server.pinpoint(), app_id, campaign_id, 1, "COMPLETED", timeout=60)
+    received = Counter(post.batch_id for post in rx.posts())
+    assert len(received) == BATCHES and set(received.values()) == {1}
+    assert sorted(rx.delivered()) == IDS and set(rx.delivered().values()) == {1}

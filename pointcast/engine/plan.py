@@ -35,6 +35,7 @@ from pointcast.store import Database
 
 BATCH_SIZE = 50  # seed 000: "Each payload can contain up to 50 endpoints"
 CHUNK = 5_000
+MAX_CACHED_ZONES = 10_000  # distinct Demographic.Timezone values whose send time is kept while planning
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,7 +134,9 @@ class _Planner:
         self.batches: list[dict[str, Any]] = []
         self.zones: dict[str, set[str]] = defaultdict(set)
         self.first_activity = spec.activity_ids["0"]
-        self.stamps: dict[datetime, str] = {}
+        self.zone_times: dict[str | None, str | None] = {}
+        # One treatment and no holdout: every endpoint is in treatment "0", no need to hash its id.
+        self.only = spec.treatments[0] if len(spec.treatments) == 1 and not spec.holdout else None
         self.after: str | None = None  # the last endpoint id planned
         self.docs: dict[str, str] = {}  # the stored definitions of the endpoints in part-filled batches
         self.planned: list[Planned] = []  # batches of this chunk that can go to delivery without a store read
@@ -156,12 +159,17 @@ class _Planner:
         for treatment_id, zones in state["zones"].items():
             self.zones[treatment_id] = set(zones)
 
-    def stamp(self, moment: datetime) -> str:
-        """``iso_ms`` of a send time, cached: a run has one send time per time zone at most."""
-        text = self.stamps.get(moment)
-        if text is None:
-            text = self.stamps[moment] = iso_ms(moment)
-        return text
+    def send_time(self, zone: str | None) -> str | None:
+        """When an endpoint in ``zone`` is sent (``iso_ms``), or None inside quiet time: worked out once per zone."""
+        try:
+            return self.zone_times[zone]
+        except KeyError:
+            spec = self.spec
+            send_at = schedule.local_send_time(spec.scheduled, spec.campaign.get("Schedule") or {}, zone)
+            due = None if schedule.in_quiet_time(send_at, spec.quiet_time, zone) else iso_ms(send_at)
+            if len(self.zone_times) < MAX_CACHED_ZONES:
+                self.zone_times[zone] = due
+            return due
 
     def skip(self, treatment: Treatment | None, endpoint_id: str, reason: str) -> None:
         activity = self.spec.activity_ids[treatment.id] if treatment else self.first_activity
@@ -175,7 +183,7 @@ class _Planner:
             doc = orjson.loads(row.doc)
             if not predicate(EndpointView(row.id, doc, _last_active(row.last_active))):
                 continue  # not in the segment: not part of this campaign
-            treatment = assign(spec.treatments, spec.holdout, bucket(spec.campaign_id, row.id))
+            treatment = self.only or assign(spec.treatments, spec.holdout, bucket(spec.campaign_id, row.id))
             zone = (doc.get("Demographic") or {}).get("Timezone")
             if doc.get("EndpointStatus") != "ACTIVE":
                 self.skip(treatment, row.id, "ENDPOINT_INACTIVE")
@@ -186,11 +194,11 @@ class _Planner:
             elif doc.get("ChannelType") not in treatment.endpoint_types:
                 self.skip(treatment, row.id, "CHANNEL_NOT_TARGETED")
             else:
-                send_at = schedule.local_send_time(spec.scheduled, spec.campaign.get("Schedule") or {}, zone)
-                if schedule.in_quiet_time(send_at, spec.quiet_time, zone):
+                due_at = self.send_time(zone)
+                if due_at is None:
                     self.skip(treatment, row.id, "QUIET_TIME")
                 else:
-                    candidates.append((row.id, treatment, self.stamp(send_at), zone))
+                    candidates.append((row.id, treatment, due_at, zone))
                     docs[row.id] = row.doc
         over = counts([c[0] for c in candidates]) if candidates else {}
         for endpoint_id, treatment, due_at, zone in candidates:
@@ -270,12 +278,14 @@ def plan_run(
     *,
     planned: Callable[[list[Planned]], None] | None = None,
     stop: threading.Event | None = None,
+    max_chunks: int | None = None,
 ) -> bool:
     """Plan a PLANNING run from where it got to, a chunk per transaction, then mark it EXECUTING.
 
     After each chunk commits, ``planned`` gets its batches with the endpoint definitions planning read (delivery
     need not read them again; it may block to hold planning back); ``stop`` ends planning after the chunk under
-    way. Returns True when the plan is whole (or there is nothing to plan), False when stopped early.
+    way; ``max_chunks`` ends it after that many chunks. Returns True when the plan is whole (or there is nothing to
+    plan), False when it stopped early.
     """
     with db.read() as conn:
         run = repo.get_run_if_any(conn, run_id)
@@ -295,6 +305,7 @@ def plan_run(
         else:
             planner.restore(run.plan_state)
         counts = _limit_counter(db, spec, now)
+        chunks = 0
         while True:
             with db.read() as conn:  # a short read per chunk: no snapshot is held while the chunk is sent
                 rows = repo.endpoints_after(conn, spec.app_id, planner.after, CHUNK)
@@ -306,7 +317,12 @@ def plan_run(
                 planner.write(conn)
             if planned:
                 planned(planner.take_planned())
+            chunks += 1
             if stop is not None and stop.is_set():
+                return False
+            if len(rows) < CHUNK:
+                break  # that was the last
+            if chunks == max_chunks:
                 return False
         for treatment_id, send_at in list(planner.groups):
             planner.flush(treatment_id, send_at)

@@ -138,7 +138,11 @@ def sent_counts(
 # --- execution -------------------------------------------------------------------------------------------------
 
 
-def due_batches(conn: sa.Connection, now: str, exclude: set[str], limit: int) -> list[sa.Row[Any]]:
+def due_batches(
+    conn: sa.Connection, now: str, exclude: set[str], limit: int, exclude_runs: Iterable[str] = ()
+) -> list[sa.Row[Any]]:
+    """Pending batches that are due, oldest first, but for the batches in ``exclude`` and the runs in
+    ``exclude_runs``."""
     b = m.batches
     query = (
         sa.select(b.c.id)
@@ -146,6 +150,8 @@ def due_batches(conn: sa.Connection, now: str, exclude: set[str], limit: int) ->
         .order_by(b.c.not_before, b.c.pk)
         .limit(limit + len(exclude))  # the batches in flight are still PENDING: look past them
     )
+    if runs := list(exclude_runs):
+        query = query.where(b.c.run_id.not_in(runs))
     return [row for row in conn.execute(query) if row.id not in exclude][:limit]
 
 

@@ -16,7 +16,9 @@ import logging
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from datetime import datetime
+from multiprocessing.process import BaseProcess
 from typing import Any
 
 import aiohttp
@@ -26,8 +28,8 @@ from pointcast.aws.wire import iso_ms, new_id
 from pointcast.campaigns.repository import campaigns
 from pointcast.channels.webhook.deliver import RetryPolicy
 from pointcast.context import Context
+from pointcast.engine import planner, schedule
 from pointcast.engine import repository as repo
-from pointcast.engine import schedule
 from pointcast.engine.clock import Clock
 from pointcast.engine.execute import ExecuteDeps, Prepared, Result, deliver, fail_batch, prepare, record
 from pointcast.engine.plan import Planned, plan_run
@@ -125,6 +127,7 @@ class Runner:
         self._recorder: asyncio.Task[None] | None = None
         self._planning: dict[str, asyncio.Task[None]] = {}  # run id -> its planning (on a worker thread)
         self._stop_planning = threading.Event()
+        self._children: dict[str, BaseProcess] = {}  # run id -> the process planning it
         self._planned_limit = 4 * self.concurrency  # planned batches waiting in the look-ahead before planning waits
         self._started = asyncio.Event()  # a batch left the look-ahead
 
@@ -154,6 +157,8 @@ class Runner:
         """Stop dispatching and planning (after the chunk under way), cancel deliveries in flight (they stay
         PENDING), record what was delivered."""
         self._stop_planning.set()
+        for process in list(self._children.values()):
+            process.kill()
         for task in (self._task, self._recorder):
             if task:
                 task.cancel()
@@ -209,15 +214,44 @@ class Runner:
                     return future.result(timeout=0.5)
             future.cancel()
 
+        in_child = self.ctx.settings.planning_process
         try:
-            await asyncio.to_thread(
-                plan_run, self.ctx.db, run_id, self.clock.now(), planned=planned, stop=self._stop_planning
+            whole = await asyncio.to_thread(
+                plan_run,
+                self.ctx.db,
+                run_id,
+                self.clock.now(),
+                planned=planned,
+                stop=self._stop_planning,
+                max_chunks=1 if in_child else None,
             )
+            if not whole and in_child and not self._stop_planning.is_set():
+                await asyncio.to_thread(self._plan_in_child, run_id, planned)
         except Exception:
             log.exception("planning run %s failed; it goes on from where it got to at the next tick", run_id)
             await asyncio.sleep(self.interval)
         finally:
             self._planning.pop(run_id, None)
+
+    def _plan_in_child(self, run_id: str, planned: Callable[[list[Planned]], None]) -> None:
+        """Go on planning in a child process (on a worker thread): hand on what it planned until its pipe ends."""
+        process, receive = planner.spawn(self.ctx.db.url, run_id, self.clock.now())
+        self._children[run_id] = process
+        try:
+            while not self._stop_planning.is_set():
+                try:
+                    items = receive.recv()
+                except EOFError:
+                    break
+                planned(items)
+        finally:
+            if self._stop_planning.is_set():
+                process.kill()  # safe: the run goes on from its last committed chunk next time
+            process.join()
+            receive.close()
+            self._children.pop(run_id, None)
+        if process.exitcode and not self._stop_planning.is_set():
+            raise RuntimeError(f"the planning process of run {run_id} exited with {process.exitcode}")
 
     async def _take_planned(self, items: list[Planned]) -> None:
         """Queue freshly planned batches that are due (a local-time batch for later is read when it is due), then
@@ -252,9 +286,13 @@ class Runner:
         wanted = self.concurrency - len(self._ready)
         now = iso_ms(self.clock.now())
         busy = set(self._inflight) | self._unrecorded | {item.batch.id for item in self._ready}
+        # A run being planned here gets its batches from planning (_take_planned), not from the store: a batch read
+        # here, sent and recorded before planning handed it on would be sent again. What planning does not hand on
+        # (a batch begun before a restart) is read once planning has ended.
+        planning = set(self._planning)
 
         def work(conn: sa.Connection) -> list[Prepared]:
-            return prepare(conn, [row.id for row in repo.due_batches(conn, now, busy, wanted)])
+            return prepare(conn, [row.id for row in repo.due_batches(conn, now, busy, wanted, planning)])
 
         fresh = await self.ctx.read(work)
         taken = set(self._inflight) | self._unrecorded | {item.batch.id for item in self._ready}

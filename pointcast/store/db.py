@@ -71,8 +71,12 @@ class Database:
             with self.engine.begin() as connection:
                 yield connection
             return
-        with self._write_lock, self.engine.begin() as connection:
-            yield connection
+        with self._write_lock, self.engine.connect() as connection:
+            # BEGIN IMMEDIATE: take SQLite's write lock first (waiting in the busy handler), so that a write
+            # transaction never fails to upgrade a read because another process (the planner) wrote meanwhile.
+            connection.execution_options(pointcast_write=True)
+            with connection.begin():
+                yield connection
 
     def dispose(self) -> None:
         self.engine.dispose()
@@ -90,4 +94,5 @@ def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
 
 
 def _sqlite_on_begin(connection: sa.Connection) -> None:
-    connection.exec_driver_sql("BEGIN")
+    immediate = connection.get_execution_options().get("pointcast_write")
+    connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")

@@ -1,0 +1,60 @@
+"""Planning a large run in a child process, so that planning (parsing and testing every endpoint) does not take the
+server's interpreter lock from the event loop that sends.
+
+The runner plans a run's first chunk on a thread; if there is more, a child process (``multiprocessing``, spawn)
+goes on from the run's planning cursor and sends each committed chunk's batches, with the endpoint definitions it
+read, back over a pipe. The pipe is read only as fast as the runner's look-ahead empties, so the child waits when
+delivery is behind. Killing the child at any point loses nothing: each chunk commits with the cursor, and the next
+planning of the run goes on from there.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import ctypes.util
+import multiprocessing
+import os
+import signal
+from datetime import datetime
+from multiprocessing.connection import Connection
+from multiprocessing.process import BaseProcess
+
+from pointcast.engine.plan import plan_run
+from pointcast.store import Database
+
+PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:
+    """Linux: SIGKILL this process when the server dies, so no orphan plans beside the next server."""
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+def _child(url: str, run_id: str, now: str, parent: int, out: Connection) -> None:
+    _die_with_parent()
+    if os.getppid() != parent:
+        return  # the server died before this line
+    db = Database(url)
+    try:
+        plan_run(db, run_id, datetime.fromisoformat(now), planned=out.send)
+    finally:
+        out.close()
+        db.dispose()
+
+
+def spawn(url: str, run_id: str, now: datetime) -> tuple[BaseProcess, Connection]:
+    """Start planning ``run_id`` in a child process; returns it and the end of the pipe its batches arrive on."""
+    context = multiprocessing.get_context("spawn")
+    receive, send = context.Pipe(duplex=False)
+    process = context.Process(
+        target=_child,
+        args=(url, run_id, now.isoformat(), os.getpid(), send),
+        name=f"pointcast-plan-{run_id}",
+        daemon=True,
+    )
+    process.start()
+    send.close()  # the child holds the only sending end: its exit ends the pipe
+    return process, receive
