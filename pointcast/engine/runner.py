@@ -1,6 +1,7 @@
 """The in-process runner: a scheduler loop that starts due runs, plans them, and sends due batches.
 
-Runs are planned on worker threads while the loop sends the batches each planned chunk committed. Concurrency is
+Runs are planned while the loop sends the batches each planned chunk committed: the first chunk on a worker thread,
+the rest in a child process (``POINTCAST_PLANNING_PROCESS``, pointcast.engine.planner). Concurrency is
 bounded (``POINTCAST_DELIVERY_CONCURRENCY`` batches being delivered, and at most as many delivered ones waiting for
 the group commit that records them); everything durable lives in the store, so stopping the process at any point
 loses nothing: on start, runs still PLANNING go on from where their planning got to, and PENDING batches are sent
@@ -125,7 +126,7 @@ class Runner:
         self._results: list[Result] = []  # delivered, not yet recorded
         self._recorded = asyncio.Event()
         self._recorder: asyncio.Task[None] | None = None
-        self._planning: dict[str, asyncio.Task[None]] = {}  # run id -> its planning (on a worker thread)
+        self._planning: dict[str, asyncio.Task[None]] = {}  # run id -> its planning (a thread, then a child process)
         self._stop_planning = threading.Event()
         self._children: dict[str, BaseProcess] = {}  # run id -> the process planning it
         self._planned_limit = 4 * self.concurrency  # planned batches waiting in the look-ahead before planning waits
