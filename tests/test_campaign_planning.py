@@ -85,7 +85,7 @@ def send(db: Database, rows: list[Any], now: datetime) -> None:
     """What delivering and recording these batches writes (their outcomes, the batch DONE, the activity check)."""
     with db.write() as conn:
         for row in rows:
-            assert repo.finish_batch(conn, row.id, "DONE", 1, None)
+            assert repo.finish_batches(conn, [(row.id, "DONE", 1, None)]) == {row.id}
             ids = orjson.loads(row.endpoint_ids)
             repo.insert_outcomes(conn, [(row.activity_id, i, row.run_id, "SENT", None, row.id, "t") for i in ids])
             finish_activity(conn, row.activity_id, now)

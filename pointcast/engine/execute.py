@@ -24,7 +24,7 @@ from pointcast.channels.webhook.deliver import Attempt, RetryPolicy, post_batch
 from pointcast.channels.webhook.signing import signature_headers
 from pointcast.engine import hooks
 from pointcast.engine import repository as repo
-from pointcast.engine.plan import RunSpec, load_spec
+from pointcast.engine.plan import Prepared, RunSpec, load_spec
 from pointcast.engine.progress import finish_activity
 from pointcast.engine.treatments import Treatment
 
@@ -88,15 +88,6 @@ def build_payload(
     if endpoints is None:
         endpoints = hooks.endpoints_json(docs, ids)
     return header[:-1] + b',"Endpoints":' + endpoints + b"}"
-
-
-@dataclass(slots=True)
-class Prepared:
-    """A pending batch read from the store: its row, its endpoint ids, and the definitions of those still there."""
-
-    batch: Any
-    ids: list[str]
-    docs: dict[str, str]
 
 
 @dataclass(slots=True)
@@ -255,7 +246,7 @@ async def fail_batch(deps: ExecuteDeps, batch_id: str, reason: str) -> None:
 
     def record(conn: sa.Connection) -> None:
         batch = repo.get_batch_if_any(conn, batch_id)
-        if batch is None or not repo.finish_batch(conn, batch_id, "FAILED", batch.attempts, reason):
+        if batch is None or not repo.finish_batches(conn, [(batch_id, "FAILED", batch.attempts, reason)]):
             return
         at = iso_ms(deps.now())
         ids = orjson.loads(batch.endpoint_ids)

@@ -15,7 +15,7 @@ from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 import sqlalchemy as sa
@@ -75,8 +75,13 @@ class BatchRow:
     app_id: str
 
 
-Planned = tuple[BatchRow, list[str], dict[str, str]]
-"""A batch handed from planning straight to delivery: its row, its endpoint ids, their stored definitions."""
+class Prepared(NamedTuple):
+    """A pending batch ready to deliver: its row (a ``batches`` row read with its run's app, or the ``BatchRow``
+    planning wrote), its endpoint ids, and the stored definitions of those that still exist."""
+
+    batch: Any
+    ids: list[str]
+    docs: dict[str, str]
 
 
 def load_spec(conn: sa.Connection, run_id: str) -> RunSpec:
@@ -139,7 +144,7 @@ class _Planner:
         self.only = spec.treatments[0] if len(spec.treatments) == 1 and not spec.holdout else None
         self.after: str | None = None  # the last endpoint id planned
         self.docs: dict[str, str] = {}  # the stored definitions of the endpoints in part-filled batches
-        self.planned: list[Planned] = []  # batches of this chunk that can go to delivery without a store read
+        self.planned: list[Prepared] = []  # batches of this chunk that can go to delivery without a store read
 
     def state(self) -> str:
         """Where planning got to, as the run's ``plan_state``: enough to go on from the next endpoint."""
@@ -228,9 +233,9 @@ class _Planner:
                 "attempts": 0,
             }
         )
-        docs = [self.docs.pop(i, None) for i in ids]
-        if None not in docs:  # else part of it was planned before a restart: delivery reads it from the store
-            self.planned.append((row, ids, dict(zip(ids, docs, strict=True))))  # type: ignore[arg-type]
+        docs = {i: self.docs.pop(i) for i in ids if i in self.docs}
+        if len(docs) == len(ids):  # else part of it was planned before a restart: delivery reads it from the store
+            self.planned.append(Prepared(row, ids, docs))
 
     def write(self, conn: sa.Connection) -> None:
         """Commit what was planned since the last write with the state it leaves planning in."""
@@ -240,7 +245,7 @@ class _Planner:
         repo.insert_batches(conn, self.batches)
         self.outcomes, self.batches = [], []
 
-    def take_planned(self) -> list[Planned]:
+    def take_planned(self) -> list[Prepared]:
         planned, self.planned = self.planned, []
         return planned
 
@@ -276,7 +281,7 @@ def plan_run(
     run_id: str,
     now: datetime,
     *,
-    planned: Callable[[list[Planned]], None] | None = None,
+    planned: Callable[[list[Prepared]], None] | None = None,
     stop: threading.Event | None = None,
     max_chunks: int | None = None,
 ) -> bool:
@@ -328,7 +333,8 @@ def plan_run(
             planner.flush(treatment_id, send_at)
         with db.write() as conn:
             planner.write(conn)
-            for row in repo.activities_of_run(conn, run_id):
+            activities = repo.activities_of_run(conn, run_id)
+            for row in activities:
                 doc = dict(row.doc)
                 doc.update(
                     TotalEndpointCount=repo.batch_endpoint_count(conn, row.id),
@@ -336,7 +342,7 @@ def plan_run(
                 )
                 repo.save_activity(conn, doc)
             repo.set_run_state(conn, run_id, "EXECUTING")
-            for row in repo.activities_of_run(conn, run_id):
+            for row in activities:
                 finish_activity(conn, row.id, now)  # those whose batches were all sent while planning
     except RunGone:
         return True

@@ -188,17 +188,6 @@ def endpoint_docs(conn: sa.Connection, app_id: str, ids: list[str]) -> dict[str,
     return {endpoint_id: found[0] for endpoint_id, found in docs_by_id(conn, app_id, ids).items()}
 
 
-def finish_batch(conn: sa.Connection, batch_id: str, state: str, attempts: int, error: str | None) -> bool:
-    """Mark a PENDING batch done or failed; False if another worker already finished it."""
-    b = m.batches
-    result = conn.execute(
-        sa.update(b)
-        .where(b.c.id == batch_id, b.c.state == "PENDING")
-        .values(state=state, attempts=attempts, last_error=error)
-    )
-    return result.rowcount == 1
-
-
 def finish_batches(conn: sa.Connection, done: Sequence[tuple[str, str, int, str | None]]) -> set[str]:
     """Mark many PENDING batches done or failed, from (id, state, attempts, error), in two statements; return the
     ids this call finished (a batch another worker finished first is left as it is)."""

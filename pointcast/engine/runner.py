@@ -33,7 +33,7 @@ from pointcast.engine import planner, schedule
 from pointcast.engine import repository as repo
 from pointcast.engine.clock import Clock
 from pointcast.engine.execute import ExecuteDeps, Prepared, Result, deliver, fail_batch, prepare, record
-from pointcast.engine.plan import Planned, plan_run
+from pointcast.engine.plan import plan_run
 from pointcast.store import models as m
 
 log = logging.getLogger("pointcast.engine")
@@ -208,7 +208,7 @@ class Runner:
         endpoint definitions planning read; planning waits while the look-ahead is full (memory stays bounded)."""
         loop = asyncio.get_running_loop()
 
-        def planned(items: list[Planned]) -> None:  # on the planning thread
+        def planned(items: list[Prepared]) -> None:  # on the planning thread
             future = asyncio.run_coroutine_threadsafe(self._take_planned(items), loop)
             while not self._stop_planning.is_set():
                 with contextlib.suppress(concurrent.futures.TimeoutError):
@@ -234,7 +234,7 @@ class Runner:
         finally:
             self._planning.pop(run_id, None)
 
-    def _plan_in_child(self, run_id: str, planned: Callable[[list[Planned]], None]) -> None:
+    def _plan_in_child(self, run_id: str, planned: Callable[[list[Prepared]], None]) -> None:
         """Go on planning in a child process (on a worker thread): hand on what it planned until its pipe ends."""
         process, receive = planner.spawn(self.ctx.db.url, run_id, self.clock.now())
         self._children[run_id] = process
@@ -254,13 +254,12 @@ class Runner:
         if process.exitcode and not self._stop_planning.is_set():
             raise RuntimeError(f"the planning process of run {run_id} exited with {process.exitcode}")
 
-    async def _take_planned(self, items: list[Planned]) -> None:
+    async def _take_planned(self, items: list[Prepared]) -> None:
         """Queue freshly planned batches that are due (a local-time batch for later is read when it is due), then
         hold planning back until the look-ahead has room again."""
         now = iso_ms(self.clock.now())
         taken = set(self._inflight) | self._unrecorded | {item.batch.id for item in self._ready}
-        due = [(batch, ids, docs) for batch, ids, docs in items if batch.not_before <= now and batch.id not in taken]
-        self._ready.extend(Prepared(batch, ids, docs) for batch, ids, docs in due)
+        self._ready.extend(item for item in items if item.batch.not_before <= now and item.batch.id not in taken)
         self._wake.set()
         while len(self._ready) >= self._planned_limit:
             self._started.clear()
