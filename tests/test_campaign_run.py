@@ -227,3 +227,55 @@ def test_recency_uses_effective_date_and_events(server, pinpoint, app_id, receiv
     wait_for_state(pinpoint, app_id, campaign["Id"], "COMPLETED", server=server)
     delivered = {e for r in receiver.requests if r.method == "POST" for e in json.loads(r.body)["Endpoints"]}
     assert delivered == {"revived", "fresh"}
+
+
+def test_a_segment_sql_cannot_wholly_decide_reaches_exactly_its_audience(server, pinpoint, app_id, receiver) -> None:
+    """The store narrows the audience in SQL and asks the segment's predicate about the rest (dates, a metric at its
+    bound, a platform outside ASCII): the endpoints reached are exactly those the segment describes."""
+    platforms = ["iOS", "android", "\u212aindle"]  # KELVIN SIGN K: casefolds to "kindle"
+    items = [
+        {
+            "Id": f"mix-{i:02d}",
+            "ChannelType": "CUSTOM",
+            "Address": f"a{i}",
+            "Attributes": {"Joined": [f"2024-0{1 + i % 6}-15T00:00:00Z"]},
+            "Demographic": {"Platform": platforms[i % 3]},
+            "Metrics": {"score": i / 10},
+        }
+        for i in range(60)
+    ]
+    pinpoint.update_endpoints_batch(ApplicationId=app_id, EndpointBatchRequest={"Item": items})
+    segment = pinpoint.create_segment(
+        ApplicationId=app_id,
+        WriteSegmentRequest={
+            "Name": "mixed",
+            "Dimensions": {"Metrics": {"score": {"ComparisonOperator": "GREATER_THAN_OR_EQUAL", "Value": 1.5}}},
+            "SegmentGroups": {
+                "Include": "ALL",
+                "Groups": [
+                    {
+                        "Type": "ANY",
+                        "Dimensions": [
+                            {"Attributes": {"Joined": {"AttributeType": "AFTER", "Values": ["2024-04-01"]}}},
+                            {"Demographic": {"Platform": {"Values": ["KINDLE"]}}},
+                        ],
+                    }
+                ],
+            },
+        },
+    )["SegmentResponse"]
+    campaign = pinpoint.create_campaign(
+        ApplicationId=app_id,
+        WriteCampaignRequest={
+            "Name": "mixed",
+            "SegmentId": segment["Id"],
+            "Schedule": {"StartTime": "IMMEDIATE"},
+            "MessageConfiguration": {"CustomMessage": {"Data": "x"}},
+            "CustomDeliveryConfiguration": {"DeliveryUri": receiver.url, "EndpointTypes": ["CUSTOM"]},
+        },
+    )["CampaignResponse"]
+    wait_for_state(pinpoint, app_id, campaign["Id"], "COMPLETED", server=server)
+    delivered = [e for r in receiver.requests if r.method == "POST" for e in json.loads(r.body)["Endpoints"]]
+    expected = {f"mix-{i:02d}" for i in range(15, 60) if i % 6 >= 3 or i % 3 == 2}
+    assert len(delivered) == len(set(delivered))
+    assert set(delivered) == expected

@@ -1,11 +1,13 @@
 """Planning a run: resolve the segment, split treatments, filter, and write batches of at most 50 before sending.
 
-Planning reads endpoints in id order, a chunk at a time (memory does not grow with the segment), and writes each
-chunk's batches and skipped outcomes in its own transaction, together with where it got to (the run's
-``plan_state``: the last endpoint id planned, the batches not yet full, the time zones seen). The batches of a chunk
-can be sent as soon as it commits, while the rest is planned; a run still PLANNING after a crash or a stop resumes
-from its ``plan_state``, so nothing planned (and perhaps sent) is planned again. Activities stay open until the plan
-is whole (``progress.finish_activity``).
+Planning reads, in id order and a chunk at a time (memory does not grow with the segment), the endpoints the
+segment's SQL selection may hold (:mod:`pointcast.segments.query`: the store leaves out those outside it, and the
+segment's Python predicate is asked only about rows SQL cannot decide); it writes each chunk's batches and skipped
+outcomes in its own transaction, together with where it got to (the run's ``plan_state``: the last endpoint id
+planned, the batches not yet full, the time zones seen). The batches of a chunk can be sent as soon as it commits,
+while the rest is planned; a run still PLANNING after a crash or a stop resumes from its ``plan_state``, so nothing
+planned (and perhaps sent) is planned again. Activities stay open until the plan is whole
+(``progress.finish_activity``).
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from pointcast.engine.progress import finish_activity
 from pointcast.engine.treatments import Treatment, assign, bucket, treatments_of
 from pointcast.imports.audience import ImportedSegments, is_imported
 from pointcast.segments.evaluate import EndpointView, Predicate, compile_segment
+from pointcast.segments.query import Selection, json_text, select_segment
 from pointcast.segments.repository import segments
 from pointcast.store import Database
 
@@ -107,22 +110,38 @@ def load_spec(conn: sa.Connection, run_id: str) -> RunSpec:
     )
 
 
-def _predicate(conn: sa.Connection, spec: RunSpec, now: datetime) -> Predicate:
+@dataclass(frozen=True)
+class Audience:
+    """Who a run's segment holds: a SQL selection the store applies while planning reads, and the Python predicate
+    asked about the rows the selection is not sure of (None when it is exact)."""
+
+    selection: Selection
+    check: Predicate | None
+
+
+def audience(conn: sa.Connection, spec: RunSpec, now: datetime) -> Audience:
     campaign = spec.campaign
+    loaded: dict[tuple[str, int | None], dict[str, Any]] = {}
 
     def load(segment_id: str, version: int | None) -> dict[str, Any]:
-        if version is None:
-            return segments.get(conn, spec.app_id, segment_id)
-        return segments.version(conn, spec.app_id, segment_id, str(version))
+        key = (segment_id, version)
+        if key not in loaded:
+            if version is None:
+                loaded[key] = segments.get(conn, spec.app_id, segment_id)
+            else:
+                loaded[key] = segments.version(conn, spec.app_id, segment_id, str(version))
+        return loaded[key]
 
     segment = load(campaign["SegmentId"], campaign.get("SegmentVersion"))
-    # IMPORT segments are fixed lists of endpoints (pointcast.imports.audience): as the campaign's segment, a
-    # membership test; as a SourceSegment, a stand-in dimension the members are marked with. The member ids of each
-    # IMPORT segment version used are held in a set while the run is planned (fine up to a few million).
+    # IMPORT segments are fixed lists of endpoints (pointcast.imports.audience): in SQL a subquery on their members;
+    # for the predicate, a membership test or, as a SourceSegment, a stand-in dimension the members are marked with.
     imported = ImportedSegments(conn, spec.app_id)
     if is_imported(segment):
-        return imported.membership(segment)
-    return imported.marking(compile_segment(segment, now=now, load_segment=imported.loader(load)))
+        return Audience(Selection.of(imported.condition(segment)), None)
+    predicate = compile_segment(segment, now=now, load_segment=imported.loader(load))  # refuses a broken segment
+    dialect = conn.dialect.name
+    selection = select_segment(segment, dialect=dialect, now=now, load_segment=load, imported=imported.condition)
+    return Audience(selection, None if selection.exact else imported.marking(predicate))
 
 
 def _last_active(value: str | None) -> datetime | None:
@@ -180,23 +199,25 @@ class _Planner:
         activity = self.spec.activity_ids[treatment.id] if treatment else self.first_activity
         self.outcomes.append((activity, endpoint_id, self.spec.run_id, "SKIPPED", reason, None, self.now_iso))
 
-    def consider(self, rows: Any, predicate: Predicate, counts: Any) -> None:
+    def consider(self, rows: Any, check: Predicate | None, counts: Any) -> None:
+        """Plan a chunk read by :func:`repo.endpoints_after` (rows the segment's selection may hold)."""
         spec = self.spec
         docs = self.docs
         candidates: list[tuple[str, Treatment, str, str | None]] = []
         for row in rows:
-            doc = orjson.loads(row.doc)
-            if not predicate(EndpointView(row.id, doc, _last_active(row.last_active))):
-                continue  # not in the segment: not part of this campaign
+            if check is not None and not row.sure:
+                view = EndpointView(row.id, orjson.loads(row.doc), _last_active(row.last_active))
+                if not check(view):
+                    continue  # not in the segment: not part of this campaign
             treatment = self.only or assign(spec.treatments, spec.holdout, bucket(spec.campaign_id, row.id))
-            zone = (doc.get("Demographic") or {}).get("Timezone")
-            if doc.get("EndpointStatus") != "ACTIVE":
+            zone = row.zone
+            if row.endpoint_status != "ACTIVE":
                 self.skip(treatment, row.id, "ENDPOINT_INACTIVE")
-            elif doc.get("OptOut", "NONE") != "NONE":
+            elif row.opt_out != "NONE":
                 self.skip(treatment, row.id, "OPTED_OUT")
             elif treatment is None:
                 self.skip(None, row.id, "HOLDOUT")
-            elif doc.get("ChannelType") not in treatment.endpoint_types:
+            elif row.channel_type not in treatment.endpoint_types:
                 self.skip(treatment, row.id, "CHANNEL_NOT_TARGETED")
             else:
                 due_at = self.send_time(zone)
@@ -297,7 +318,8 @@ def plan_run(
         if run is None or run.state != "PLANNING":
             return True
         spec = load_spec(conn, run_id)
-        predicate = _predicate(conn, spec, now)
+        who = audience(conn, spec, now)
+        zone = json_text(conn.dialect.name, "Demographic", "Timezone")
     planner = _Planner(spec, now)
     try:
         if run.plan_state is None:
@@ -313,10 +335,18 @@ def plan_run(
         chunks = 0
         while True:
             with db.read() as conn:  # a short read per chunk: no snapshot is held while the chunk is sent
-                rows = repo.endpoints_after(conn, spec.app_id, planner.after, CHUNK)
+                rows = repo.endpoints_after(
+                    conn,
+                    spec.app_id,
+                    planner.after,
+                    CHUNK,
+                    where=who.selection.maybe,
+                    sure=who.selection.sure,
+                    zone=zone,
+                )
             if not rows:
                 break
-            planner.consider(rows, predicate, counts)
+            planner.consider(rows, who.check, counts)
             planner.after = rows[-1].id
             with db.write() as conn:
                 planner.write(conn)

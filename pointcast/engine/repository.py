@@ -105,10 +105,29 @@ def insert_outcomes(conn: sa.Connection, rows: Sequence[tuple[Any, ...]]) -> Non
     conn.exec_driver_sql(sql, list(rows))
 
 
-def endpoints_after(conn: sa.Connection, app_id: str, after: str | None, limit: int) -> Sequence[Any]:
-    """The next ``limit`` endpoints of the app in id order, after ``after`` (from the first if None)."""
+def endpoints_after(
+    conn: sa.Connection,
+    app_id: str,
+    after: str | None,
+    limit: int,
+    *,
+    where: sa.ColumnElement[bool],
+    sure: sa.ColumnElement[bool],
+    zone: sa.ColumnElement[Any],
+) -> Sequence[Any]:
+    """The next ``limit`` endpoints of the app where ``where`` holds, in id order, after ``after`` (from the first
+    if None): id, doc, last_active, channel_type, endpoint_status, opt_out, ``zone`` and ``sure`` (both labelled)."""
     e = m.endpoints
-    query = sa.select(e.c.id, e.c.doc, e.c.last_active).where(e.c.app_id == app_id)
+    query = sa.select(
+        e.c.id,
+        e.c.doc,
+        e.c.last_active,
+        e.c.channel_type,
+        e.c.endpoint_status,
+        e.c.opt_out,
+        zone.label("zone"),
+        sure.label("sure"),
+    ).where(e.c.app_id == app_id, where)
     if after is not None:
         query = query.where(e.c.id > after)
     return conn.execute(query.order_by(e.c.id).limit(limit)).all()

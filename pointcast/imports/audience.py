@@ -1,8 +1,10 @@
 """Who is in an IMPORT segment, for a campaign run.
 
 An imported segment is a fixed list of endpoints: those the import job that defined its version wrote
-(``segment_imports`` -> ``import_members``). Segment evaluation (:mod:`pointcast.segments.evaluate`) knows only
-dimensions and groups, so an IMPORT segment reaches it in one of two ways:
+(``segment_imports`` -> ``import_members``). In SQL (:mod:`pointcast.segments.query`) that is a subquery on
+``import_members`` (:meth:`ImportedSegments.condition`), and planning needs no more where the segment's SQL is exact.
+The Python predicate (:mod:`pointcast.segments.evaluate`) knows only dimensions and groups, so where it is asked, an
+IMPORT segment reaches it in one of two ways:
 
 * as the campaign's own segment: :meth:`ImportedSegments.membership`, a plain ``id in members`` predicate;
 * as a SourceSegment of a segment group: the load function handed to ``compile_segment`` is wrapped
@@ -12,8 +14,8 @@ dimensions and groups, so an IMPORT segment reaches it in one of two ways:
   is a member. Stored attribute names can never contain NUL (every write refuses it), so the stand-in matches
   nothing else. The endpoint's stored document is not touched: members see a shallow copy.
 
-Memory: the member ids of each IMPORT segment version a run uses are held in a Python set for the run's planning
-(about 100 bytes per member: fine up to a few million; past that, planning should join ``import_members`` instead).
+Memory: only for those predicates, the member ids of each IMPORT segment version they use are held in a Python set
+for the run's planning (about 100 bytes per member), loaded when the predicate is made.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import sqlalchemy as sa
 
 from pointcast.imports import repository as repo
 from pointcast.segments.evaluate import EndpointView, LoadSegment, Predicate
+from pointcast.store import models as m
 
 MARK = "\x00pointcast:import:"
 _MEMBER = ["1"]
@@ -39,10 +42,17 @@ class ImportedSegments:
     def __init__(self, conn: sa.Connection, app_id: str) -> None:
         self.conn = conn
         self.app_id = app_id
-        self.marks: dict[str, frozenset[str]] = {}
+        self.marks: dict[str, dict[str, Any]] = {}  # stand-in attribute name -> the IMPORT segment it stands for
 
     def members(self, segment: dict[str, Any]) -> frozenset[str]:
         return frozenset(repo.member_ids(self.conn, self.app_id, segment["Id"], segment["Version"]))
+
+    def condition(self, segment: dict[str, Any]) -> sa.ColumnElement[bool]:
+        """The members of an IMPORT segment as a condition on ``endpoints``: a subquery, nothing held in memory."""
+        job_id = repo.defining_job(self.conn, self.app_id, segment["Id"], segment["Version"])
+        if job_id is None:
+            return sa.false()
+        return m.endpoints.c.id.in_(repo.member_query(job_id))
 
     def membership(self, segment: dict[str, Any]) -> Predicate:
         """The audience of an IMPORT segment: exactly its members."""
@@ -57,18 +67,18 @@ class ImportedSegments:
             if not is_imported(segment):
                 return segment
             name = f"{MARK}{segment['Id']}@{segment['Version']}"
-            if name not in self.marks:
-                self.marks[name] = self.members(segment)
+            self.marks[name] = segment
             dimension = {"AttributeType": "INCLUSIVE", "Values": list(_MEMBER)}
             return {"Id": segment["Id"], "Dimensions": {"Attributes": {name: dimension}}}
 
         return wrapped
 
     def marking(self, predicate: Predicate) -> Predicate:
-        """``predicate``, asked about endpoints that carry the stand-in attribute of each segment they belong to."""
+        """``predicate``, asked about endpoints that carry the stand-in attribute of each segment they belong to
+        (the members of those segments are read now)."""
         if not self.marks:
             return predicate
-        marks = tuple(self.marks.items())
+        marks = tuple((name, self.members(segment)) for name, segment in self.marks.items())
 
         def check(view: EndpointView) -> bool:
             hits = {name: _MEMBER for name, members in marks if view.id in members}

@@ -132,19 +132,30 @@ def defined_before(conn: sa.Connection, app_id: str, segment_id: str) -> bool:
     return conn.execute(query.limit(1)).first() is not None
 
 
-def member_ids(conn: sa.Connection, app_id: str, segment_id: str, version: int) -> set[str]:
-    """The endpoint ids of one version of an IMPORT segment: those of the newest import at or before it."""
-    job_id = conn.scalar(
+def defining_job(conn: sa.Connection, app_id: str, segment_id: str, version: int) -> str | None:
+    """The import job whose endpoints are the members of one version of an IMPORT segment: the newest import at or
+    before that version (None: no import defined it)."""
+    job_id: str | None = conn.scalar(
         sa.select(versions.c.job_id)
         .where(versions.c.app_id == app_id, versions.c.segment_id == segment_id, versions.c.version <= version)
         .order_by(versions.c.version.desc())
         .limit(1)
     )
+    return job_id
+
+
+def member_query(job_id: str) -> sa.Select[Any]:
+    """The endpoint ids an import job wrote."""
+    return sa.select(members.c.endpoint_id).where(members.c.job_id == job_id)
+
+
+def member_ids(conn: sa.Connection, app_id: str, segment_id: str, version: int) -> set[str]:
+    """The endpoint ids of one version of an IMPORT segment: those of the newest import at or before it."""
+    job_id = defining_job(conn, app_id, segment_id, version)
     if job_id is None:
         return set()
-    query = sa.select(members.c.endpoint_id).where(members.c.job_id == job_id)
-    result = conn.execution_options(yield_per=10_000).execute(query)
+    result = conn.execution_options(yield_per=10_000).execute(member_query(job_id))
     ids: set[str] = set()
     for chunk in result.partitions():
-        ids.update(endpoint_id for (endpoint_id,) in chunk)
+        ids.update(row[0] for row in chunk)
     return ids
