@@ -78,6 +78,7 @@ def put(db: Database, views: list[EndpointView]) -> str:
                 doc["OptOut"],
                 None,
                 orjson.dumps(doc).decode(),
+                (doc.get("Demographic") or {}).get("Timezone"),
                 active,
             )
         )

@@ -38,6 +38,7 @@ UPSERT_COLUMNS = (
     "opt_out",
     "request_id",
     "doc",
+    "timezone",
     "last_active",
 )
 _UPDATED = ", ".join(f"{c} = excluded.{c}" for c in UPSERT_COLUMNS[2:-1]) + (

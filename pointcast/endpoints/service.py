@@ -97,6 +97,7 @@ def write(conn: sa.Connection, app_id: str, items: list[tuple[str, dict[str, Any
             doc["OptOut"],
             request_id,
             text.decode(),
+            (doc.get("Demographic") or {}).get("Timezone"),
             effective,
         )
     repository.upsert(conn, list(rows.values()))

@@ -32,7 +32,7 @@ from pointcast.engine.progress import finish_activity
 from pointcast.engine.treatments import Treatment, assign, bucket, treatments_of
 from pointcast.imports.audience import ImportedSegments, is_imported
 from pointcast.segments.evaluate import EndpointView, Predicate, compile_segment
-from pointcast.segments.query import Selection, json_text, select_segment
+from pointcast.segments.query import Selection, select_segment
 from pointcast.segments.repository import segments
 from pointcast.store import Database
 
@@ -210,7 +210,7 @@ class _Planner:
                 if not check(view):
                     continue  # not in the segment: not part of this campaign
             treatment = self.only or assign(spec.treatments, spec.holdout, bucket(spec.campaign_id, row.id))
-            zone = row.zone
+            zone = row.timezone
             if row.endpoint_status != "ACTIVE":
                 self.skip(treatment, row.id, "ENDPOINT_INACTIVE")
             elif row.opt_out != "NONE":
@@ -319,7 +319,8 @@ def plan_run(
             return True
         spec = load_spec(conn, run_id)
         who = audience(conn, spec, now)
-        zone = json_text(conn.dialect.name, "Demographic", "Timezone")
+    # An exact selection holds only rows it is sure of: no need to work the condition out a second time per row.
+    sure = sa.true() if who.selection.exact else who.selection.sure
     planner = _Planner(spec, now)
     try:
         if run.plan_state is None:
@@ -341,8 +342,7 @@ def plan_run(
                     planner.after,
                     CHUNK,
                     where=who.selection.maybe,
-                    sure=who.selection.sure,
-                    zone=zone,
+                    sure=sure,
                 )
             if not rows:
                 break

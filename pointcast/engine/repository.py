@@ -113,10 +113,9 @@ def endpoints_after(
     *,
     where: sa.ColumnElement[bool],
     sure: sa.ColumnElement[bool],
-    zone: sa.ColumnElement[Any],
 ) -> Sequence[Any]:
     """The next ``limit`` endpoints of the app where ``where`` holds, in id order, after ``after`` (from the first
-    if None): id, doc, last_active, channel_type, endpoint_status, opt_out, ``zone`` and ``sure`` (both labelled)."""
+    if None): id, doc, last_active, channel_type, endpoint_status, opt_out, timezone and ``sure`` (labelled)."""
     e = m.endpoints
     query = sa.select(
         e.c.id,
@@ -125,7 +124,7 @@ def endpoints_after(
         e.c.channel_type,
         e.c.endpoint_status,
         e.c.opt_out,
-        zone.label("zone"),
+        e.c.timezone,
         sure.label("sure"),
     ).where(e.c.app_id == app_id, where)
     if after is not None:

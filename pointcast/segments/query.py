@@ -55,7 +55,7 @@ from pointcast.segments.evaluate import (
 )
 from pointcast.store import models as m
 
-__all__ = ["METRIC_TOLERANCE", "Selection", "json_text", "select_segment"]
+__all__ = ["METRIC_TOLERANCE", "Selection", "select_segment"]
 
 Condition = sa.ColumnElement[bool]
 
@@ -205,13 +205,6 @@ class _Json:
     def lower(self, value: Any) -> Any:
         """ASCII letters lowered, whatever the database's locale."""
         return sa.func.lower(value.collate("C") if self.postgres else value)
-
-
-def json_text(dialect: str, *path: str) -> Any:
-    """The string at ``path`` in ``endpoints.doc`` (NULL when missing), for reading alongside a selection."""
-    value = _Json(dialect).text(path)
-    assert value is not None, path
-    return value
 
 
 # --- criteria ------------------------------------------------------------------------------------------------------

@@ -40,6 +40,7 @@ endpoints = sa.Table(
     sa.Column("request_id", sa.Text, nullable=True),
     sa.Column("doc", sa.Text, nullable=False),
     sa.Column("last_active", sa.String(32), nullable=True),  # newest EffectiveDate or event time (Recency)
+    sa.Column("timezone", sa.Text, nullable=True),  # Demographic.Timezone, read by planning (local time, quiet time)
     sa.Index("ix_endpoints_app_user", "app_id", "user_id"),
 )
 
