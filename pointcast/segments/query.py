@@ -30,8 +30,10 @@ Which criteria are exact, on SQLite (JSON1) and PostgreSQL (jsonb) alike:
 * IMPORT segments (the campaign's own or a SourceSegment): membership in the ``import_members`` rows of the job
   that defined the version, a subquery, so no member list is held in memory.
 
-The stored values are those the API validated (attribute values are lists of strings, metrics numbers, the
-Demographic and Location members strings), which is what the SQL relies on.
+On PostgreSQL the conditions read the jsonb copy of each definition the store keeps beside its text (``doc_json``, a
+generated column); SQLite's JSON1 reads the text. The stored values are those the API validated (attribute values
+are lists of strings, metrics numbers, the Demographic and Location members strings), which is what the SQL relies
+on.
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.dialects.postgresql import JSONB
 
 from pointcast.aws.wire import iso_ms
@@ -154,7 +157,8 @@ class _Json:
 
     def __init__(self, dialect: str) -> None:
         self.postgres = dialect == "postgresql"
-        self.doc: Any = sa.cast(_e.c.doc, JSONB) if self.postgres else _e.c.doc
+        # PostgreSQL: the jsonb copy of the definition the store keeps (migration 0007), parsed once per write.
+        self.doc: Any = sa.literal_column("endpoints.doc_json", JSONB) if self.postgres else _e.c.doc
 
     def _jsonb(self, path: tuple[str, ...]) -> Any:
         return sa.func.jsonb_extract_path(self.doc, *[sa.literal(p) for p in path])
@@ -177,6 +181,12 @@ class _Json:
         return sa.case(
             (sa.func.json_type(self.doc, spelled).in_(("integer", "real")), sa.func.json_extract(self.doc, spelled))
         )
+
+    def has_any(self, path: tuple[str, ...], values: list[str]) -> Condition | None:
+        """The list at ``path`` has one of ``values`` (SQL NULL when there is no list)."""
+        if self.postgres:
+            return self._jsonb(path).op("?|")(postgresql.array(values))  # type: ignore[no-any-return]
+        return self.any_string(path, lambda value: value.in_(values))
 
     def any_string(self, path: tuple[str, ...], test: Callable[[Any], Condition]) -> Condition | None:
         """EXISTS an element of the list at ``path`` for which ``test(element)`` holds."""
@@ -233,8 +243,8 @@ class _Compiler:
             if not values:
                 found: Selection = _NONE
             else:
-                condition = self.json.any_string(path, lambda value: value.in_(values))
-                found = _UNKNOWN if condition is None else Selection.of(condition)
+                condition = self.json.has_any(path, values)
+                found = _UNKNOWN if condition is None else Selection.of(_known(condition))
             return found if kind == "INCLUSIVE" else none_of([found])
         if kind == "CONTAINS":
             if not values:
