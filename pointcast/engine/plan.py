@@ -12,12 +12,11 @@ planned (and perhaps sent) is planned again. Activities stay open until the plan
 
 from __future__ import annotations
 
-import threading
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol
 
 import orjson
 import sqlalchemy as sa
@@ -271,6 +270,12 @@ class _Planner:
         return planned
 
 
+class Stop(Protocol):
+    """Something that says when planning should stop (a ``threading.Event``, say)."""
+
+    def is_set(self) -> bool: ...
+
+
 class RunGone(Exception):
     """The run was deleted (with its campaign or app) while it was planned."""
 
@@ -303,7 +308,7 @@ def plan_run(
     now: datetime,
     *,
     planned: Callable[[list[Prepared]], None] | None = None,
-    stop: threading.Event | None = None,
+    stop: Stop | None = None,
     max_chunks: int | None = None,
 ) -> bool:
     """Plan a PLANNING run from where it got to, a chunk per transaction, then mark it EXECUTING.

@@ -1,11 +1,12 @@
 """Planning a large run in a child process, so that planning (parsing and testing every endpoint) does not take the
 server's interpreter lock from the event loop that sends.
 
-The runner plans a run's first chunk on a thread; if there is more, a child process (``multiprocessing``, spawn)
-goes on from the run's planning cursor and sends each committed chunk's batches, with the endpoint definitions it
-read, back over a pipe. The pipe is read only as fast as the runner's look-ahead empties, so the child waits when
-delivery is behind. Killing the child at any point loses nothing: each chunk commits with the cursor, and the next
-planning of the run goes on from there.
+The runner plans a run's first chunk on a thread; if there is more, it starts a child process (``multiprocessing``,
+spawn) and goes on planning on the thread while the child starts (about a second of imports); once the child says it
+is ready, the thread stops after its chunk under way, and the child goes on from the run's planning cursor and sends
+each committed chunk's batches, with the endpoint definitions it read, back over a pipe. The pipe is read only as
+fast as the runner's look-ahead empties, so the child waits when delivery is behind. Killing the child at any point
+loses nothing: each chunk commits with the cursor, and the next planning of the run goes on from there.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import ctypes.util
 import multiprocessing
 import os
 import signal
+from dataclasses import dataclass
 from datetime import datetime
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
@@ -35,28 +37,51 @@ def _die_with_parent() -> None:
         libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
-def _child(url: str, run_id: str, now: str, parent: int, out: Connection) -> None:
+READY = "ready"
+
+
+def _child(url: str, run_id: str, now: str, parent: int, out: Connection, go: Connection) -> None:
     _die_with_parent()
     if os.getppid() != parent:
         return  # the server died before this line
     db = Database(url)
     try:
-        plan_run(db, run_id, datetime.fromisoformat(now), planned=out.send)
+        out.send(READY)
+        if go.recv():
+            plan_run(db, run_id, datetime.fromisoformat(now), planned=out.send)
+    except EOFError:
+        pass  # the runner let go of the child before it was needed
     finally:
         out.close()
         db.dispose()
 
 
-def spawn(url: str, run_id: str, now: datetime) -> tuple[BaseProcess, Connection]:
-    """Start planning ``run_id`` in a child process; returns it and the end of the pipe its batches arrive on."""
+@dataclass
+class Child:
+    """A planning process: ``receive`` gets ``READY`` once it has started, then each chunk's batches; ``go`` tells
+    it whether to plan (True: from the run's planning cursor) or to exit (False)."""
+
+    process: BaseProcess
+    receive: Connection
+    go: Connection
+
+    def ready(self) -> bool:
+        """Whether the child has said it is ready (its message is left on the pipe)."""
+        return self.receive.poll()
+
+
+def spawn(url: str, run_id: str, now: datetime) -> Child:
+    """Start a child process that will plan ``run_id`` when told to."""
     context = multiprocessing.get_context("spawn")
     receive, send = context.Pipe(duplex=False)
+    wait, go = context.Pipe(duplex=False)
     process = context.Process(
         target=_child,
-        args=(url, run_id, now.isoformat(), os.getpid(), send),
+        args=(url, run_id, now.isoformat(), os.getpid(), send, wait),
         name=f"pointcast-plan-{run_id}",
         daemon=True,
     )
     process.start()
     send.close()  # the child holds the only sending end: its exit ends the pipe
-    return process, receive
+    wait.close()
+    return Child(process, receive, go)

@@ -98,6 +98,17 @@ def start_due_runs(conn: sa.Connection, now: datetime) -> list[str]:
     return started
 
 
+class _Either:
+    """Stop planning on this thread when the runner stops, or when the planning process is ready to take over."""
+
+    def __init__(self, stopping: threading.Event, child: planner.Child) -> None:
+        self.stopping = stopping
+        self.child = child
+
+    def is_set(self) -> bool:
+        return self.stopping.is_set() or self.child.ready()
+
+
 class Runner:
     """Runs campaigns inside the server process (asyncio), with ``concurrency`` batches in flight."""
 
@@ -227,32 +238,48 @@ class Runner:
                 max_chunks=1 if in_child else None,
             )
             if not whole and in_child and not self._stop_planning.is_set():
-                await asyncio.to_thread(self._plan_in_child, run_id, planned)
+                child = planner.spawn(self.ctx.db.url, run_id, self.clock.now())
+                self._children[run_id] = child.process
+                try:
+                    # Go on here while the child starts; hand over at the first chunk boundary after it is ready.
+                    stop = _Either(self._stop_planning, child)
+                    whole = await asyncio.to_thread(
+                        plan_run, self.ctx.db, run_id, self.clock.now(), planned=planned, stop=stop
+                    )
+                finally:
+                    await asyncio.to_thread(self._plan_in_child, run_id, child, planned, not whole)
         except Exception:
             log.exception("planning run %s failed; it goes on from where it got to at the next tick", run_id)
             await asyncio.sleep(self.interval)
         finally:
             self._planning.pop(run_id, None)
 
-    def _plan_in_child(self, run_id: str, planned: Callable[[list[Prepared]], None]) -> None:
-        """Go on planning in a child process (on a worker thread): hand on what it planned until its pipe ends."""
-        process, receive = planner.spawn(self.ctx.db.url, run_id, self.clock.now())
-        self._children[run_id] = process
+    def _plan_in_child(
+        self, run_id: str, child: planner.Child, planned: Callable[[list[Prepared]], None], go: bool
+    ) -> None:
+        """Tell the child whether to go on planning (on a worker thread), then hand on what it planned until its
+        pipe ends."""
+        go = go and not self._stop_planning.is_set()
         try:
-            while not self._stop_planning.is_set():
+            if go:
+                with contextlib.suppress(EOFError, OSError):
+                    if child.receive.recv() == planner.READY:
+                        child.go.send(True)
+            while go and not self._stop_planning.is_set():
                 try:
-                    items = receive.recv()
+                    items = child.receive.recv()
                 except EOFError:
                     break
                 planned(items)
         finally:
-            if self._stop_planning.is_set():
-                process.kill()  # safe: the run goes on from its last committed chunk next time
-            process.join()
-            receive.close()
+            if self._stop_planning.is_set() or not go:
+                child.process.kill()  # safe: it plans only when told to, and each chunk commits with the cursor
+            child.process.join()
+            child.receive.close()
+            child.go.close()
             self._children.pop(run_id, None)
-        if process.exitcode and not self._stop_planning.is_set():
-            raise RuntimeError(f"the planning process of run {run_id} exited with {process.exitcode}")
+        if go and child.process.exitcode and not self._stop_planning.is_set():
+            raise RuntimeError(f"the planning process of run {run_id} exited with {child.process.exitcode}")
 
     async def _take_planned(self, items: list[Prepared]) -> None:
         """Queue freshly planned batches that are due (a local-time batch for later is read when it is due), then
@@ -260,6 +287,7 @@ class Runner:
         now = iso_ms(self.clock.now())
         taken = set(self._inflight) | self._unrecorded | {item.batch.id for item in self._ready}
         self._ready.extend(item for item in items if item.batch.not_before <= now and item.batch.id not in taken)
+        self._start_ready()
         self._wake.set()
         while len(self._ready) >= self._planned_limit:
             self._started.clear()
@@ -308,7 +336,8 @@ class Runner:
             self._unrecorded.add(batch_id)  # not due again until the recorder has written it
             self._inflight.pop(batch_id, None)
             self._recorded.set()
-            self._wake.set()  # the slot is free: start the next batch now
+            self._start_ready()  # the slot is free: start the next batch read ahead now, not at the next tick
+            self._wake.set()  # and let the loop top the look-ahead up
             return
         except asyncio.CancelledError:
             raise
@@ -354,6 +383,7 @@ class Runner:
         finally:
             for result in results:
                 self._unrecorded.discard(result.batch_id)
+            self._start_ready()
             self._wake.set()
 
     async def _respect_rate(self, item: Prepared) -> None:
