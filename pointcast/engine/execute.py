@@ -7,6 +7,7 @@ crash is sent again with the same id (``X-Pointcast-Batch-Id``), so a receiver c
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -47,18 +48,29 @@ class ExecuteDeps:
     function_attempts: int = 3
     hook_timeout: float = 15.0
 
+    loading: dict[tuple[str, str], asyncio.Future[Any]] = field(default_factory=dict)
+
+    async def _once(self, key: tuple[str, str], load: Callable[[sa.Connection], Any]) -> Any:
+        """``load`` read from the store once for every caller waiting on ``key`` at the same time (a run's first
+        batches all start together; each must not read the same thing again)."""
+        future = self.loading.get(key)
+        if future is None:
+            future = self.loading[key] = asyncio.ensure_future(self.read(load))
+            future.add_done_callback(lambda _: self.loading.pop(key, None))
+        return await asyncio.shield(future)
+
     async def webhook_secret(self, app_id: str) -> str | None:
         """The project's signing secret, re-read at most every few seconds so a rotation takes effect."""
         cached = self.secrets.get(app_id)
         if cached is None or time.monotonic() - cached[0] > SECRET_TTL:
-            settings = await self.read(lambda conn: apps.get(conn, app_id).settings)
+            settings = await self._once(("secret", app_id), lambda conn: apps.get(conn, app_id).settings)
             cached = (time.monotonic(), settings.get(WEBHOOK_SECRET_KEY))
             self.secrets[app_id] = cached
         return cached[1]
 
     async def spec(self, run_id: str) -> RunSpec:
         if run_id not in self.specs:
-            self.specs[run_id] = await self.read(lambda conn: load_spec(conn, run_id))
+            self.specs[run_id] = await self._once(("spec", run_id), lambda conn: load_spec(conn, run_id))
         return self.specs[run_id]
 
 
