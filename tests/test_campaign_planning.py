@@ -156,3 +156,25 @@ def test_planning_a_deleted_run_stops(planned) -> None:
     server.pinpoint().delete_campaign(ApplicationId=run.app_id, CampaignId=run.campaign_id)
     assert plan_run(db, run_id, now) is True
     assert batches(db, run_id) == []
+
+
+def test_two_planners_of_one_run_never_plan_the_same_endpoints(planned) -> None:
+    """A planner whose run another planner moved on meanwhile writes nothing more (its plan_state is stale)."""
+    _, db, run_id, now = planned
+    chunks = 0
+
+    def meanwhile(items: list[Any]) -> None:  # after the first planner's first chunk commits
+        nonlocal chunks
+        chunks += 1
+        if chunks == 1:
+            assert plan_run(db, run_id, now, max_chunks=1) is False  # a second planner takes the next chunk
+
+    assert plan_run(db, run_id, now, planned=meanwhile) is True  # the first one finds its state stale and stops
+    assert chunks == 1
+    planned_ids = [i for b in batches(db, run_id) for i in orjson.loads(b.endpoint_ids)]
+    assert len(planned_ids) == len(set(planned_ids))
+    active = [i for i in IDS[: 2 * CHUNK] if i not in INACTIVE]
+    assert planned_ids == active[: len(active) // BATCH_SIZE * BATCH_SIZE]
+    assert plan_run(db, run_id, now) is True  # the rest, from where the second planner got to
+    planned_ids = [i for b in batches(db, run_id) for i in orjson.loads(b.endpoint_ids)]
+    assert planned_ids == ACTIVE

@@ -161,6 +161,7 @@ class _Planner:
         # One treatment and no holdout: every endpoint is in treatment "0", no need to hash its id.
         self.only = spec.treatments[0] if len(spec.treatments) == 1 and not spec.holdout else None
         self.after: str | None = None  # the last endpoint id planned
+        self.saved: str | None = None  # the run's plan_state as this planner last read or wrote it
         self.docs: dict[str, str] = {}  # the stored definitions of the endpoints in part-filled batches
         self.planned: list[Prepared] = []  # batches of this chunk that can go to delivery without a store read
 
@@ -175,6 +176,7 @@ class _Planner:
         ).decode()
 
     def restore(self, text: str) -> None:
+        self.saved = text
         state = orjson.loads(text)
         self.after = state["after"]
         for treatment_id, due_at, ids in state["groups"]:
@@ -259,8 +261,10 @@ class _Planner:
 
     def write(self, conn: sa.Connection) -> None:
         """Commit what was planned since the last write with the state it leaves planning in."""
-        if not repo.save_plan_state(conn, self.spec.run_id, self.state()):
+        state = self.state()
+        if not repo.save_plan_state(conn, self.spec.run_id, state, self.saved):
             raise RunGone(self.spec.run_id)
+        self.saved = state
         repo.insert_outcomes(conn, self.outcomes)
         repo.insert_batches(conn, self.batches)
         self.outcomes, self.batches = [], []
@@ -277,7 +281,8 @@ class Stop(Protocol):
 
 
 class RunGone(Exception):
-    """The run was deleted (with its campaign or app) while it was planned."""
+    """The run is not this planner's to plan any more: it was deleted (with its campaign or app), or another planner
+    moved its plan on (the transaction that would have written this planner's batches is rolled back)."""
 
 
 def _limit_counter(db: Database, spec: RunSpec, now: datetime) -> Any:

@@ -48,10 +48,12 @@ def set_run_state(conn: sa.Connection, run_id: str, state: str) -> None:
     conn.execute(sa.update(m.runs).where(m.runs.c.id == run_id).values(state=state, plan_state=None))
 
 
-def save_plan_state(conn: sa.Connection, run_id: str, state: str) -> bool:
-    """Where planning got to; False if the run is no longer PLANNING (or was deleted)."""
+def save_plan_state(conn: sa.Connection, run_id: str, state: str, previous: str | None) -> bool:
+    """Where planning got to, if it was still at ``previous``; False if the run is no longer PLANNING (or was
+    deleted), or another planner moved it on meanwhile (then this one must not write what it planned)."""
     r = m.runs
-    result = conn.execute(sa.update(r).where(r.c.id == run_id, r.c.state == "PLANNING").values(plan_state=state))
+    where = (r.c.id == run_id, r.c.state == "PLANNING", r.c.plan_state.is_not_distinct_from(previous))
+    result = conn.execute(sa.update(r).where(*where).values(plan_state=state))
     return result.rowcount == 1
 
 
