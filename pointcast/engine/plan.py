@@ -201,32 +201,32 @@ class _Planner:
         self.outcomes.append((activity, endpoint_id, self.spec.run_id, "SKIPPED", reason, None, self.now_iso))
 
     def consider(self, rows: Any, check: Predicate | None, counts: Any) -> None:
-        """Plan a chunk read by :func:`repo.endpoints_after` (rows the segment's selection may hold)."""
+        """Plan a chunk read by :func:`repo.endpoints_after` (rows the segment's selection may hold, its columns in
+        that function's order)."""
         spec = self.spec
         docs = self.docs
         candidates: list[tuple[str, Treatment, str, str | None]] = []
-        for row in rows:
-            if check is not None and not row.sure:
-                view = EndpointView(row.id, orjson.loads(row.doc), _last_active(row.last_active))
+        for endpoint_id, doc, last_active, channel_type, status, opt_out, zone, sure in rows:  # no Row lookups
+            if check is not None and not sure:
+                view = EndpointView(endpoint_id, orjson.loads(doc), _last_active(last_active))
                 if not check(view):
                     continue  # not in the segment: not part of this campaign
-            treatment = self.only or assign(spec.treatments, spec.holdout, bucket(spec.campaign_id, row.id))
-            zone = row.timezone
-            if row.endpoint_status != "ACTIVE":
-                self.skip(treatment, row.id, "ENDPOINT_INACTIVE")
-            elif row.opt_out != "NONE":
-                self.skip(treatment, row.id, "OPTED_OUT")
+            treatment = self.only or assign(spec.treatments, spec.holdout, bucket(spec.campaign_id, endpoint_id))
+            if status != "ACTIVE":
+                self.skip(treatment, endpoint_id, "ENDPOINT_INACTIVE")
+            elif opt_out != "NONE":
+                self.skip(treatment, endpoint_id, "OPTED_OUT")
             elif treatment is None:
-                self.skip(None, row.id, "HOLDOUT")
-            elif row.channel_type not in treatment.endpoint_types:
-                self.skip(treatment, row.id, "CHANNEL_NOT_TARGETED")
+                self.skip(None, endpoint_id, "HOLDOUT")
+            elif channel_type not in treatment.endpoint_types:
+                self.skip(treatment, endpoint_id, "CHANNEL_NOT_TARGETED")
             else:
                 due_at = self.send_time(zone)
                 if due_at is None:
-                    self.skip(treatment, row.id, "QUIET_TIME")
+                    self.skip(treatment, endpoint_id, "QUIET_TIME")
                 else:
-                    candidates.append((row.id, treatment, due_at, zone))
-                    docs[row.id] = row.doc
+                    candidates.append((endpoint_id, treatment, due_at, zone))
+                    docs[endpoint_id] = doc
         over = counts([c[0] for c in candidates]) if candidates else {}
         for endpoint_id, treatment, due_at, zone in candidates:
             if endpoint_id in over:
