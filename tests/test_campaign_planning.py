@@ -8,6 +8,7 @@ against the same store, so it can stop planning after exactly one chunk.
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from collections import Counter
 from collections.abc import Iterator
@@ -20,6 +21,7 @@ import pytest
 import sqlalchemy as sa
 
 from pointcast.engine import repository as repo
+from pointcast.engine.execute import ExecuteDeps, fail_batch
 from pointcast.engine.plan import BATCH_SIZE, CHUNK, plan_run
 from pointcast.engine.progress import finish_activity
 from pointcast.engine.runner import start_due_runs
@@ -178,3 +180,29 @@ def test_two_planners_of_one_run_never_plan_the_same_endpoints(planned) -> None:
     assert plan_run(db, run_id, now) is True  # the rest, from where the second planner got to
     planned_ids = [i for b in batches(db, run_id) for i in orjson.loads(b.endpoint_ids)]
     assert planned_ids == ACTIVE
+
+
+def test_giving_up_on_a_batch_fails_each_of_its_endpoints_once(planned) -> None:
+    """fail_batch (a batch that kept failing inside pointcast): every endpoint of the batch ends FAILED with the
+    reason, the batch FAILED; a second call changes nothing."""
+    _, db, run_id, now = planned
+    assert plan_run(db, run_id, now) is True
+    first = batches(db, run_id)[0]
+
+    async def read(work: Any) -> Any:
+        with db.read() as conn:
+            return work(conn)
+
+    async def write(work: Any) -> Any:
+        with db.write() as conn:
+            return work(conn)
+
+    deps = ExecuteDeps(read, write, None, None, lambda: now)  # type: ignore[arg-type]
+    asyncio.run(fail_batch(deps, first.id, "INTERNAL_ERROR: boom"))
+    asyncio.run(fail_batch(deps, first.id, "INTERNAL_ERROR: again"))
+    with db.read() as conn:
+        o = m.outcomes
+        rows = conn.execute(sa.select(o.c.endpoint_id, o.c.status, o.c.reason).where(o.c.batch_id == first.id)).all()
+        state = conn.scalar(sa.select(m.batches.c.state).where(m.batches.c.id == first.id))
+    assert sorted(rows) == [(i, "FAILED", "INTERNAL_ERROR: boom") for i in orjson.loads(first.endpoint_ids)]
+    assert state == "FAILED"

@@ -111,8 +111,9 @@ class Result:
     state: str
     attempts: int
     failure: str | None
-    outcomes: list[tuple[Any, ...]]
+    outcomes: list[tuple[Any, ...]]  # endpoints with an outcome of their own (filtered out, deleted)
     attempt_rows: list[dict[str, Any]]
+    delivered: tuple[Any, ...] | None = None  # one outcome for the endpoints delivered: repo.insert_outcome_sets
 
 
 def prepare(conn: sa.Connection, batch_ids: list[str]) -> list[Prepared]:
@@ -208,8 +209,11 @@ async def deliver(deps: ExecuteDeps, item: Prepared) -> Result:
     at = iso_ms(deps.now())
     status = "FAILED" if failure else "SENT"
     activity_id, run_id, batch_id = batch.activity_id, batch.run_id, batch.id
-    rows = [(activity_id, i, run_id, status, failure, batch_id, at) for i in present]
-    rows += [(activity_id, i, run_id, "SKIPPED", hooks.FILTERED, batch_id, at) for i in filtered]
+    # The endpoints delivered share one outcome: one row of parameters that the store expands (no tuple each).
+    delivered = None
+    if present:
+        delivered = (activity_id, run_id, status, failure, batch_id, at, orjson.dumps(present).decode())
+    rows = [(activity_id, i, run_id, "SKIPPED", hooks.FILTERED, batch_id, at) for i in filtered]
     rows += [(activity_id, i, run_id, "SKIPPED", "ENDPOINT_DELETED", batch_id, at) for i in ids if i not in docs]
     attempts = [
         {
@@ -231,6 +235,7 @@ async def deliver(deps: ExecuteDeps, item: Prepared) -> Result:
         failure,
         rows,
         attempts,
+        delivered,
     )
 
 
@@ -239,6 +244,7 @@ def record(conn: sa.Connection, results: list[Result], now: datetime) -> None:
     ids = repo.finish_batches(conn, [(r.batch_id, r.state, r.attempts, r.failure) for r in results])
     finished = [r for r in results if r.batch_id in ids]
     repo.insert_attempts(conn, [row for r in finished for row in r.attempt_rows])
+    repo.insert_outcome_sets(conn, [r.delivered for r in finished if r.delivered])
     repo.insert_outcomes(conn, [row for r in finished for row in r.outcomes])
     for activity_id in dict.fromkeys(r.activity_id for r in finished):
         finish_activity(conn, activity_id, now)
@@ -261,8 +267,8 @@ async def fail_batch(deps: ExecuteDeps, batch_id: str, reason: str) -> None:
         if batch is None or not repo.finish_batches(conn, [(batch_id, "FAILED", batch.attempts, reason)]):
             return
         at = iso_ms(deps.now())
-        ids = orjson.loads(batch.endpoint_ids)
-        repo.insert_outcomes(conn, [(batch.activity_id, i, batch.run_id, "FAILED", reason, batch_id, at) for i in ids])
+        failed = (batch.activity_id, batch.run_id, "FAILED", reason, batch_id, at, batch.endpoint_ids)
+        repo.insert_outcome_sets(conn, [failed])
         finish_activity(conn, batch.activity_id, deps.now())
 
     await deps.write(record)

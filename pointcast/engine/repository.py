@@ -107,6 +107,23 @@ def insert_outcomes(conn: sa.Connection, rows: Sequence[tuple[Any, ...]]) -> Non
     conn.exec_driver_sql(sql, list(rows))
 
 
+def insert_outcome_sets(conn: sa.Connection, sets: Sequence[tuple[Any, ...]]) -> None:
+    """One outcome for many endpoints: each set is (activity_id, run_id, status, reason, batch_id, at, endpoint ids
+    as a JSON array), expanded into one row per endpoint by the store (the same rows ``insert_outcomes`` writes)."""
+    if not sets:
+        return
+    if conn.dialect.name == "postgresql":
+        values, expand = "%s, e.value, %s, %s, %s, %s, %s", "jsonb_array_elements_text(CAST(%s AS jsonb)) AS e(value)"
+    else:
+        values, expand = "?, e.value, ?, ?, ?, ?, ?", "json_each(?) AS e"
+    # The parameters bind in the order they appear: the six members, then the ids in FROM.
+    conn.exec_driver_sql(
+        "INSERT INTO outcomes (activity_id, endpoint_id, run_id, status, reason, batch_id, at) "
+        f"SELECT {values} FROM {expand} WHERE true ON CONFLICT (activity_id, endpoint_id) DO NOTHING",
+        list(sets),
+    )
+
+
 def endpoints_after(
     conn: sa.Connection,
     app_id: str,
