@@ -22,6 +22,7 @@ import sqlalchemy as sa
 
 from pointcast.engine import repository as repo
 from pointcast.engine.execute import ExecuteDeps, fail_batch
+from pointcast.engine.hooks import endpoints_json
 from pointcast.engine.plan import BATCH_SIZE, CHUNK, plan_run
 from pointcast.engine.progress import finish_activity
 from pointcast.engine.runner import start_due_runs
@@ -108,8 +109,10 @@ def test_a_stopped_plan_goes_on_from_where_it_got_to(planned) -> None:
 
     first = batches(db, run_id)
     # Each committed batch goes to delivery with the definitions planning read: no second read of the store.
-    assert [(row.id, ids) for row, ids, _ in handed] == [(b.id, orjson.loads(b.endpoint_ids)) for b in first]
-    assert all(docs == stored_docs(db, ids) for _, ids, docs in handed)
+    assert [(item.batch.id, item.ids) for item in handed] == [(b.id, orjson.loads(b.endpoint_ids)) for b in first]
+    # ... already joined as the payload's Endpoints, as they are stored.
+    assert all(item.docs == {} for item in handed)
+    assert all(item.endpoints == endpoints_json(stored_docs(db, item.ids), item.ids) for item in handed)
     first_chunk = IDS[:CHUNK]
     active_first = [i for i in first_chunk if i not in INACTIVE]
     assert len(first) == len(active_first) // BATCH_SIZE  # only full batches; the rest waits in the plan state
@@ -131,7 +134,7 @@ def test_a_stopped_plan_goes_on_from_where_it_got_to(planned) -> None:
     assert plan_run(db, run_id, now, planned=handed.extend) is True
     every = batches(db, run_id)
     # The batch that began before the stop has definitions this planning did not read: delivery reads it.
-    assert [row.id for row, _, _ in handed] == [b.id for b in every[len(first) + 1 :]]
+    assert [item.batch.id for item in handed] == [b.id for b in every[len(first) + 1 :]]
     assert [b.id for b in every[: len(first)]] == [b.id for b in first]  # planned once, under the same ids
     planned_ids = [i for b in every for i in orjson.loads(b.endpoint_ids)]
     assert planned_ids == ACTIVE  # each active endpoint once, in id order

@@ -142,10 +142,10 @@ async def deliver(deps: ExecuteDeps, item: Prepared) -> Result:
     The FILTER hook, if any, runs first and may narrow or rewrite the batch; then the custom channel (webhook or
     function) or, for a campaign of built-in channels, a DELIVERY hook.
     """
-    batch, docs = item.batch, item.docs
+    batch, docs, joined = item.batch, item.docs, item.endpoints
     spec = await deps.spec(batch.run_id)
     ids = item.ids
-    present = [endpoint_id for endpoint_id in ids if endpoint_id in docs]
+    present = list(ids) if joined is not None else [endpoint_id for endpoint_id in ids if endpoint_id in docs]
     treatment = spec.treatment(batch.treatment_id)
     hook = spec.hook or {}
     hook_target = str(hook.get("LambdaFunctionName") or hook.get("WebUrl") or "")
@@ -160,7 +160,7 @@ async def deliver(deps: ExecuteDeps, item: Prepared) -> Result:
         failure = f"MAXIMUM_DURATION: the run passed its MaximumDuration of {max_duration} s"
     elif present and hook.get("Mode") == "FILTER":
         header = _header(spec, treatment, batch.activity_id, batch.not_before, False)
-        event = hooks.hook_event(header, hooks.endpoints_json(docs, present))
+        event = hooks.hook_event(header, joined if joined is not None else hooks.endpoints_json(docs, present))
         called = await hooks.call(
             deps, hook_target, event, kind="FILTER", source_arn=spec.arn, batch_id=batch.id,
             timeout=deps.hook_timeout, sign=sign,
@@ -178,7 +178,7 @@ async def deliver(deps: ExecuteDeps, item: Prepared) -> Result:
             present, filtered, endpoints = kept.kept, kept.dropped, kept.endpoints_json()
     if failure is None and present:
         if endpoints is None:
-            endpoints = hooks.endpoints_json(docs, present)
+            endpoints = joined if joined is not None else hooks.endpoints_json(docs, present)
         if treatment.is_webhook:
             body = build_payload(
                 spec, treatment, batch.activity_id, batch.not_before, docs, present, endpoints=endpoints
@@ -214,7 +214,8 @@ async def deliver(deps: ExecuteDeps, item: Prepared) -> Result:
     if present:
         delivered = (activity_id, run_id, status, failure, batch_id, at, orjson.dumps(present).decode())
     rows = [(activity_id, i, run_id, "SKIPPED", hooks.FILTERED, batch_id, at) for i in filtered]
-    rows += [(activity_id, i, run_id, "SKIPPED", "ENDPOINT_DELETED", batch_id, at) for i in ids if i not in docs]
+    if joined is None:
+        rows += [(activity_id, i, run_id, "SKIPPED", "ENDPOINT_DELETED", batch_id, at) for i in ids if i not in docs]
     attempts = [
         {
             "batch_id": batch.id,

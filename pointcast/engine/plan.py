@@ -26,7 +26,7 @@ from pointcast.aws.wire import iso_ms, new_id
 from pointcast.campaigns.repository import campaigns
 from pointcast.engine import repository as repo
 from pointcast.engine import schedule
-from pointcast.engine.hooks import effective_hook
+from pointcast.engine.hooks import effective_hook, endpoints_json
 from pointcast.engine.progress import finish_activity
 from pointcast.engine.treatments import Treatment, assign, bucket, treatments_of
 from pointcast.imports.audience import ImportedSegments, is_imported
@@ -79,11 +79,13 @@ class BatchRow:
 
 class Prepared(NamedTuple):
     """A pending batch ready to deliver: its row (a ``batches`` row read with its run's app, or the ``BatchRow``
-    planning wrote), its endpoint ids, and the stored definitions of those that still exist."""
+    planning wrote), its endpoint ids, and the stored definitions of those that still exist; or, from planning,
+    ``endpoints``: the definitions of all of them already joined as the payload's ``Endpoints`` (``docs`` empty)."""
 
     batch: Any
     ids: list[str]
     docs: dict[str, str]
+    endpoints: bytes | None = None
 
 
 def load_spec(conn: sa.Connection, run_id: str) -> RunSpec:
@@ -257,7 +259,7 @@ class _Planner:
         )
         docs = {i: self.docs.pop(i) for i in ids if i in self.docs}
         if len(docs) == len(ids):  # else part of it was planned before a restart: delivery reads it from the store
-            self.planned.append(Prepared(row, ids, docs))
+            self.planned.append(Prepared(row, ids, {}, endpoints_json(docs, ids)))
 
     def write(self, conn: sa.Connection) -> None:
         """Commit what was planned since the last write with the state it leaves planning in."""
