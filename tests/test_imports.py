@@ -412,15 +412,33 @@ def test_campaign_on_imported_segment_targets_exactly_its_endpoints(
         },
     )["SegmentResponse"]
 
+    # SQL cannot decide the date criterion: the endpoints with a Team are asked the Python predicate, which sees the
+    # imported segment through its stand-in attribute (no Team value is a date, so only members are in).
+    either = pinpoint.create_segment(
+        ApplicationId=app_id,
+        WriteSegmentRequest={
+            "Name": "imported, or a Team after 2000",
+            "SegmentGroups": {
+                "Include": "ANY",
+                "Groups": [
+                    {"SourceSegments": [{"Id": imported_id}]},
+                    {"Dimensions": [{"Attributes": {"Team": {"AttributeType": "AFTER", "Values": ["2000-01-01"]}}}]},
+                ],
+            },
+        },
+    )["SegmentResponse"]
+
     direct = campaign_on(pinpoint, app_id, imported_id, receiver.url, "direct")
     grouped = campaign_on(pinpoint, app_id, group["Id"], receiver.url, "grouped")
     excluded = campaign_on(pinpoint, app_id, outside["Id"], receiver.url, "excluded")
-    for campaign_id in (direct, grouped, excluded):
+    asked = campaign_on(pinpoint, app_id, either["Id"], receiver.url, "asked")
+    for campaign_id in (direct, grouped, excluded, asked):
         wait_campaign(pinpoint, app_id, campaign_id)
 
     assert sorted(delivered(receiver, direct)) == sorted(members)
     assert sorted(delivered(receiver, grouped)) == sorted(blue_members)
     assert sorted(delivered(receiver, excluded)) == sorted(f"other-{i}" for i in range(1, 60))
+    assert sorted(delivered(receiver, asked)) == sorted(members)
 
 
 # --- size and memory -----------------------------------------------------------------------------------------------

@@ -30,8 +30,8 @@ PR_SET_PDEATHSIG = 1
 
 def _die_with_parent() -> None:
     """Linux: SIGKILL this process when the server dies, so no orphan plans beside the next server. (The signal
-    comes when the thread that started the child ends: a thread of asyncio's executor, which lives as long as the
-    server's loop; an early end only stops planning, which the next tick resumes.)"""
+    comes when the thread that started the child ends: the runner starts it from the event loop's thread, which
+    lives as long as the server; were it to end early, that would only stop planning, which the next tick resumes.)"""
     with contextlib.suppress(OSError, AttributeError):
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
         libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)

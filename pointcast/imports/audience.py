@@ -2,19 +2,17 @@
 
 An imported segment is a fixed list of endpoints: those the import job that defined its version wrote
 (``segment_imports`` -> ``import_members``). In SQL (:mod:`pointcast.segments.query`) that is a subquery on
-``import_members`` (:meth:`ImportedSegments.condition`), and planning needs no more where the segment's SQL is exact.
-The Python predicate (:mod:`pointcast.segments.evaluate`) knows only dimensions and groups, so where it is asked, an
-IMPORT segment reaches it in one of two ways:
+``import_members`` (:meth:`ImportedSegments.condition`): all a campaign whose segment is an IMPORT segment needs, and
+all any segment needs where its SQL is exact. The Python predicate (:mod:`pointcast.segments.evaluate`), asked about
+the rows a segment's SQL cannot decide, knows only dimensions and groups, so an IMPORT segment that is a
+SourceSegment of a group reaches it this way: the load function handed to ``compile_segment`` is wrapped
+(:meth:`ImportedSegments.loader`) so that it returns, for an IMPORT segment, a stand-in whose only dimension is an
+attribute named ``\\x00pointcast:import:ID@VERSION`` INCLUSIVE ``["1"]``; the compiled predicate is then wrapped
+(:meth:`ImportedSegments.marking`) so that each endpoint it is asked about carries that attribute exactly when it is
+a member. Stored attribute names can never contain NUL (every write refuses it), so the stand-in matches nothing
+else. The endpoint's stored document is not touched: members see a shallow copy.
 
-* as the campaign's own segment: :meth:`ImportedSegments.membership`, a plain ``id in members`` predicate;
-* as a SourceSegment of a segment group: the load function handed to ``compile_segment`` is wrapped
-  (:meth:`ImportedSegments.loader`) so that it returns, for an IMPORT segment, a stand-in whose only dimension is an
-  attribute named ``\\x00pointcast:import:ID@VERSION`` INCLUSIVE ``["1"]``; the compiled predicate is then wrapped
-  (:meth:`ImportedSegments.marking`) so that each endpoint it is asked about carries that attribute exactly when it
-  is a member. Stored attribute names can never contain NUL (every write refuses it), so the stand-in matches
-  nothing else. The endpoint's stored document is not touched: members see a shallow copy.
-
-Memory: only for those predicates, the member ids of each IMPORT segment version they use are held in a Python set
+Memory: only for that predicate, the member ids of each IMPORT segment version they use are held in a Python set
 for the run's planning (about 100 bytes per member), loaded when the predicate is made.
 """
 
@@ -53,11 +51,6 @@ class ImportedSegments:
         if job_id is None:
             return sa.false()
         return m.endpoints.c.id.in_(repo.member_query(job_id))
-
-    def membership(self, segment: dict[str, Any]) -> Predicate:
-        """The audience of an IMPORT segment: exactly its members."""
-        members = self.members(segment)
-        return lambda view: view.id in members
 
     def loader(self, load: LoadSegment) -> LoadSegment:
         """``load``, with IMPORT segments replaced by their stand-ins."""
