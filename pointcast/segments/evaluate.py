@@ -475,6 +475,17 @@ def compile_dimensions(dimensions: dict[str, Any], *, now: datetime) -> Predicat
 LoadSegment = Callable[[str, int | None], dict[str, Any]]
 
 
+def source_step(reference: dict[str, Any], chain: tuple[str, ...]) -> tuple[tuple[str, int | None], tuple[str, ...]]:
+    """A SourceSegments reference's (id, version) and the chain of segments down to it; ValueError past
+    :data:`MAX_SOURCE_DEPTH` (how a cycle shows up). Shared with the SQL compiler (pointcast.segments.query)."""
+    segment_id: str = reference["Id"]
+    version: int | None = reference.get("Version")
+    path = (*chain, segment_id if version is None else f"{segment_id}@{version}")
+    if len(path) - 1 > MAX_SOURCE_DEPTH:
+        raise ValueError(f"source segments nest deeper than {MAX_SOURCE_DEPTH} levels (a cycle?): {' -> '.join(path)}")
+    return (segment_id, version), path
+
+
 class _Compiler:
     """Compiles a segment and its source segments, each (id, version) once, refusing nesting past the limit."""
 
@@ -507,16 +518,9 @@ class _Compiler:
         return _all([base, filtered])
 
     def source(self, reference: dict[str, Any], chain: tuple[str, ...]) -> Predicate:
-        segment_id: str = reference["Id"]
-        version: int | None = reference.get("Version")
-        path = (*chain, segment_id if version is None else f"{segment_id}@{version}")
-        if len(path) - 1 > MAX_SOURCE_DEPTH:
-            raise ValueError(
-                f"source segments nest deeper than {MAX_SOURCE_DEPTH} levels (a cycle?): {' -> '.join(path)}"
-            )
-        key = (segment_id, version)
+        key, path = source_step(reference, chain)
         if key not in self.compiled:
-            self.compiled[key] = self.segment(self.load_segment(segment_id, version), path)
+            self.compiled[key] = self.segment(self.load_segment(*key), path)
         return self.compiled[key]
 
 

@@ -52,9 +52,9 @@ from pointcast.aws.wire import iso_ms
 from pointcast.segments.evaluate import (
     DEFAULT_GPS_RANGE_KM,
     EARTH_RADIUS_KM,
-    MAX_SOURCE_DEPTH,
     RECENCY_DURATIONS,
     LoadSegment,
+    source_step,
 )
 from pointcast.store import models as m
 
@@ -387,16 +387,9 @@ class _Compiler:
         return all_of([base, filtered])
 
     def source(self, reference: dict[str, Any], chain: tuple[str, ...]) -> Selection:
-        segment_id: str = reference["Id"]
-        version: int | None = reference.get("Version")
-        path = (*chain, segment_id if version is None else f"{segment_id}@{version}")
-        if len(path) - 1 > MAX_SOURCE_DEPTH:
-            raise ValueError(
-                f"source segments nest deeper than {MAX_SOURCE_DEPTH} levels (a cycle?): {' -> '.join(path)}"
-            )
-        key = (segment_id, version)
+        key, path = source_step(reference, chain)
         if key not in self.compiled:
-            self.compiled[key] = self.segment(self.load_segment(segment_id, version), path)
+            self.compiled[key] = self.segment(self.load_segment(*key), path)
         return self.compiled[key]
 
 
