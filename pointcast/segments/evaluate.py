@@ -37,6 +37,7 @@ __all__ = [
     "Predicate",
     "compile_dimensions",
     "compile_segment",
+    "source_step",
 ]
 
 
