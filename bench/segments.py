@@ -122,17 +122,17 @@ def sql_way(db: Database, app_id: str, segment: dict[str, Any], now: datetime) -
     while True:
         with db.read() as conn:
             rows = repo.endpoints_after(conn, app_id, after, CHUNK, where=selection.maybe, sure=sure)
-        for row in rows:
-            if row.sure:
+        for endpoint_id, doc, last_active, _channel, _status, _opt_out, _zone, sure_of_it in rows:  # plain tuples
+            if sure_of_it:
                 matched += 1
                 continue
             asked += 1
-            last = datetime.fromisoformat(row.last_active) if row.last_active else None
-            if predicate(EndpointView(row.id, orjson.loads(row.doc), last)):
+            last = datetime.fromisoformat(last_active) if last_active else None
+            if predicate(EndpointView(endpoint_id, orjson.loads(doc), last)):
                 matched += 1
         if len(rows) < CHUNK:
             break
-        after = rows[-1].id
+        after = rows[-1][0]
     return Timing(time.perf_counter() - started, matched, asked)
 
 

@@ -209,3 +209,29 @@ def test_giving_up_on_a_batch_fails_each_of_its_endpoints_once(planned) -> None:
         state = conn.scalar(sa.select(m.batches.c.state).where(m.batches.c.id == first.id))
     assert sorted(rows) == [(i, "FAILED", "INTERNAL_ERROR: boom") for i in orjson.loads(first.endpoint_ids)]
     assert state == "FAILED"
+
+
+@pytest.mark.timeout(30)
+def test_the_planning_process_sends_chunks_in_order_and_stops_when_the_server_lets_go() -> None:
+    """The child's sender thread: what planning hands it arrives in order; once the reading end is gone, ``put``
+    raises (which ends planning) and closing does not wait for ever."""
+    import multiprocessing
+
+    from pointcast.engine.planner import _Sender
+
+    receive, send = multiprocessing.Pipe(duplex=False)
+    sender = _Sender(send)
+    sent = [[f"chunk-{n}", "x" * 100_000] for n in range(5)]  # larger than a default pipe: the writes block
+    reader = threading.Thread(target=lambda: got.extend(receive.recv() for _ in sent))
+    got: list[Any] = []
+    reader.start()
+    for items in sent:
+        sender.put(items)  # type: ignore[arg-type]
+    reader.join(timeout=10)
+    assert got == sent
+    receive.close()
+    with pytest.raises(BrokenPipeError):
+        for _ in range(100):  # the first puts may still go in the pipe's buffer
+            sender.put([["after", "x" * 100_000]])  # type: ignore[list-item]
+    with pytest.raises(BrokenPipeError):
+        sender.close()

@@ -359,7 +359,7 @@ def plan_run(
             if not rows:
                 break
             planner.consider(rows, who.check, counts)
-            planner.after = rows[-1].id
+            planner.after = rows[-1][0]  # the id: rows are plain tuples
             with db.write() as conn:
                 planner.write(conn)
             if planned:

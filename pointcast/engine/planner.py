@@ -14,18 +14,22 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import ctypes.util
+import fcntl
 import multiprocessing
 import os
+import queue
 import signal
+import threading
 from dataclasses import dataclass
 from datetime import datetime
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 
-from pointcast.engine.plan import plan_run
+from pointcast.engine.plan import Prepared, plan_run
 from pointcast.store import Database
 
 PR_SET_PDEATHSIG = 1
+PIPE_SIZE = 1 << 20  # /proc/sys/fs/pipe-max-size's default: no privilege needed
 
 
 def _die_with_parent() -> None:
@@ -40,6 +44,39 @@ def _die_with_parent() -> None:
 READY = "ready"
 
 
+class _Sender:
+    """Sends each committed chunk's batches down the pipe from a thread of its own, so that planning reads the next
+    chunk while the last one is pickled and written (the server reads it only as fast as its look-ahead empties).
+    At most one chunk waits here. If the pipe breaks (the server let go), ``put`` raises, which ends planning."""
+
+    def __init__(self, out: Connection) -> None:
+        self._out = out
+        self._queue: queue.Queue[list[Prepared] | None] = queue.Queue(maxsize=1)
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="pointcast-plan-send", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while (items := self._queue.get()) is not None:
+            if self._error is None:
+                try:
+                    self._out.send(items)
+                except (OSError, EOFError) as exc:
+                    self._error = exc  # and go on taking items, so that ``put`` never waits for ever
+
+    def put(self, items: list[Prepared]) -> None:
+        if self._error is not None:
+            raise self._error
+        self._queue.put(items)
+
+    def close(self) -> None:
+        """Wait until what was put has been sent."""
+        self._queue.put(None)
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+
+
 def _child(url: str, run_id: str, now: str, parent: int, out: Connection, go: Connection) -> None:
     _die_with_parent()
     if os.getppid() != parent:
@@ -48,9 +85,13 @@ def _child(url: str, run_id: str, now: str, parent: int, out: Connection, go: Co
     try:
         out.send(READY)
         if go.recv():
-            plan_run(db, run_id, datetime.fromisoformat(now), planned=out.send)
-    except EOFError:
-        pass  # the runner let go of the child before it was needed
+            sender = _Sender(out)
+            try:
+                plan_run(db, run_id, datetime.fromisoformat(now), planned=sender.put)
+            finally:
+                sender.close()
+    except (EOFError, BrokenPipeError):
+        pass  # the runner let go of the child (before it was needed, or while it planned)
     finally:
         out.close()
         db.dispose()
@@ -74,6 +115,9 @@ def spawn(url: str, run_id: str, now: datetime) -> Child:
     """Start a child process that will plan ``run_id`` when told to."""
     context = multiprocessing.get_context("spawn")
     receive, send = context.Pipe(duplex=False)
+    if hasattr(fcntl, "F_SETPIPE_SZ"):  # Linux: a larger pipe, so a chunk's batches go in fewer writes and wake-ups
+        with contextlib.suppress(OSError):
+            fcntl.fcntl(send.fileno(), fcntl.F_SETPIPE_SZ, PIPE_SIZE)
     wait, go = context.Pipe(duplex=False)
     process = context.Process(
         target=_child,
