@@ -36,6 +36,7 @@ from tests.support.campaigns import (
     webhook_campaign,
 )
 from tests.support.server import Server
+from tests.support.signing import signed_request
 from tests.support.tls import TestCA
 
 
@@ -503,6 +504,17 @@ def test_treatments_and_holdout_split_the_audience_stably(clock_server, pinpoint
         for tid, activity in of_run.items():
             assert activity["SuccessfulEndpointCount"] == counts[tid] == activity["TotalEndpointCount"]
             assert activity["State"] == "COMPLETED" and activity["Result"] == "SUCCESS"
+
+    # Outcomes page from where the last page ended (8 activities of two runs, pages across their boundaries).
+    paged = outcomes(clock_server, app_id, cid, page_size=700)
+    assert paged == outcomes(clock_server, app_id, cid, page_size=10_000)  # none lost or repeated between pages
+    run_order = {r["Id"]: n for n, r in enumerate(progress(clock_server, app_id, cid)["Runs"])}
+    keys = [(run_order[o["RunId"]], o["TreatmentId"], o["EndpointId"]) for o in paged]
+    assert len(set(keys)) == len(keys) == 2 * total and keys == sorted(keys)  # runs in order, by treatment and id
+    url = f"{clock_server.url}/pointcast/v1/apps/{app_id}/campaigns/{cid}/outcomes"
+    for token in ("o700", "bm90IG91cnM="):  # an offset token of an older version; base64 that is not a position
+        response = signed_request("GET", f"{url}?token={token}")
+        assert response.status_code == 400 and "NextToken from this server" in response.text
 
 
 # --- limits ------------------------------------------------------------------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 from datetime import datetime
 from typing import Any
 
@@ -63,48 +64,73 @@ def progress(conn: sa.Connection, app_id: str, campaign_id: str) -> dict[str, An
     }
 
 
-def _page(token: str | None, size: str | None) -> tuple[int, int]:
+def _page(token: str | None, size: str | None) -> tuple[tuple[str, str] | None, int]:
+    """The page's start (the activity id and endpoint id of the last outcome on the page before) and its size."""
     try:
-        after = int(token[1:]) if token else 0
         limit = int(size) if size else 1000
-    except ValueError:
-        raise BadRequest("token and page-size must come from this server and be whole numbers") from None
+        position = None
+        if token:
+            activity_id, endpoint_id = orjson.loads(base64.urlsafe_b64decode(token.encode("ascii")))
+            position = (str(activity_id), str(endpoint_id))
+    except (ValueError, TypeError, orjson.JSONDecodeError):
+        raise BadRequest("token must be a NextToken from this server, and page-size a whole number") from None
     if not 1 <= limit <= 10_000:
         raise BadRequest("page-size must be from 1 to 10000")
-    return after, limit
+    return position, limit
+
+
+def _token(activity_id: str, endpoint_id: str) -> str:
+    return base64.urlsafe_b64encode(orjson.dumps([activity_id, endpoint_id])).decode("ascii")
 
 
 def outcomes(conn: sa.Connection, app_id: str, campaign_id: str, token: str | None, size: str | None) -> dict[str, Any]:
-    """Every endpoint outcome of the campaign's runs, with its treatment and reason; paginated."""
+    """Every endpoint outcome of the campaign's runs, with its treatment and reason; paginated.
+
+    In run order, then activity (treatment), then endpoint id. A page is read from the outcomes' primary key
+    (activity, endpoint) onwards from where the last page ended, not by skipping the rows before it, so paging
+    through a run of a million endpoints costs the same per page at the end as at the start."""
     _check(conn, app_id, campaign_id)
-    after, limit = _page(token, size)
+    position, limit = _page(token, size)
     o, a, r = m.outcomes, m.activities, m.runs
-    rows = conn.execute(
-        sa.select(
-            o.c.endpoint_id, o.c.activity_id, o.c.run_id, o.c.status, o.c.reason, o.c.batch_id, o.c.at, a.c.treatment_id
-        )
-        .select_from(o.join(a, a.c.id == o.c.activity_id).join(r, r.c.id == o.c.run_id))
+    activities = conn.execute(
+        sa.select(a.c.id, a.c.treatment_id)
+        .select_from(a.join(r, r.c.id == a.c.run_id))
         .where(r.c.app_id == app_id, r.c.campaign_id == campaign_id)
-        .order_by(o.c.run_id, o.c.activity_id, o.c.endpoint_id)
-        .offset(after)
-        .limit(limit + 1)
+        .order_by(r.c.pk, a.c.treatment_id, a.c.pk)
     ).all()
-    items = [
-        {
-            "EndpointId": row.endpoint_id,
-            "ActivityId": row.activity_id,
-            "RunId": row.run_id,
-            "TreatmentId": row.treatment_id,
-            "Status": row.status,
-            "Reason": row.reason,
-            "BatchId": row.batch_id,
-            "Time": row.at,
-        }
-        for row in rows[:limit]
-    ]
-    result: dict[str, Any] = {"Item": items}
-    if len(rows) > limit:
-        result["NextToken"] = f"o{after + limit}"
+    start, after = 0, None
+    if position is not None:
+        index = next((n for n, row in enumerate(activities) if row.id == position[0]), None)
+        if index is None:
+            raise BadRequest("token must be a NextToken of this campaign's outcomes")
+        start, after = index, position[1]
+    items: list[dict[str, Any]] = []
+    for activity in activities[start:]:
+        query = sa.select(o.c.endpoint_id, o.c.run_id, o.c.status, o.c.reason, o.c.batch_id, o.c.at).where(
+            o.c.activity_id == activity.id
+        )
+        if after is not None:
+            query = query.where(o.c.endpoint_id > after)
+            after = None  # only within the activity the last page ended in
+        for row in conn.execute(query.order_by(o.c.endpoint_id).limit(limit + 1 - len(items))):
+            items.append(
+                {
+                    "EndpointId": row.endpoint_id,
+                    "ActivityId": activity.id,
+                    "RunId": row.run_id,
+                    "TreatmentId": activity.treatment_id,
+                    "Status": row.status,
+                    "Reason": row.reason,
+                    "BatchId": row.batch_id,
+                    "Time": row.at,
+                }
+            )
+        if len(items) > limit:
+            break
+    result: dict[str, Any] = {"Item": items[:limit]}
+    if len(items) > limit:
+        last = items[limit - 1]
+        result["NextToken"] = _token(last["ActivityId"], last["EndpointId"])
     return result
 
 
