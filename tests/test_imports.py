@@ -16,11 +16,17 @@ from typing import Any
 
 import orjson
 import pytest
+import sqlalchemy as sa
 from aiohttp import web
 
 from pointcast.imports import formats
-from tests.conftest import make_server
-from tests.support.server import ACCOUNT_ID
+from pointcast.imports import repository as imports_repo
+from pointcast.imports import service as imports_service
+from pointcast.settings import Settings
+from pointcast.store import Database
+from pointcast.store import models as m
+from tests.conftest import make_server, postgres_url
+from tests.support.server import ACCOUNT_ID, PostgresSchema
 from tests.support.tls import TestCA, TLSReceiver
 
 ROLE = f"arn:aws:iam::{ACCOUNT_ID}:role/pointcast-import"
@@ -611,5 +617,68 @@ def test_a_job_interrupted_by_a_restart_resumes(backend, ca_bundle, test_ca, tmp
         assert pp.get_endpoint(ApplicationId=app_id, EndpointId="res-1199")["EndpointResponse"]["Address"] == "r1199"
     finally:
         server.stop()
+        if schema:
+            schema.drop()
+
+
+def _members(db: Database, job_ids: list[str]) -> dict[str, int]:
+    """How many member rows each of these import jobs has in the store."""
+    members = m.import_members
+    with db.read() as conn:
+        query = (
+            sa.select(members.c.job_id, sa.func.count()).where(members.c.job_id.in_(job_ids)).group_by(members.c.job_id)
+        )
+        return {job_id: int(n) for job_id, n in conn.execute(query)}
+
+
+def test_deleting_an_imported_segment_deletes_its_members(server, pinpoint, app_id, tmp_path: Path) -> None:
+    def imported(name: str, ids: list[str], **extra: Any) -> dict[str, Any]:
+        path = tmp_path / f"{name}.json"
+        path.write_text(ndjson([{"Id": i, "ChannelType": "SMS", "Address": f"+1{n}"} for n, i in enumerate(ids)]))
+        job = run_import(pinpoint, app_id, str(path), "JSON", **extra)
+        assert job["JobStatus"] == "COMPLETED", job
+        return job
+
+    first = imported("v1", ["d-1", "d-2", "d-3"], DefineSegment=True)
+    segment_id = first["Definition"]["SegmentId"]
+    second = imported("v2", ["d-3", "d-4"], SegmentId=segment_id)  # a second version of the same segment
+    other = imported("other", ["d-1"], DefineSegment=True)  # another segment with an endpoint in common
+    jobs = [first["Id"], second["Id"], other["Id"]]
+    settings = Settings(data_dir=server.data_dir, database_url=server.env.get("POINTCAST_DATABASE_URL"))
+    db = Database(settings.resolved_database_url())
+    try:
+        assert _members(db, jobs) == {first["Id"]: 3, second["Id"]: 2, other["Id"]: 1}
+        pinpoint.delete_segment(ApplicationId=app_id, SegmentId=segment_id)
+        assert _members(db, jobs) == {other["Id"]: 1}  # only the segment that is left keeps its members
+    finally:
+        db.dispose()
+    listed = pinpoint.get_import_jobs(ApplicationId=app_id)["ImportJobsResponse"]["Item"]
+    assert set(jobs) <= {j["Id"] for j in listed}  # the jobs stay, as their history
+    assert endpoint(pinpoint, app_id, "d-4")["Address"] == "+11"  # and so do the endpoints they wrote
+    other_segment = pinpoint.get_segment(ApplicationId=app_id, SegmentId=other["Definition"]["SegmentId"])
+    assert other_segment["SegmentResponse"]["ImportDefinition"]["Size"] == 1
+
+
+def test_a_failed_job_keeps_no_members(backend: str, tmp_path: Path) -> None:
+    """A job that fails defines no segment: the endpoint ids it wrote before failing are no one's members."""
+    schema = PostgresSchema(postgres_url()) if backend == "postgres" else None
+    db = Database(Settings(data_dir=tmp_path, database_url=schema.url if schema else None).resolved_database_url())
+    try:
+        db.migrate()
+        doc = {"Id": "job-1", "ApplicationId": "app-1", "JobStatus": "PROCESSING", "Failures": []}
+        with db.write() as conn:
+            imports_repo.insert(conn, {**doc, "CompletedPieces": 0, "FailedPieces": 0}, "seg-1", "me", "2999-01-01")
+            imports_repo.add_members(conn, "app-1", "job-1", ["a", "b"])
+            imports_repo.insert(conn, {**doc, "Id": "job-2"}, None, "me", "2999-01-01")
+            imports_repo.add_members(conn, "app-1", "job-2", ["a"])
+        assert _members(db, ["job-1", "job-2"]) == {"job-1": 2, "job-2": 1}
+        with db.write() as conn:
+            imports_service.fail(conn, "job-1", "me", "the file went away")
+        assert _members(db, ["job-1", "job-2"]) == {"job-2": 1}
+        with db.read() as conn:
+            failed = imports_repo.row(conn, "job-1").doc
+        assert (failed["JobStatus"], failed["Failures"]) == ("FAILED", ["the file went away"])
+    finally:
+        db.dispose()
         if schema:
             schema.drop()

@@ -144,6 +144,20 @@ def defining_job(conn: sa.Connection, app_id: str, segment_id: str, version: int
     return job_id
 
 
+def forget_members(
+    conn: sa.Connection, app_id: str, *, segment_id: str | None = None, job_id: str | None = None
+) -> int:
+    """Delete the endpoint ids that import jobs wrote: those of every job that defined a version of a (deleted)
+    segment, or those of one (failed) job. The jobs themselves stay, as their history; so do the segment's version
+    rows, by which a job still running learns that its segment was deleted. Returns the rows deleted."""
+    if segment_id is not None:
+        defining = sa.select(versions.c.job_id).where(versions.c.app_id == app_id, versions.c.segment_id == segment_id)
+        condition: sa.ColumnElement[bool] = members.c.job_id.in_(defining)
+    else:
+        condition = members.c.job_id == job_id
+    return conn.execute(sa.delete(members).where(members.c.app_id == app_id, condition)).rowcount
+
+
 def member_query(job_id: str) -> sa.Select[Any]:
     """The endpoint ids an import job wrote."""
     return sa.select(members.c.endpoint_id).where(members.c.job_id == job_id)

@@ -351,8 +351,10 @@ def fail(conn: sa.Connection, job_id: str, owner: str, reason: str) -> None:
     """End the job FAILED with ``reason`` first in Failures (unless another process has taken it over)."""
     if not repo.renew(conn, job_id, owner, now_iso()):
         return
-    doc = dict(repo.row(conn, job_id).doc)
+    row = repo.row(conn, job_id)
+    doc = dict(row.doc)
     doc.update(JobStatus="FAILED", CompletionDate=now_iso())
+    repo.forget_members(conn, row.app_id, job_id=job_id)  # a failed job defines no segment: its members are no one's
     doc["FailedPieces"] += 1
     doc["TotalPieces"] = doc["CompletedPieces"] + doc["FailedPieces"]
     doc["Failures"] = [reason, *doc["Failures"]][:MAX_FAILURES]

@@ -10,6 +10,7 @@ from pointcast.apps import repository as apps
 from pointcast.aws.arns import child_arn
 from pointcast.aws.errors import BadRequest
 from pointcast.aws.wire import new_id, now_iso
+from pointcast.imports import repository as imports
 from pointcast.pinpoint import limits
 from pointcast.segments.repository import campaigns_using, segments
 
@@ -67,4 +68,7 @@ def delete(conn: sa.Connection, app_id: str, segment_id: str) -> dict[str, Any]:
     users = campaigns_using(conn, app_id, segment_id)
     if users:
         raise BadRequest(f"Segment '{segment_id}' is used by campaign(s) {', '.join(users)}; delete those first")
-    return segments.delete(conn, app_id, segment_id)
+    doc = segments.delete(conn, app_id, segment_id)
+    if doc.get("SegmentType") == "IMPORT":  # its members (a row per imported endpoint) go with it
+        imports.forget_members(conn, app_id, segment_id=segment_id)
+    return doc
