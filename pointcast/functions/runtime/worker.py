@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import secrets
+import random
 import signal
 import time
 import uuid
@@ -59,8 +59,9 @@ def _exit_reason(returncode: int) -> str:
 
 
 def _trace_id() -> str:
-    random = secrets.token_hex(20)
-    return f"Root=1-{int(time.time()):08x}-{random[:24]};Parent={random[24:]};Sampled=0"
+    # An X-Ray style id, not a secret: the process's own PRNG, not a getrandom() system call per invocation.
+    digits = f"{random.getrandbits(160):040x}"
+    return f"Root=1-{int(time.time()):08x}-{digits[:24]};Parent={digits[24:]};Sampled=0"
 
 
 class Worker:
