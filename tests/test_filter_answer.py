@@ -6,8 +6,10 @@ import json
 
 import orjson
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from pointcast.engine.hooks import FilterError, decode_filter
+from pointcast.engine.hooks import ENDPOINT_MEMBERS, FilterError, decode_filter
 
 IDS = ["e1", "e2", "e3"]
 E1 = {"ChannelType": "CUSTOM", "Address": "a1", "Attributes": {"CreditScore": ["700"]}}
@@ -41,3 +43,61 @@ def test_anything_taken_out_or_reordered_is_encoded_again(answer: dict) -> None:
 def test_answers_that_are_not_a_map_of_definitions_fail(answer: bytes) -> None:
     with pytest.raises(FilterError):
         decode_filter(answer, IDS)
+
+
+def _reference(payload: bytes, ids: list[str]) -> tuple[list[str], list[str], list[str], object] | str:
+    """What the answer means, read with orjson into Python values (the definition decode_filter keeps, without its
+    shortcuts): kept, dropped and rejected ids and the endpoints the channel gets, or "error"."""
+    try:
+        value = orjson.loads(payload)
+    except orjson.JSONDecodeError:
+        return "error"
+    if isinstance(value, dict) and isinstance(value.get("Endpoints"), dict) and "Endpoints" not in ids:
+        value = value["Endpoints"]
+    if not isinstance(value, dict):
+        return "error"
+    kept: dict[str, object] = {}
+    rejected = []
+    for endpoint_id, definition in value.items():
+        if endpoint_id not in ids:
+            rejected.append(endpoint_id)
+        elif not isinstance(definition, dict):
+            return "error"
+        else:
+            kept[endpoint_id] = {k: v for k, v in definition.items() if k in ENDPOINT_MEMBERS}
+    order = [i for i in ids if i in kept]
+    return order, [i for i in ids if i not in kept], rejected, {i: kept[i] for i in order}
+
+
+_json = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**63), 2**63 - 1)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=5),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=3), inner, max_size=3),
+    max_leaves=6,
+)
+_definition = st.dictionaries(st.sampled_from([*sorted(ENDPOINT_MEMBERS)[:6], "Secret", "Id"]), _json, max_size=4)
+_answer_map = st.dictionaries(st.sampled_from(["e1", "e2", "e3", "zz", "Endpoints"]), _definition | _json, max_size=5)
+_whole_event = st.fixed_dictionaries({"Endpoints": _answer_map, "ApplicationId": st.text(max_size=3)})
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    answer=_answer_map | _whole_event | _json,
+    endpoints_is_an_id=st.booleans(),
+)
+def test_the_answer_means_what_reading_it_whole_means(answer: object, endpoints_is_an_id: bool) -> None:
+    ids = ["e1", "e2", "e3", *(["Endpoints"] if endpoints_is_an_id else [])]
+    payload = orjson.dumps(answer)
+    expected = _reference(payload, ids)
+    if expected == "error":
+        with pytest.raises(FilterError):
+            decode_filter(payload, ids)
+        return
+    got = decode_filter(payload, ids)
+    kept, dropped, rejected, endpoints = expected
+    assert (got.kept, got.dropped, got.rejected) == (kept, dropped, rejected)
+    channel = got.endpoints_json()
+    assert list(orjson.loads(channel)) == kept and orjson.loads(channel) == endpoints

@@ -16,6 +16,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+import msgspec
 import orjson
 
 from pointcast.channels.webhook.deliver import Attempt, RetryPolicy, post_batch
@@ -85,48 +86,88 @@ class FilterError(Exception):
     """The FILTER hook's return value cannot be used."""
 
 
+Members = dict[str, msgspec.Raw]  # a definition's members, each value the function's own JSON text
+
+
 @dataclass(slots=True)
 class Filtered:
-    definitions: dict[str, dict[str, Any]]  # what the function returned, endpoint members only
+    definitions: dict[str, Members]  # what the function returned, endpoint members only
     kept: list[str]  # in the batch's order
     dropped: list[str]  # left out by the function
     rejected: list[str]  # ids the function returned that are not in the batch
     raw: bytes | None = None  # the answer itself, when it is exactly the kept map in the batch's order
 
     def endpoints_json(self) -> bytes:
-        """The kept endpoints in the batch's order, encoded once (or the answer's own bytes, when they are that)."""
+        """The kept endpoints in the batch's order, each member's value as the function wrote it (or the answer's
+        own bytes, when they are that)."""
         if self.raw is not None:
             return self.raw
-        return orjson.dumps({i: self.definitions[i] for i in self.kept})
+        return b"{" + b",".join(orjson.dumps(i) + b":" + _members_json(self.definitions[i]) for i in self.kept) + b"}"
+
+
+def _members_json(members: Members) -> bytes:
+    return b"{" + b",".join(orjson.dumps(k) + b":" + bytes(v) for k, v in members.items()) + b"}"
+
+
+# The answer is read two levels deep (ids, then members) and every value below stays the function's own JSON text
+# (msgspec.Raw, still checked to be JSON): a 35 KB answer costs the server ~45 us instead of the ~125 us of
+# building every attribute list and metric as Python objects, with far less for the collector to look at.
+_DEFINITIONS = msgspec.json.Decoder(dict[str, Members])
+_OBJECT = msgspec.json.Decoder(Members)
+
+
+def _object(raw: bytes | msgspec.Raw) -> Members | None:
+    """A JSON object's members, or None if the text is another JSON value."""
+    try:
+        return _OBJECT.decode(raw)
+    except msgspec.ValidationError:
+        return None
+
+
+def _kind(raw: bytes | msgspec.Raw) -> str:
+    return type(msgspec.json.decode(raw)).__name__
+
+
+def _definitions(payload: bytes, wanted: set[str]) -> tuple[dict[str, Members], bool]:
+    """``{id: members}`` of the answer, or of its ``Endpoints`` when the whole event came back (then False)."""
+    try:
+        answer = _DEFINITIONS.decode(payload)  # the usual answer, in one pass
+        if "Endpoints" not in answer or "Endpoints" in wanted:
+            return answer, True
+    except msgspec.ValidationError:
+        pass  # some value is not an object: the whole event, an id not in the batch, or a broken definition
+    except msgspec.DecodeError as exc:
+        raise FilterError(f"the function's return value is not JSON ({exc})") from None
+    top = _object(payload)
+    if top is None:
+        raise FilterError(f"the function returned {_kind(payload)}, not a map of endpoint id to endpoint definition")
+    whole = True
+    inner = top.get("Endpoints")
+    if inner is not None and "Endpoints" not in wanted and (endpoints := _object(inner)) is not None:
+        top, whole = endpoints, False  # the whole event handed back: only its endpoints count
+    found: dict[str, Members] = {}
+    for endpoint_id, raw in top.items():
+        members = _object(raw) if endpoint_id in wanted else {}  # ids not in the batch are rejected, whatever they hold
+        if members is None:
+            raise FilterError(f"endpoint {endpoint_id!r}: the definition is {_kind(raw)}, not an object")
+        found[endpoint_id] = members
+    return found, whole
 
 
 def decode_filter(payload: bytes, ids: list[str]) -> Filtered:
     """Take the endpoint definitions back from a FILTER hook's return value (and nothing else)."""
-    try:
-        value = orjson.loads(payload)
-    except orjson.JSONDecodeError as exc:
-        raise FilterError(f"the function's return value is not JSON ({exc})") from None
     wanted = set(ids)
-    whole = True  # the answer is the map itself (its bytes can be the channel's, if nothing is taken out)
-    if isinstance(value, dict) and isinstance(value.get("Endpoints"), dict) and "Endpoints" not in wanted:
-        value = value["Endpoints"]  # the whole event handed back: only its endpoints count
-        whole = False
-    if not isinstance(value, dict):
-        raise FilterError(
-            f"the function returned {type(value).__name__}, not a map of endpoint id to endpoint definition"
-        )
-    definitions: dict[str, dict[str, Any]] = {}
+    value, whole = _definitions(payload, wanted)  # whole: the answer is the map itself (the channel can have it)
+    definitions: dict[str, Members] = {}
     rejected: list[str] = []
-    for endpoint_id, definition in value.items():
+    for endpoint_id, members in value.items():
         if endpoint_id not in wanted:
             rejected.append(endpoint_id)
             continue
-        if not isinstance(definition, dict):
-            raise FilterError(f"endpoint {endpoint_id!r}: the definition is {type(definition).__name__}, not an object")
-        if not definition.keys() <= ENDPOINT_MEMBERS:
-            definition = {k: v for k, v in definition.items() if k in ENDPOINT_MEMBERS}
+        if not members.keys() <= ENDPOINT_MEMBERS:
+            members = {k: v for k, v in members.items() if k in ENDPOINT_MEMBERS}
             whole = False
-        definitions[endpoint_id] = definition
+        definitions[endpoint_id] = members
     kept = [i for i in ids if i in definitions]
     raw = payload if whole and not rejected and list(definitions) == kept else None
     return Filtered(definitions, kept, [i for i in ids if i not in definitions], rejected, raw)
