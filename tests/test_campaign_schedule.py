@@ -260,9 +260,15 @@ def step_through_zones(
     members: dict[str | None, list[str]],
     sends: dict[str | None, datetime],
 ) -> None:
-    """Move the clock to just before, then to, each zone's send time: its endpoints arrive then and only then."""
+    """Move the clock to just before, then to, each zone's send time: its endpoints arrive then and only then, and
+    the activity counts the zone completed."""
     delivered: set[str] = set()
-    for zone, moment in sorted(sends.items(), key=lambda item: item[1]):
+
+    def zones_completed() -> int:
+        [activity] = activities(pinpoint, app_id, campaign_id)
+        return int(activity["TimezonesCompletedCount"])
+
+    for done, (zone, moment) in enumerate(sorted(sends.items(), key=lambda item: item[1]), 1):
         set_clock(server, moment - timedelta(seconds=1))
         settle(0.4)
         assert set(rx.delivered()) == delivered, f"{zone} must not be sent before {iso(moment)}"
@@ -277,6 +283,7 @@ def step_through_zones(
             if set(post.endpoint_ids) & set(members[zone]):
                 assert set(post.endpoint_ids) <= set(members[zone])  # a batch is one zone's
                 assert post.payload["ScheduledTime"] == iso(moment)
+        wait_for(lambda: zones_completed() == done, 10, f"TimezonesCompletedCount {done} after {zone}")  # noqa: B023
     wait_for_runs(server, pinpoint, app_id, campaign_id, 1, "COMPLETED")
     assert rx.delivered() == Counter({i: 1 for ids in members.values() for i in ids})
     [activity] = activities(pinpoint, app_id, campaign_id)

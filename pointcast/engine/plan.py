@@ -12,7 +12,7 @@ planned (and perhaps sent) is planned again. Activities stay open until the plan
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -378,11 +378,15 @@ def plan_run(
             activities = repo.activities_of_run(conn, run_id)
             for row in activities:
                 doc = dict(row.doc)
+                zones = planner.zones.get(row.treatment_id, set())
                 doc.update(
                     TotalEndpointCount=repo.batch_endpoint_count(conn, row.id),
-                    TimezonesTotalCount=max(1, len(planner.zones.get(row.treatment_id, ()))),
+                    TimezonesTotalCount=max(1, len(zones)),
                 )
                 repo.save_activity(conn, doc)
+                sends = Counter(planner.send_time(zone or None) for zone in zones)
+                if len(sends) > 1:  # local time: the zones end at different times (TimezonesCompletedCount)
+                    repo.save_zone_sends(conn, row.id, {str(at): n for at, n in sends.items()})
             repo.set_run_state(conn, run_id, "EXECUTING")
             for row in activities:
                 finish_activity(conn, row.id, now)  # those whose batches were all sent while planning

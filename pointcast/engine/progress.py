@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
+import orjson
 import sqlalchemy as sa
 
 from pointcast.aws.wire import iso_ms
@@ -25,7 +26,14 @@ def finish_activity(conn: sa.Connection, activity_id: str, now: datetime) -> Non
     if row is None:
         return  # the campaign or its app was deleted meanwhile
     run_state = conn.execute(sa.select(m.runs.c.state).where(m.runs.c.id == row.run_id).with_for_update()).scalar()
-    if run_state == "PLANNING" or repo.pending_batches(conn, activity_id):
+    if run_state == "PLANNING":
+        return
+    if row.zone_sends is not None:  # local time over several send times: count the zones as they end
+        waiting = repo.pending_send_times(conn, activity_id)
+        if waiting:
+            _count_zones(conn, activity_id, orjson.loads(row.zone_sends), waiting)
+            return
+    elif repo.pending_batches(conn, activity_id):
         return
     row = conn.execute(sa.select(m.activities).where(m.activities.c.id == activity_id)).one()  # read under the lock
     if row.state == "COMPLETED":
@@ -42,6 +50,14 @@ def finish_activity(conn: sa.Connection, activity_id: str, now: datetime) -> Non
     )
     repo.save_activity(conn, doc)
     finish_run(conn, row.run_id, now)
+
+
+def _count_zones(conn: sa.Connection, activity_id: str, sends: dict[str, int], waiting: set[str]) -> None:
+    """TimezonesCompletedCount: the zones whose send time has no batch left to send (sent or failed)."""
+    done = sum(n for at, n in sends.items() if at not in waiting)
+    row = conn.execute(sa.select(m.activities).where(m.activities.c.id == activity_id)).one()  # under the lock
+    if row.doc.get("TimezonesCompletedCount") != done:
+        repo.save_activity(conn, {**row.doc, "TimezonesCompletedCount": done})
 
 
 def finish_run(conn: sa.Connection, run_id: str, now: datetime) -> None:

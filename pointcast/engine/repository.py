@@ -256,6 +256,19 @@ def insert_attempts(conn: sa.Connection, rows: list[dict[str, Any]]) -> None:
         conn.execute(sa.insert(m.attempts), rows)
 
 
+def save_zone_sends(conn: sa.Connection, activity_id: str, sends: dict[str, int] | None) -> None:
+    a = m.activities
+    text = orjson.dumps(sends).decode() if sends else None
+    conn.execute(sa.update(a).where(a.c.id == activity_id).values(zone_sends=text))
+
+
+def pending_send_times(conn: sa.Connection, activity_id: str) -> set[str]:
+    """The send times (``not_before``) of the activity's batches still to send."""
+    b = m.batches
+    query = sa.select(b.c.not_before).where(b.c.activity_id == activity_id, b.c.state == "PENDING").distinct()
+    return set(conn.scalars(query))
+
+
 def pending_batches(conn: sa.Connection, activity_id: str) -> int:
     b = m.batches
     query = sa.select(sa.func.count()).where(b.c.activity_id == activity_id, b.c.state == "PENDING")

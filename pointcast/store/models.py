@@ -96,6 +96,9 @@ activities = sa.Table(
     sa.Column("state", sa.String(16), nullable=False),
     sa.Column("doc", Json, nullable=False),
     sa.Column("run_id", sa.String(32), nullable=True),
+    # Local time over several send times: {send time: how many of the activity's time zones are sent then} (JSON),
+    # written when the plan is whole, so that TimezonesCompletedCount counts up as each send time's batches end.
+    sa.Column("zone_sends", sa.Text, nullable=True),
     sa.Index("ix_activities_campaign", "app_id", "campaign_id"),
 )
 
