@@ -151,7 +151,9 @@ async def deliver(deps: ExecuteDeps, item: Prepared) -> Result:
     hook_target = str(hook.get("LambdaFunctionName") or hook.get("WebUrl") or "")
     tries: list[Attempt] = []
     filtered: list[str] = []
-    endpoints: bytes | None = None  # the batch's endpoints as the channel gets them, encoded once
+    # The batch's endpoints as the channel gets them, encoded once: joined by planning, or here from the definitions
+    # read for sending; a FILTER hook's answer replaces them.
+    endpoints = b"" if not present else joined if joined is not None else hooks.endpoints_json(docs, present)
     failure: str | None = None
     max_duration = spec.limits.get("MaximumDuration")
     secret = await deps.webhook_secret(spec.app_id)
@@ -160,7 +162,7 @@ async def deliver(deps: ExecuteDeps, item: Prepared) -> Result:
         failure = f"MAXIMUM_DURATION: the run passed its MaximumDuration of {max_duration} s"
     elif present and hook.get("Mode") == "FILTER":
         header = _header(spec, treatment, batch.activity_id, batch.not_before, False)
-        event = hooks.hook_event(header, joined if joined is not None else hooks.endpoints_json(docs, present))
+        event = hooks.hook_event(header, endpoints)
         called = await hooks.call(
             deps, hook_target, event, kind="FILTER", source_arn=spec.arn, batch_id=batch.id,
             timeout=deps.hook_timeout, sign=sign,
@@ -177,8 +179,6 @@ async def deliver(deps: ExecuteDeps, item: Prepared) -> Result:
                 tries[-1].error = f"ignored {len(kept.rejected)} id(s) not in the batch: {kept.rejected[:5]}"
             present, filtered, endpoints = kept.kept, kept.dropped, kept.endpoints_json()
     if failure is None and present:
-        if endpoints is None:
-            endpoints = joined if joined is not None else hooks.endpoints_json(docs, present)
         if treatment.is_webhook:
             body = build_payload(
                 spec, treatment, batch.activity_id, batch.not_before, docs, present, endpoints=endpoints

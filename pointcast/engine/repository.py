@@ -256,10 +256,9 @@ def insert_attempts(conn: sa.Connection, rows: list[dict[str, Any]]) -> None:
         conn.execute(sa.insert(m.attempts), rows)
 
 
-def save_zone_sends(conn: sa.Connection, activity_id: str, sends: dict[str, int] | None) -> None:
+def save_zone_sends(conn: sa.Connection, activity_id: str, sends: dict[str, int]) -> None:
     a = m.activities
-    text = orjson.dumps(sends).decode() if sends else None
-    conn.execute(sa.update(a).where(a.c.id == activity_id).values(zone_sends=text))
+    conn.execute(sa.update(a).where(a.c.id == activity_id).values(zone_sends=orjson.dumps(sends).decode()))
 
 
 def pending_send_times(conn: sa.Connection, activity_id: str) -> set[str]:

@@ -136,7 +136,7 @@ batches = sa.Table(
     sa.Column("attempts", sa.Integer, nullable=False, default=0),
     sa.Column("last_error", sa.Text, nullable=True),
     sa.Index("ix_batches_run_state", "run_id", "state"),
-    sa.Index("ix_batches_activity_state", "activity_id", "state"),
+    sa.Index("ix_batches_activity_state", "activity_id", "state", "not_before"),  # not_before: zones left
     sa.Index("ix_batches_state_due", "state", "not_before", "pk"),
 )
 
