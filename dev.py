@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import subprocess
 import sys
 import venv
@@ -43,6 +44,19 @@ def ensure_env(extra: str) -> None:
     stamp.write_text(digest)
 
 
+def ensure_node_ric() -> None:
+    """AWS's Node.js runtime client (npm aws-lambda-ric), which the Node.js function tests run under: built once
+    into .venv/node-ric. Needs node and npm; as root, the Debian packages its build needs come with it."""
+    if not (shutil.which("node") and shutil.which("npm")):
+        print("node/npm not found: the Node.js function tests will skip (and fail under CI=true)", file=sys.stderr)
+        return
+    args = ["functions", "install-node-ric", "--if-missing"]
+    if hasattr(os, "geteuid") and os.geteuid() == 0 and shutil.which("apt-get"):
+        args.append("--install-build-tools")
+    if run(BIN / "pointcast", *args) != 0:
+        print("aws-lambda-ric is not installed: its tests will skip (and fail under CI=true)", file=sys.stderr)
+
+
 def demo() -> int:
     ensure_env("")
     return run(BIN / "pointcast", "demo")
@@ -50,6 +64,7 @@ def demo() -> int:
 
 def test(args: list[str]) -> int:
     ensure_env("[test]")
+    ensure_node_ric()
     for check in (
         ["ruff", "check", "pointcast", "tests", "bench", "dev.py"],
         ["ruff", "format", "--check", "pointcast", "tests", "bench", "dev.py"],

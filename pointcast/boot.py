@@ -16,6 +16,7 @@ from pointcast.aws.sigv4 import SigV4Verifier, parse_credentials
 from pointcast.channels.webhook.verify import make_ssl_context
 from pointcast.context import Context
 from pointcast.engine.clock import Clock
+from pointcast.functions.runtime import node_ric
 from pointcast.server import create_app
 from pointcast.settings import Settings
 from pointcast.store import Database
@@ -44,6 +45,7 @@ def load_credentials(settings: Settings) -> tuple[dict[str, str], bool]:
 
 
 def build(settings: Settings, keys: dict[str, str]) -> FastAPI:
+    node_ric.resolve(settings.node_ric)  # a POINTCAST_NODE_RIC that names no client stops the start, with why
     db = Database(settings.resolved_database_url())
     db.migrate()
     ctx = Context(

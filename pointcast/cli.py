@@ -124,7 +124,9 @@ def openapi() -> None:
 
 campaigns_app = typer.Typer(no_args_is_help=True, help="Watch campaign runs and read their send events.")
 apps_app = typer.Typer(no_args_is_help=True, help="Project settings that are pointcast's own.")
-functions_app = typer.Typer(no_args_is_help=True, help="What functions did: their invocations and logs.")
+functions_app = typer.Typer(
+    no_args_is_help=True, help="What functions did (their invocations and logs), and the Node.js runtime client."
+)
 app.add_typer(campaigns_app, name="campaigns")
 app.add_typer(apps_app, name="apps")
 app.add_typer(functions_app, name="functions")
@@ -225,6 +227,59 @@ def functions_logs(
             typer.echo(f"  error: {item['Error']}")
         for line in (item["Logs"] or "").splitlines():
             typer.echo(f"  | {line}")
+
+
+@functions_app.command("install-node-ric")
+def functions_install_node_ric(
+    prefix: Annotated[
+        Path | None,
+        typer.Option(help="Install here (default: node-ric in this virtual environment, else in ~/.cache/pointcast)"),
+    ] = None,
+    if_missing: Annotated[bool, typer.Option("--if-missing", help="Do nothing if it is installed there")] = False,
+    install_build_tools: Annotated[
+        bool,
+        typer.Option(
+            "--install-build-tools",
+            help="apt-get install the Debian packages the build needs that are missing (as root)",
+        ),
+    ] = False,
+) -> None:
+    """Install AWS's Node.js runtime interface client (npm aws-lambda-ric) for Node.js function workers.
+
+    npm builds its native part, which needs node, npm, a C++ compiler, make, cmake and autotools. A server started
+    after this runs Node.js functions under it (POINTCAST_NODE_RIC=auto; with --prefix elsewhere, set
+    POINTCAST_NODE_RIC to that path); without it they run pointcast's bootstrap.js.
+    """
+    import os
+    import shutil
+    import subprocess
+
+    from pointcast.functions.runtime import node_ric
+
+    target = prefix or node_ric.default_prefix()
+    found = node_ric.package_dir(target)
+    if if_missing and found is not None:
+        typer.echo(f"{node_ric.PACKAGE} is installed: {found}")
+        return
+    missing = node_ric.missing_tools()
+    if missing and install_build_tools:
+        apt = shutil.which("apt-get")
+        if apt is None or os.geteuid() != 0:
+            err.print("[red]error:[/red] --install-build-tools needs apt-get and root")
+            raise typer.Exit(1)
+        packages = sorted(set(missing.values()))
+        err.print(f"apt-get install {' '.join(packages)}")
+        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+        if subprocess.run([apt, "install", "-y", "-q", *packages], env=env, check=False).returncode != 0:
+            subprocess.run([apt, "update", "-q"], env=env, check=False)  # a fresh machine's package lists
+            subprocess.run([apt, "install", "-y", "-q", *packages], env=env, check=False)
+    err.print(f"installing {node_ric.PACKAGE} {node_ric.VERSION} into {target} (npm builds its native part) ...")
+    try:
+        found = node_ric.install(target)
+    except node_ric.NodeRicError as exc:
+        err.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(1) from None
+    typer.echo(f"{node_ric.PACKAGE} is installed: {found}")
 
 
 @app.command("api-table")

@@ -24,6 +24,7 @@ from pointcast.engine.runner import Runner
 from pointcast.functions import routes as function_routes
 from pointcast.functions.host import FunctionHost
 from pointcast.functions.remote import RemoteLambda
+from pointcast.functions.runtime.node_ric import resolve as resolve_node_ric
 from pointcast.functions.runtime.pool import WorkerPool
 from pointcast.imports import jobs as import_jobs
 
@@ -53,13 +54,16 @@ def build_function_host(ctx: Context) -> FunctionHost:
         "AWS_REGION": settings.region,
         "AWS_DEFAULT_REGION": settings.region,
     }
+    node_ric = resolve_node_ric(settings.node_ric)  # a path without the client: NodeRicError, and no start
     pool = WorkerPool(
         work_dir=settings.data_dir / "workers",
         base_env=base_env,
         max_workers=settings.function_max_workers,
         idle_seconds=settings.function_idle_seconds,
         transport=settings.function_transport,
+        node_ric=node_ric,
     )
+    log.info("Node.js functions run under %s", node_ric or "pointcast's bootstrap.js (aws-lambda-ric not installed)")
     return FunctionHost(ctx, pool, RemoteLambda(settings) if settings.remote_lambda else None)
 
 

@@ -50,6 +50,9 @@ class Settings(BaseSettings):
     # How a Python worker talks to the pool: "pipe" (awslambdaric's client over two pipes, the fast path) or
     # "runtime-api" (awslambdaric as shipped, over the Lambda Runtime API on 127.0.0.1); Node.js: always the API.
     function_transport: Literal["pipe", "runtime-api"] = "pipe"
+    # Node.js workers: AWS's aws-lambda-ric ("auto": if `pointcast functions install-node-ric` installed it, else
+    # pointcast's bootstrap.js; "bootstrap": always bootstrap.js; or the path of an install).
+    node_ric: str = "auto"
     function_attempts: int = Field(3, ge=1, le=10)  # a channel/hook invocation that fails is tried this often
     hook_timeout: float = Field(15.0, gt=0)  # seed 003: a FILTER hook that takes longer fails the batch
     remote_lambda: bool = True  # invoke functions pointcast does not host in AWS Lambda

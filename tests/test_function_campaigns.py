@@ -17,8 +17,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
+from pointcast.functions.runtime import node_ric
 from tests.conftest import IN_CI, running_server
 from tests.support.campaigns import (
     Receiver,
@@ -189,6 +191,11 @@ def test_seed_003_filter_in_node_unchanged(server, pinpoint, lam, receiver) -> N
         if IN_CI:
             pytest.fail("node is not on this machine; CI must run the Node.js FILTER example")
         pytest.skip("node is not on this machine: the Node.js FILTER example cannot run")
+    installed = node_ric.resolve(node_ric.AUTO)  # what the server's default finds: it runs in the same environment
+    if installed is None and IN_CI:
+        pytest.fail("CI=true but AWS's aws-lambda-ric is not installed ('pointcast functions install-node-ric')")
+    client = httpx.get(f"{server.url}/pointcast/health").json()["functions"]["Pool"]["NodeRuntimeClient"]
+    assert client == node_ric.describe(installed)  # AWS's own client where installed, else bootstrap.js
     fn = name()
     deploy(lam, fn, (HERE / "seed003_filter.js").read_text(), runtime="nodejs20.x")
     app_id, segment = loaded_app(pinpoint)

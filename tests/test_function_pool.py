@@ -1,4 +1,5 @@
-"""The function worker pool with real worker processes: awslambdaric for Python, bootstrap.js for Node.js."""
+"""The function worker pool with real worker processes: awslambdaric for Python; for Node.js, AWS's aws-lambda-ric
+and pointcast's bootstrap.js (each Node.js test runs under both)."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from typing import Any, TypeVar
 
 import pytest
 
-from pointcast.functions.runtime import FunctionSpec, InvokeResult, PoolStopped, WorkerPool, node_available
+from pointcast.functions.runtime import FunctionSpec, InvokeResult, PoolStopped, WorkerPool, node_available, node_ric
 from tests.conftest import need_service
 
 T = TypeVar("T")
@@ -154,6 +155,21 @@ def need_node() -> str:
         need_service("Node.js ('node') is not on PATH; the Node.js runtime tests need it")
     assert NODE
     return NODE
+
+
+@pytest.fixture(params=["aws-lambda-ric", "bootstrap"])
+def node_client(request: pytest.FixtureRequest) -> dict[str, Any]:
+    """running_pool's options for Node.js workers: AWS's aws-lambda-ric, or pointcast's bootstrap.js."""
+    node = need_node()
+    if request.param == "bootstrap":
+        return {"node": node, "node_ric": None}
+    installed = node_ric.resolve(node_ric.AUTO)
+    if installed is None:
+        need_service(
+            f"AWS's aws-lambda-ric is not installed in {node_ric.default_prefix()} "
+            "('pointcast functions install-node-ric'; python3 dev.py test installs it)"
+        )
+    return {"node": node, "node_ric": installed}
 
 
 def overlaps(spans: list[tuple[float, float]]) -> int:
@@ -616,8 +632,7 @@ def test_node_runtime_missing(tmp_path: Path) -> None:
 # -- Node.js ----------------------------------------------------------------------------------------------------
 
 
-def test_node_filter_example(tmp_path: Path) -> None:
-    node = need_node()
+def test_node_filter_example(tmp_path: Path, node_client: dict[str, Any]) -> None:
     spec = function(tmp_path, "filter", FILTER_JS, runtime="nodejs20.x", filename="index.js")
     endpoints = {
         "ep-1": {"ChannelType": "SMS", "Address": "+12065550100", "Attributes": {"Plan": ["pro"]}},
@@ -626,10 +641,11 @@ def test_node_filter_example(tmp_path: Path) -> None:
     event = json.dumps({"ApplicationId": "app", "CampaignId": "c", "Endpoints": endpoints}).encode()
 
     async def main() -> list[InvokeResult]:
-        async with running_pool(tmp_path, node=node) as pool:
+        async with running_pool(tmp_path, **node_client) as pool:
             return [await pool.invoke(spec, event) for _ in range(2)]
 
-    for result in run(main):
+    results = run(main)
+    for result in results:
         returned = ok(result)
         assert set(returned) == {"ep-1", "ep-2"}
         assert returned["ep-1"]["Attributes"]["Plan"] == ["pro"]
@@ -637,10 +653,16 @@ def test_node_filter_example(tmp_path: Path) -> None:
             (score,) = endpoint["Attributes"]["CreditScore"]
             assert 650 <= score < 850
         assert f"\t{result.request_id}\tINFO\tReceived event: {{" in result.logs
+    if node_client["node_ric"] is not None:
+        # AWS's client: it names the handler as it starts, and its console keeps a multi-line message in one log
+        # entry (its lines joined by CR, as Lambda's Node.js runtime does)
+        assert results[0].logs.startswith("Executing 'index.handler' in function directory")
+        assert '{\r  "ApplicationId": "app",' in results[1].logs
+    else:
+        assert "Executing" not in results[0].logs and '{\n  "ApplicationId": "app",' in results[1].logs
 
 
-def test_node_async_handler_and_context(tmp_path: Path) -> None:
-    node = need_node()
+def test_node_async_handler_and_context(tmp_path: Path, node_client: dict[str, Any]) -> None:
     spec = function(
         tmp_path,
         "node-async",
@@ -668,7 +690,7 @@ def test_node_async_handler_and_context(tmp_path: Path) -> None:
     )
 
     async def main() -> list[InvokeResult]:
-        async with running_pool(tmp_path, node=node) as pool:
+        async with running_pool(tmp_path, **node_client) as pool:
             return [
                 await pool.invoke(spec, b'{"n": 1}', client_context='{"custom": {"k": "v"}}'),
                 await pool.invoke(spec, b'{"n": 2}'),
@@ -689,8 +711,7 @@ def test_node_async_handler_and_context(tmp_path: Path) -> None:
     assert again["count"] == 2 and again["pid"] == doc["pid"]  # warm
 
 
-def test_node_callback_styles(tmp_path: Path) -> None:
-    node = need_node()
+def test_node_callback_styles(tmp_path: Path, node_client: dict[str, Any]) -> None:
     sources = {
         "node-succeed": "exports.handler = function (e, context) { setTimeout(() => context.succeed({ ok: 1 }), 5); };",
         "node-nothing": "exports.handler = function (event, context) {};",
@@ -709,14 +730,13 @@ def test_node_callback_styles(tmp_path: Path) -> None:
     ]
 
     async def main() -> list[InvokeResult]:
-        async with running_pool(tmp_path, node=node) as pool:
+        async with running_pool(tmp_path, **node_client) as pool:
             return [await pool.invoke(spec, b'{"n": 5}') for spec in specs]
 
     assert [ok(result) for result in run(main)] == [{"ok": 1}, None, "cb", {"esm": 5}]
 
 
-def test_node_errors(tmp_path: Path) -> None:
-    node = need_node()
+def test_node_errors(tmp_path: Path, node_client: dict[str, Any]) -> None:
     throws = function(
         tmp_path,
         "node-throws",
@@ -742,7 +762,7 @@ def test_node_errors(tmp_path: Path) -> None:
     )
 
     async def main() -> list[InvokeResult]:
-        async with running_pool(tmp_path, node=node) as pool:
+        async with running_pool(tmp_path, **node_client) as pool:
             return [await pool.invoke(spec, b'{"id": "b-7"}') for spec in (throws, callback_error, missing, slow)]
 
     thrown, called_back, not_found, timed_out = run(main)
@@ -753,6 +773,38 @@ def test_node_errors(tmp_path: Path) -> None:
     assert error(called_back)["errorType"] == "RangeError"
     assert error(not_found)["errorType"] == "Runtime.ImportModuleError"
     assert timed_out.timed_out and error(timed_out)["errorType"] == "Sandbox.Timedout"
+
+
+def test_node_memory_limit(tmp_path: Path, node_client: dict[str, Any]) -> None:
+    """MemorySize holds for Node.js workers too (RLIMIT_DATA, and V8's heap at 90% of it), and the pool recovers."""
+    spec = function(
+        tmp_path,
+        "node-hungry",
+        """
+        const kept = [];
+        exports.handler = async (event) => {
+          if (event.buffers) { for (;;) kept.push(Buffer.alloc(64 << 20, 1)); }
+          if (event.objects) { for (;;) kept.push(new Array(1 << 20).fill({ n: kept.length })); }
+          return { pid: process.pid };
+        };
+        """,
+        runtime="nodejs20.x",
+        filename="index.js",
+        memory_mb=128,
+        timeout=20.0,
+    )
+    events = (b"{}", b'{"buffers": true}', b"{}", b'{"objects": true}', b"{}")
+
+    async def main() -> list[InvokeResult]:
+        async with running_pool(tmp_path, **node_client) as pool:
+            return [await pool.invoke(spec, event) for event in events]
+
+    before, buffers, middle, objects, after = run(main)
+    for result in (before, middle, after):
+        assert ok(result)["pid"] > 0
+    assert error(buffers)["errorType"] in ("RangeError", "Runtime.ExitError"), buffers
+    assert error(objects)["errorType"] == "Runtime.ExitError", objects
+    assert ok(after)["pid"] != ok(middle)["pid"]  # the worker that ran out was replaced
 
 
 def test_under_uvloop(tmp_path: Path) -> None:

@@ -2,8 +2,9 @@
 /**
  * pointcast's Node.js runtime bootstrap: a Lambda Runtime API client with no dependencies beyond Node itself.
  *
- * AWS's own client (npm aws-lambda-ric) needs a native build, so pointcast ships this instead. It speaks the
- * same API (2018-06-01) at AWS_LAMBDA_RUNTIME_API and follows the Lambda Node.js runtime's conventions:
+ * Workers run AWS's own client (npm aws-lambda-ric) where `pointcast functions install-node-ric` has built it
+ * (node_ric.py); it needs a native build, so this runs where it is not installed. It speaks the same API
+ * (2018-06-01) at AWS_LAMBDA_RUNTIME_API and follows the Lambda Node.js runtime's conventions:
  *
  *   - _HANDLER is "path/module.fn" (fn may be nested: "module.a.b"); the module is resolved in LAMBDA_TASK_ROOT
  *     as module.js, module.mjs or module.cjs (ES modules via import()), else by require(). It is loaded once

@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 
+from pointcast.functions.runtime.node_ric import entry_point
 from pointcast.functions.runtime.spec import FunctionSpec
 
 BOOTSTRAP_JS = Path(__file__).with_name("bootstrap.js")
@@ -58,8 +59,9 @@ def node_available(node: str | None = shutil.which("node")) -> bool:
     return done.returncode == 0 and done.stdout.startswith(b"v")
 
 
-def command(spec: FunctionSpec, python: str, node: str | None) -> list[str]:
-    """The worker's argv: AWS's ``awslambdaric`` for Python, pointcast's ``bootstrap.js`` for Node.js."""
+def command(spec: FunctionSpec, python: str, node: str | None, node_ric: Path | None = None) -> list[str]:
+    """The worker's argv: AWS's ``awslambdaric`` for Python; for Node.js, AWS's ``aws-lambda-ric`` (the package
+    directory ``node_ric``) or, without it, pointcast's ``bootstrap.js``."""
     if spec.runtime.startswith("python3"):
         return [python, "-c", RIC_MAIN, str(RIC_PY), spec.handler]
     if spec.is_node:
@@ -68,6 +70,8 @@ def command(spec: FunctionSpec, python: str, node: str | None) -> list[str]:
                 "Runtime.InvalidEntrypoint", f"Runtime {spec.runtime} needs Node.js, and 'node' is not on this host"
             )
         heap = max(16, int(spec.memory_mb * NODE_HEAP_SHARE))
+        if node_ric is not None:
+            return [node, f"--max-old-space-size={heap}", str(entry_point(node_ric)), spec.handler]
         return [node, f"--max-old-space-size={heap}", str(BOOTSTRAP_JS)]
     raise LaunchError("Runtime.InvalidRuntime", f"Runtime {spec.runtime} is not supported by pointcast")
 

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pointcast.functions.runtime import launch
+from pointcast.functions.runtime import launch, node_ric
 from pointcast.functions.runtime.launch import LaunchError, node_available
 from pointcast.functions.runtime.spec import FunctionSpec, InvokeResult, error_document
 from pointcast.functions.runtime.worker import Worker
@@ -66,6 +66,7 @@ class WorkerPool:
         python: str = sys.executable,
         node: str | None = shutil.which("node"),
         transport: str = "pipe",
+        node_ric: Path | None = None,
     ) -> None:
         if transport not in launch.TRANSPORTS:
             raise ValueError(f"transport must be one of {', '.join(launch.TRANSPORTS)}, not {transport!r}")
@@ -75,6 +76,7 @@ class WorkerPool:
         self.idle_seconds = idle_seconds
         self.python = python
         self.node = node
+        self.node_ric = node_ric  # AWS's aws-lambda-ric for Node.js workers; None: pointcast's bootstrap.js
         self.transport = transport
         self._functions: dict[str, _Function] = {}
         self._workers: set[Worker] = set()
@@ -140,6 +142,7 @@ class WorkerPool:
             "Idle": len(self._workers) - busy,
             "MaxWorkers": self.max_workers,
             "WaitingForWorker": len(self._capacity_waiters),
+            "NodeRuntimeClient": node_ric.describe(self.node_ric),
             "Functions": functions,
         }
 
@@ -263,6 +266,7 @@ class WorkerPool:
             node=self.node,
             on_exit=self._worker_exited,
             transport=self.transport,
+            node_ric=self.node_ric,
         )
         worker.busy = True
         self._workers.add(worker)

@@ -77,6 +77,7 @@ class Worker:
         node: str | None,
         on_exit: Callable[[Worker], None],
         transport: str = "pipe",
+        node_ric: Path | None = None,
     ) -> None:
         self.spec = spec
         self.id = uuid.uuid4().hex[:12]
@@ -88,6 +89,7 @@ class Worker:
         self._base_env = base_env
         self._python = python
         self._node = node
+        self._node_ric = node_ric
         self._on_exit = on_exit
         # Python workers talk over pipes unless told otherwise; Node.js workers always over the Runtime API.
         self._pipe = PipeChannel(self) if transport == "pipe" and not spec.is_node else None
@@ -114,7 +116,8 @@ class Worker:
 
     async def start(self) -> None:
         """Open the listener and the log file, then start the process; raises LaunchError or OSError."""
-        argv = launch.with_memory_limit(launch.command(self.spec, self._python, self._node), self.spec.memory_mb)
+        argv = launch.command(self.spec, self._python, self._node, self._node_ric)
+        argv = launch.with_memory_limit(argv, self.spec.memory_mb)
         address = await self._api.start() if self._api is not None else None
         env = launch.environment(
             self.spec, self._base_env, address, launch.log_stream_name(), self._work_dir / "pycache"

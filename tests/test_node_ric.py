@@ -1,0 +1,76 @@
+"""Finding and installing AWS's Node.js runtime interface client (the pool tests run functions under it)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from pointcast.functions.runtime import node_ric
+from tests.support.server import BIN
+
+
+def fake_package(root: Path, *, native: bool = True) -> Path:
+    """The files ``package_dir`` looks for, in an install prefix's node_modules."""
+    package = root / "node_modules" / node_ric.PACKAGE
+    (package / "bin").mkdir(parents=True)
+    (package / "dist").mkdir()
+    (package / "bin" / "index.mjs").write_text("// entry\n")
+    (package / "package.json").write_text(json.dumps({"name": node_ric.PACKAGE, "version": "9.8.7"}))
+    if native:
+        (package / "dist" / "rapid-client.node").write_bytes(b"\x7fELF")
+    return package
+
+
+def test_resolve(tmp_path: Path) -> None:
+    package = fake_package(tmp_path / "prefix")
+    half_built = fake_package(tmp_path / "no-native", native=False)
+    assert node_ric.resolve(node_ric.BOOTSTRAP) is None
+    assert node_ric.resolve(str(tmp_path / "prefix")) == package  # the install prefix
+    assert node_ric.resolve(str(package)) == package  # or the package itself
+    assert node_ric.describe(package) == "aws-lambda-ric 9.8.7" and node_ric.describe(None) == "bootstrap.js"
+    for wrong in (tmp_path / "empty", tmp_path / "no-native", half_built):
+        with pytest.raises(node_ric.NodeRicError, match=r"POINTCAST_NODE_RIC=.*no built aws-lambda-ric there"):
+            node_ric.resolve(str(wrong))
+    # auto: the environment pointcast runs in (the tests run in the checkout's virtual environment)
+    assert sys.prefix != sys.base_prefix and node_ric.default_prefix() == Path(sys.prefix) / "node-ric"
+    assert node_ric.resolve(node_ric.AUTO) == node_ric.package_dir(Path(sys.prefix) / "node-ric")
+
+
+def test_install_says_what_is_missing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))  # nothing to build with
+    with pytest.raises(node_ric.NodeRicError) as caught:
+        node_ric.install(tmp_path / "prefix")
+    message = str(caught.value)
+    assert "needs" in message and "autoreconf" in message and "npm" in message
+    assert "Debian packages: autoconf automake" in message and "libtool" in message
+    assert not (tmp_path / "prefix").exists()
+
+
+def test_serve_refuses_a_path_without_the_client(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [str(BIN / "pointcast"), "serve", "--data-dir", str(tmp_path / "data"), "--port", "0"],
+        env={"PATH": str(BIN), "POINTCAST_NODE_RIC": str(tmp_path / "nothing-here"), "COLUMNS": "500"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 1
+    assert "cannot start" in done.stderr and "no built aws-lambda-ric there" in done.stderr
+    assert "install-node-ric" in done.stderr
+
+
+def test_install_if_missing_leaves_an_install_alone(tmp_path: Path) -> None:
+    package = fake_package(tmp_path / "prefix")
+    done = subprocess.run(
+        [str(BIN / "pointcast"), "functions", "install-node-ric", "--prefix", str(tmp_path / "prefix"), "--if-missing"],
+        env={"PATH": str(BIN)},  # no npm: nothing may be run
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == f"aws-lambda-ric is installed: {package}"
