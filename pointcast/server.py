@@ -62,6 +62,7 @@ def build_function_host(ctx: Context) -> FunctionHost:
         idle_seconds=settings.function_idle_seconds,
         transport=settings.function_transport,
         node_ric=node_ric,
+        batch_scheduling=settings.function_batch_scheduling,
     )
     log.info("Node.js functions run under %s", node_ric or "pointcast's bootstrap.js (aws-lambda-ric not installed)")
     return FunctionHost(ctx, pool, RemoteLambda(settings) if settings.remote_lambda else None)

@@ -226,6 +226,21 @@ def test_echo_and_warm_start(tmp_path: Path) -> None:
     assert len({result.request_id for result in counts}) == 3
 
 
+@pytest.mark.skipif(not hasattr(os, "SCHED_BATCH"), reason="SCHED_BATCH is Linux's")
+def test_workers_in_the_batch_class(tmp_path: Path) -> None:
+    spec = function(tmp_path, "policy", "import os\ndef handler(e, c):\n    return os.sched_getscheduler(0)\n")
+
+    async def main() -> list[InvokeResult]:
+        found = []
+        for batch in (True, False):
+            async with running_pool(tmp_path / str(batch), batch_scheduling=batch) as pool:
+                found.append(await pool.invoke(spec, b"{}"))
+        return found
+
+    batch, normal = run(main)
+    assert ok(batch) == os.SCHED_BATCH and ok(normal) == os.SCHED_OTHER
+
+
 def test_context_values(tmp_path: Path) -> None:
     spec = function(
         tmp_path,

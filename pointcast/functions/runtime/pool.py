@@ -67,6 +67,7 @@ class WorkerPool:
         node: str | None = shutil.which("node"),
         transport: str = "pipe",
         node_ric: Path | None = None,
+        batch_scheduling: bool = True,
     ) -> None:
         if transport not in launch.TRANSPORTS:
             raise ValueError(f"transport must be one of {', '.join(launch.TRANSPORTS)}, not {transport!r}")
@@ -78,6 +79,7 @@ class WorkerPool:
         self.node = node
         self.node_ric = node_ric  # AWS's aws-lambda-ric for Node.js workers; None: pointcast's bootstrap.js
         self.transport = transport
+        self.batch_scheduling = batch_scheduling  # workers in SCHED_BATCH (worker.batch_class)
         self._functions: dict[str, _Function] = {}
         self._workers: set[Worker] = set()
         self._capacity_waiters: list[asyncio.Future[None]] = []
@@ -267,6 +269,7 @@ class WorkerPool:
             on_exit=self._worker_exited,
             transport=self.transport,
             node_ric=self.node_ric,
+            batch_scheduling=self.batch_scheduling,
         )
         worker.busy = True
         self._workers.add(worker)

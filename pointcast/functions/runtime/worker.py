@@ -58,6 +58,15 @@ def _exit_reason(returncode: int) -> str:
     return f"signal: {name.lower()}"
 
 
+def batch_class(pid: int) -> None:
+    """Put a worker in the SCHED_BATCH class (Linux): it still gets its fair share of the CPU, but waking it (an
+    event written to its pipe or socket) does not preempt the running task. On a busy machine that task is the
+    server's event loop, which dispatches every worker, and a preempted loop holds up all of them (measured:
+    docs/benchmarks.md, "Function workers in the batch class"). Elsewhere, or if refused, nothing changes."""
+    with contextlib.suppress(AttributeError, OSError):
+        os.sched_setscheduler(pid, os.SCHED_BATCH, os.sched_param(0))
+
+
 def _trace_id() -> str:
     # An X-Ray style id, not a secret: the process's own PRNG, not a getrandom() system call per invocation.
     digits = f"{random.getrandbits(160):040x}"
@@ -78,6 +87,7 @@ class Worker:
         on_exit: Callable[[Worker], None],
         transport: str = "pipe",
         node_ric: Path | None = None,
+        batch_scheduling: bool = True,
     ) -> None:
         self.spec = spec
         self.id = uuid.uuid4().hex[:12]
@@ -90,6 +100,7 @@ class Worker:
         self._python = python
         self._node = node
         self._node_ric = node_ric
+        self._batch_scheduling = batch_scheduling
         self._on_exit = on_exit
         # Python workers talk over pipes unless told otherwise; Node.js workers always over the Runtime API.
         self._pipe = PipeChannel(self) if transport == "pipe" and not spec.is_node else None
@@ -141,6 +152,8 @@ class Worker:
         finally:
             if self._pipe is not None:
                 self._pipe.close_child_fds()
+        if self._batch_scheduling:
+            batch_class(self._proc.pid)
         if self._pipe is not None:
             await self._pipe.connect()
         self._watcher = asyncio.create_task(self._watch(self._proc), name=f"pointcast-worker-{self.id}")
