@@ -7,6 +7,9 @@ The event is a custom-channel payload with 50 realistic endpoint definitions (~6
   Runtime API over HTTP on 127.0.0.1 (``--transports``). Two handlers: ``count`` returns ``{"ok": 50}`` (the event is
   decoded, the answer is tiny) and ``echo`` returns ``event["Endpoints"]`` (what a FILTER hook that keeps every
   endpoint does: decode ~36 KB, encode ~35 KB).
+* ``node:ric`` and ``node:bootstrap`` (``--node``): the same two handlers in JavaScript (runtime nodejs20.x) through
+  the pool, under AWS's aws-lambda-ric (``pointcast functions install-node-ric``) and under pointcast's bootstrap.js;
+  Node.js workers always use the Runtime API over HTTP.
 * ``bare``: the floor of the same isolation. One child process per in-flight request, started the same way, that
   reads a length-prefixed message from its stdin pipe and writes it back unchanged; the parent is asyncio too.
 
@@ -33,13 +36,17 @@ from pathlib import Path
 from typing import Any
 
 from bench.ingest import machine, start_profiler, stop_profiler
-from pointcast.functions.runtime import FunctionSpec, WorkerPool
+from pointcast.functions.runtime import FunctionSpec, WorkerPool, node_ric
 
 GOAL = 0.7
 RUNTIME = os.environ.get("BENCH_RUNTIME", "python3.12")
 HANDLERS = {
     "count": 'def handler(event, context):\n    return {"ok": len(event["Endpoints"])}\n',
     "echo": 'def handler(event, context):\n    return event["Endpoints"]\n',
+}
+NODE_HANDLERS = {
+    "count": "exports.handler = async (event) => ({ ok: Object.keys(event.Endpoints).length });\n",
+    "echo": "exports.handler = async (event) => event.Endpoints;\n",
 }
 # The same work as the runtime without its transport and bootstrap: the worker's marshaller (ric.FastMarshaller, or
 # awslambdaric's own LambdaMarshaller with --marshaller awslambdaric) decodes the event, the handler runs, the
@@ -220,16 +227,26 @@ async def run_bare(
 
 
 async def run_pool(
-    event: bytes, handler: str, concurrency: int, seconds: float, warmup: int, work: Path, transport: str
+    event: bytes,
+    handler: str,
+    concurrency: int,
+    seconds: float,
+    warmup: int,
+    work: Path,
+    transport: str,
+    node: str | None = None,  # "ric" or "bootstrap": the JavaScript handler under that Node.js client
 ) -> Row:
-    code = work / f"code-{handler}"
+    code = work / f"code-{handler}-{node or 'python'}"
     code.mkdir(exist_ok=True)
-    (code / "index.py").write_text(HANDLERS[handler])
+    if node:
+        (code / "index.js").write_text(NODE_HANDLERS[handler])
+    else:
+        (code / "index.py").write_text(HANDLERS[handler])
     spec = FunctionSpec(
         name=f"bench-{handler}",
         arn=f"arn:aws:lambda:us-east-1:123456789012:function:bench-{handler}",
         revision="1",
-        runtime=RUNTIME,
+        runtime="nodejs20.x" if node else RUNTIME,
         handler="index.handler",
         code_dir=code,
         environment={},
@@ -240,7 +257,11 @@ async def run_pool(
     check = Checked(expected_answer(handler, event))
     kids = children_cpu()
     pool = WorkerPool(
-        work_dir=work / "pool", base_env={"AWS_REGION": "us-east-1"}, max_workers=concurrency, transport=transport
+        work_dir=work / "pool",
+        base_env={"AWS_REGION": "us-east-1"},
+        max_workers=concurrency,
+        transport=transport,
+        node_ric=node_ric.resolve(node_ric.AUTO) if node == "ric" else None,
     )
     await pool.start()
 
@@ -254,7 +275,7 @@ async def run_pool(
         result = await drive(call, concurrency, seconds, warmup)
     finally:
         await pool.stop()
-    name = "pool:pipe" if transport == "pipe" else "pool:api"
+    name = f"node:{node}" if node else "pool:pipe" if transport == "pipe" else "pool:api"
     return make_row(name, handler, concurrency, result, children_cpu() - kids)
 
 
@@ -296,6 +317,12 @@ async def main_async(args: argparse.Namespace) -> list[Row]:
                     rows.append(
                         await run_pool(event, handler, concurrency, args.seconds, args.warmup, Path(tmp), transport)
                     )
+                for node in ("ric", "bootstrap") if args.node else ():
+                    rows.append(
+                        await run_pool(
+                            event, handler, concurrency, args.seconds, args.warmup, Path(tmp), "runtime-api", node
+                        )
+                    )
                 print(f"  done: {handler} x{concurrency}", file=sys.stderr)
     if profiler is not None:
         stop_profiler(profiler)
@@ -315,12 +342,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--endpoints", type=int, default=50, help="endpoints in the event (default 50)")
     parser.add_argument("--profile", help="py-spy raw profile of this process during the pool rows")
     parser.add_argument("--json", help="write the rows here as JSON")
+    parser.add_argument(
+        "--node", action="store_true", help="also the Node.js rows (needs 'pointcast functions install-node-ric')"
+    )
     parser.add_argument("--uvloop", action="store_true", help="run on uvloop (as uvicorn does when installed)")
     return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.node and node_ric.resolve(node_ric.AUTO) is None:
+        print("--node: AWS's aws-lambda-ric is not installed (pointcast functions install-node-ric)", file=sys.stderr)
+        return 2
     if args.uvloop:
         import uvloop
 

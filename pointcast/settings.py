@@ -43,6 +43,12 @@ class Settings(BaseSettings):
     delivery_backoff_base: float = Field(0.5, ge=0)
     delivery_backoff_cap: float = Field(30.0, ge=0)
     delivery_timeout: float = Field(10.0, gt=0)
+    # The circuit breaker per destination (channels/webhook/breaker.py): this many retryable failures in a row open
+    # it (0: no breaker) for a cool-down that starts here and doubles up to delivery_backoff_cap; batches wait
+    # without spending attempts, until the destination has been down for delivery_outage_limit seconds.
+    delivery_breaker_failures: int = Field(10, ge=0, le=10_000)
+    delivery_breaker_cooldown: float = Field(1.0, gt=0)
+    delivery_outage_limit: float = Field(300.0, ge=0)
     # Functions: the worker pool, hooks, and functions that live in AWS Lambda
     function_max_workers: int = Field(8, ge=1, le=512)  # worker processes in all
     function_concurrency: int = Field(4, ge=1, le=512)  # concurrent invocations of one function

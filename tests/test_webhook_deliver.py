@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Iterator
 from itertools import count
 
 import aiohttp
 import pytest
 
+from pointcast.channels.webhook.breaker import Breakers
 from pointcast.channels.webhook.deliver import BATCH_ID_HEADER, RetryPolicy, post_batch
 from pointcast.channels.webhook.verify import make_ssl_context
 from tests.support.tls import RequestRecord, TestCA, TLSReceiver, free_port
@@ -105,3 +107,82 @@ def test_connection_refused_is_retried_then_fails(test_ca) -> None:
     delivery = deliver(f"https://127.0.0.1:{free_port()}/hook", test_ca)
     assert not delivery.ok and len(delivery.attempts) == 4
     assert "could not connect" in delivery.reason
+
+
+# -- the circuit breaker per destination (breaker.py) -------------------------------------------------------------
+
+
+def deliver_many(url: str, ca: TestCA, batches: int, policy: RetryPolicy, breakers: Breakers | None):
+    """``batches`` deliveries at once to ``url``, sharing the breakers (real sleeps: the breaker waits in time)."""
+
+    async def main():
+        connector = aiohttp.TCPConnector(ssl=make_ssl_context(str(ca.ca_path)))
+        async with aiohttp.ClientSession(connector=connector) as session:
+            breaker = breakers.for_url(url) if breakers else None
+            return await asyncio.wait_for(
+                asyncio.gather(
+                    *(
+                        post_batch(session, url, b'{"Endpoints":{}}', f"batch-{i}", policy, breaker=breaker)
+                        for i in range(batches)
+                    )
+                ),
+                60,
+            )
+
+    return asyncio.run(main())
+
+
+def down_for(seconds: float):
+    """A responder answering 503 until ``seconds`` after its first request, then 200; it counts the 503s."""
+    state = {"first": None, "refused": 0}
+
+    def responder(_: RequestRecord):
+        now = time.monotonic()
+        state["first"] = state["first"] or now
+        if now - state["first"] < seconds:
+            state["refused"] += 1
+            return 503, {}, b"restarting"
+        return 200, {}, b"ok"
+
+    return responder, state
+
+
+QUICK = RetryPolicy(attempts=3, base=0.01, cap=0.02, timeout=2.0)
+
+
+def test_a_short_outage_fails_every_batch_without_the_breaker(receiver, test_ca) -> None:
+    receiver.responder, state = down_for(0.8)
+    deliveries = deliver_many(receiver.url, test_ca, 30, QUICK, None)
+    assert not any(d.ok for d in deliveries)  # each batch spent its 3 attempts in a few ms of the outage
+    assert state["refused"] == 90
+
+
+def test_the_breaker_holds_batches_through_an_outage(receiver, test_ca) -> None:
+    receiver.responder, state = down_for(0.8)
+    breakers = Breakers(failures=5, base=0.1, cap=0.2, outage_limit=30)
+    started = time.monotonic()
+    deliveries = deliver_many(receiver.url, test_ca, 30, QUICK, breakers)
+    assert all(d.ok for d in deliveries), [d.reason for d in deliveries if not d.ok]
+    assert time.monotonic() - started >= 0.8  # they waited for the destination to come back
+    # the first attempts were all in flight before any failed; after that only one probe per cool-down went out
+    assert 30 <= state["refused"] <= 30 + 8
+    # waiting spent no attempt, nor did a failed probe: each batch spent one, in the first wave
+    assert all(sum(a.status == 503 for a in d.attempts) >= 1 for d in deliveries)
+    assert breakers.status() == []  # closed again
+
+
+def test_the_breaker_gives_up_after_the_outage_limit(receiver, test_ca) -> None:
+    receiver.responder, state = down_for(3600)
+    breakers = Breakers(failures=3, base=0.05, cap=0.1, outage_limit=0.6)
+    started = time.monotonic()
+    deliveries = deliver_many(receiver.url, test_ca, 20, QUICK, breakers)
+    assert time.monotonic() - started < 5
+    assert not any(d.ok for d in deliveries)
+    port = receiver.url.split(":")[2].split("/")[0]
+    for delivery in deliveries:
+        assert delivery.host_down is not None
+        assert delivery.reason.startswith(f"https://127.0.0.1:{port} is down: ")
+        assert "(the last: HTTP 503)" in delivery.reason and "attempt(s) made for this batch" in delivery.reason
+    assert 20 <= state["refused"] <= 20 + 15  # the first wave, then about one probe per cool-down
+    [down] = breakers.status()
+    assert down["Destination"] == f"https://127.0.0.1:{port}" and down["DownSeconds"] >= 0.6

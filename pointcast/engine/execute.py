@@ -21,6 +21,7 @@ import sqlalchemy as sa
 from pointcast.apps import repository as apps
 from pointcast.apps.service import WEBHOOK_SECRET_KEY
 from pointcast.aws.wire import iso_ms
+from pointcast.channels.webhook.breaker import Breakers
 from pointcast.channels.webhook.deliver import Attempt, RetryPolicy, post_batch
 from pointcast.channels.webhook.signing import signature_headers
 from pointcast.engine import hooks
@@ -47,6 +48,7 @@ class ExecuteDeps:
     functions: Any = None  # the FunctionHost (hooks, function channels); None where functions cannot run
     function_attempts: int = 3
     hook_timeout: float = 15.0
+    breakers: Breakers = field(default_factory=Breakers)  # per destination (channels/webhook/breaker.py)
 
     loading: dict[tuple[str, str], asyncio.Future[Any]] = field(default_factory=dict)
 
@@ -183,7 +185,9 @@ async def deliver(deps: ExecuteDeps, item: Prepared) -> Result:
             body = build_payload(
                 spec, treatment, batch.activity_id, batch.not_before, docs, present, endpoints=endpoints
             )
-            sent = await post_batch(deps.session, str(treatment.delivery_uri), body, batch.id, deps.policy, sign=sign)
+            url = str(treatment.delivery_uri)
+            breaker = deps.breakers.for_url(url)
+            sent = await post_batch(deps.session, url, body, batch.id, deps.policy, sign=sign, breaker=breaker)
             tries += sent.attempts
             failure = None if sent.ok else f"WEBHOOK_FAILED: {sent.reason}"
         elif treatment.delivery_uri:

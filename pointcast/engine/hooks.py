@@ -200,7 +200,14 @@ async def call(
     if target.startswith("https://"):
         policy = RetryPolicy(attempts, deps.policy.base, deps.policy.cap, timeout or deps.policy.timeout)
         delivery = await post_batch(
-            deps.session, target, event, f"{batch_id}.{kind.lower()}", policy, sign=sign, keep_body=True
+            deps.session,
+            target,
+            event,
+            f"{batch_id}.{kind.lower()}",
+            policy,
+            sign=sign,
+            keep_body=True,
+            breaker=deps.breakers.for_url(target),
         )
         ok = delivery.ok
         return Called(ok, None if ok else delivery.reason, delivery.body or b"", delivery.attempts)

@@ -27,6 +27,7 @@ import sqlalchemy as sa
 
 from pointcast.aws.wire import iso_ms, new_id
 from pointcast.campaigns.repository import campaigns
+from pointcast.channels.webhook.breaker import Breakers
 from pointcast.channels.webhook.deliver import RetryPolicy
 from pointcast.context import Context
 from pointcast.engine import planner, schedule
@@ -156,6 +157,12 @@ class Runner:
             functions=self.ctx.functions,
             function_attempts=settings.function_attempts,
             hook_timeout=settings.hook_timeout,
+            breakers=Breakers(
+                settings.delivery_breaker_failures,
+                settings.delivery_breaker_cooldown,
+                max(settings.delivery_backoff_cap, settings.delivery_breaker_cooldown),
+                settings.delivery_outage_limit,
+            ),
         )
         self._task = asyncio.create_task(self._loop(), name="pointcast-runner")
         self._recorder = asyncio.create_task(self._record_loop(), name="pointcast-recorder")
@@ -405,4 +412,5 @@ class Runner:
             "Unrecorded": len(self._unrecorded),
             "ReadAhead": len(self._ready),
             "Running": loop_alive,
+            "DestinationsDown": self.deps.breakers.status() if self.deps else [],
         }

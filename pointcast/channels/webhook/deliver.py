@@ -2,6 +2,7 @@
 
 Policy (DESIGN.md "Delivery policy defaults"): 2xx is success; timeouts, connection errors, 408, 429 and 5xx are
 retried with exponential backoff and full jitter, honouring ``Retry-After`` (capped); any other status is final.
+A destination that keeps failing is given a rest by its circuit breaker (breaker.py).
 The batch id travels in ``X-Pointcast-Batch-Id`` and stays the same across retries and restarts, so a receiver can
 drop duplicates.
 """
@@ -15,6 +16,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import aiohttp
+
+from pointcast.channels.webhook.breaker import Breaker, HostDown
 
 BATCH_ID_HEADER = "X-Pointcast-Batch-Id"
 RETRYABLE = frozenset({408, 429})
@@ -59,6 +62,7 @@ class Delivery:
 
     attempts: list[Attempt] = field(default_factory=list)
     body: bytes | None = None  # the successful response's whole body, when asked for (a FILTER hook's answer)
+    host_down: str | None = None  # why the next attempt was not made (the destination's breaker, breaker.py)
 
     @property
     def ok(self) -> bool:
@@ -67,6 +71,8 @@ class Delivery:
     @property
     def reason(self) -> str:
         last = self.attempts[-1] if self.attempts else None
+        if self.host_down:
+            return f"{self.host_down}; {len(self.attempts)} attempt(s) made for this batch"
         if last is None:
             return "not attempted"
         if last.error:
@@ -94,15 +100,26 @@ async def post_batch(
     sign: Callable[[bytes], dict[str, str]] | None = None,
     sleep: Callable[[float], object] = asyncio.sleep,
     keep_body: bool = False,
+    breaker: Breaker | None = None,
 ) -> Delivery:
     """POST ``body`` until it succeeds, fails for good, or the attempts run out.
 
     ``sign``, when given, makes the signature headers for each attempt (their timestamp is the attempt's).
+    ``breaker``, when given, is the destination's: an attempt waits while it is open (breaker.py).
     """
     delivery = Delivery()
     base_headers = {"Content-Type": "application/json", BATCH_ID_HEADER: batch_id, **(headers or {})}
     timeout = aiohttp.ClientTimeout(total=policy.timeout)
-    for number in range(1, policy.attempts + 1):
+    number = spent = 0  # attempts made, and those that count against policy.attempts (a failed probe does not)
+    while spent < policy.attempts:
+        number += 1
+        probe = False
+        if breaker is not None and not breaker.closed:
+            try:
+                probe = await breaker.admit()
+            except HostDown as exc:
+                delivery.host_down = str(exc)
+                return delivery
         started = time.monotonic()
         attempt = Attempt(number, time.time(), 0.0)
         retry_after = None
@@ -127,14 +144,28 @@ async def post_batch(
             attempt.error = "the server closed the connection without a response"
         except aiohttp.ClientError as exc:
             attempt.error = f"{type(exc).__name__}: {exc}"
+        except BaseException:
+            if probe and breaker is not None:
+                breaker.released()  # cancelled mid-probe: another attempt may probe
+            raise
         attempt.duration_ms = (time.monotonic() - started) * 1000
+        if breaker is not None:
+            if attempt.status is not None and attempt.status < 500:
+                breaker.succeeded()  # the destination answered (even a 4xx or a 429 says it is up)
+            else:
+                breaker.failed_with(attempt.error or f"HTTP {attempt.status}", probe)
         delivery.attempts.append(attempt)
         if attempt.ok:
             return delivery
         final = attempt.status is not None and attempt.status < 500 and attempt.status not in RETRYABLE
-        if final or number == policy.attempts:
+        if final:
             return delivery
-        pause = sleep(policy.delay(number, retry_after))
+        if probe and breaker is not None and not breaker.closed:
+            continue  # the probe tried the destination for every batch waiting on it: the breaker paces the next
+        spent += 1
+        if spent == policy.attempts:
+            return delivery
+        pause = sleep(policy.delay(spent, retry_after))
         if asyncio.iscoroutine(pause):
             await pause
     return delivery

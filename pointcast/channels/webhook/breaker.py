@@ -1,0 +1,139 @@
+"""A circuit breaker per destination (scheme, host and port), shared by every batch that POSTs there.
+
+Without it a receiver that is down gets every batch's every attempt, and a campaign burns its attempts in the
+seconds of a restart: each of thousands of batches fails for good although the host is back a minute later. With
+it (DESIGN.md "Delivery policy defaults"):
+
+- ``failures`` retryable failures in a row (a timeout, no connection, a 5xx) open the breaker: for a cool-down no
+  request goes to that destination, and batches about to make an attempt wait instead. Waiting spends no attempt.
+- When the cool-down ends, one waiting attempt goes through (the probe); the others wait for its answer. Success
+  closes the breaker and they all go on. Failure opens it again, for twice as long (up to ``cap`` seconds).
+- Waiting is bounded: once the destination has been down for ``outage_limit`` seconds (counted from when the
+  breaker opened), attempts that find it open end at once with the reason (``HostDown``), and the batch fails with
+  it: nothing waits for ever, and every endpoint still ends with an outcome. A probe still goes out each cool-down,
+  so a host that comes back is used again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+
+
+class HostDown(Exception):
+    """The destination has been down for longer than the outage limit; the attempt was not made."""
+
+
+@dataclass(slots=True)
+class Breaker:
+    destination: str
+    failures: int  # in a row, to open
+    base: float  # the first cool-down, seconds
+    cap: float  # the longest cool-down
+    outage_limit: float  # seconds down after which attempts stop waiting
+    clock: Callable[[], float] = time.monotonic
+    failed: int = 0  # retryable failures in a row
+    opened_at: float | None = None  # when the current outage began (None: closed)
+    open_until: float = 0.0
+    cool: float = 0.0
+    probing: bool = False
+    last_error: str = ""
+    _changed: asyncio.Event = field(default_factory=asyncio.Event)
+
+    @property
+    def closed(self) -> bool:
+        return self.opened_at is None
+
+    async def admit(self) -> bool:
+        """Wait until an attempt may go; True if this attempt is the probe. Raises HostDown past the limit."""
+        while self.opened_at is not None:
+            now = self.clock()
+            if now >= self.open_until and not self.probing:
+                self.probing = True
+                return True
+            down = now - self.opened_at
+            if down >= self.outage_limit:
+                raise HostDown(
+                    f"{self.destination} is down: {self.failed} attempts in a row failed over {down:.0f} s "
+                    f"(the last: {self.last_error})"
+                )
+            self._changed.clear()
+            wait = self.opened_at + self.outage_limit - now
+            if not self.probing:
+                wait = min(wait, self.open_until - now)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._changed.wait(), max(wait, 0.001))
+        return False
+
+    def succeeded(self) -> None:
+        opened = self.opened_at is not None
+        self.failed, self.opened_at, self.probing, self.cool = 0, None, False, 0.0
+        if opened:
+            self._changed.set()
+
+    def failed_with(self, error: str, probe: bool) -> None:
+        """A retryable failure (``probe``: the attempt ``admit`` let through as the probe)."""
+        self.failed += 1
+        self.last_error = error
+        now = self.clock()
+        if probe or (self.opened_at is None and self.failed >= self.failures):
+            if self.opened_at is None:
+                self.opened_at = now
+                self.cool = self.base
+            elif probe:
+                self.cool = min(self.cap, self.cool * 2)
+            self.open_until = now + self.cool
+            self.probing = False
+            self._changed.set()
+
+    def released(self) -> None:
+        """The probe's attempt ended without an answer either way (cancelled): let another one probe."""
+        if self.probing:
+            self.probing = False
+            self._changed.set()
+
+
+class Breakers:
+    """The breakers of one sender, by destination; ``failures`` 0 turns them off."""
+
+    def __init__(self, failures: int = 10, base: float = 1.0, cap: float = 30.0, outage_limit: float = 300.0) -> None:
+        self.failures, self.base, self.cap, self.outage_limit = failures, base, cap, outage_limit
+        self._by_url: dict[str, Breaker | None] = {}
+        self._by_destination: dict[str, Breaker] = {}
+
+    def for_url(self, url: str) -> Breaker | None:
+        found = self._by_url.get(url, False)
+        if found is not False:
+            return found  # type: ignore[return-value]
+        breaker = None
+        if self.failures > 0:
+            parts = urlsplit(url)
+            port = parts.port or (443 if parts.scheme == "https" else 80)
+            destination = f"{parts.scheme}://{parts.hostname}:{port}"
+            breaker = self._by_destination.get(destination)
+            if breaker is None:
+                breaker = self._by_destination[destination] = Breaker(
+                    destination, self.failures, self.base, self.cap, self.outage_limit
+                )
+        if len(self._by_url) > 10_000:
+            self._by_url.clear()
+        self._by_url[url] = breaker
+        return breaker
+
+    def status(self) -> list[dict[str, object]]:
+        """Open breakers, for the health endpoint."""
+        now = time.monotonic()
+        return [
+            {
+                "Destination": b.destination,
+                "DownSeconds": round(now - b.opened_at, 1),
+                "FailedInARow": b.failed,
+                "LastError": b.last_error,
+            }
+            for b in self._by_destination.values()
+            if b.opened_at is not None
+        ]
