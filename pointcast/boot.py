@@ -8,6 +8,7 @@ import gc
 import json
 import os
 import secrets
+import shutil
 from pathlib import Path
 
 from fastapi import FastAPI
@@ -45,7 +46,8 @@ def load_credentials(settings: Settings) -> tuple[dict[str, str], bool]:
 
 
 def build(settings: Settings, keys: dict[str, str]) -> FastAPI:
-    node_ric.resolve(settings.node_ric)  # a POINTCAST_NODE_RIC that names no client stops the start, with why
+    # A POINTCAST_NODE_RIC that names no client (or one this node cannot load) stops the start, saying why.
+    node_ric.resolve(settings.node_ric, shutil.which("node"))
     db = Database(settings.resolved_database_url())
     db.migrate()
     ctx = Context(

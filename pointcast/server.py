@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import shutil
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -54,12 +55,14 @@ def build_function_host(ctx: Context) -> FunctionHost:
         "AWS_REGION": settings.region,
         "AWS_DEFAULT_REGION": settings.region,
     }
-    node_ric = resolve_node_ric(settings.node_ric)  # a path without the client: NodeRicError, and no start
+    node = shutil.which("node")
+    node_ric = resolve_node_ric(settings.node_ric, node)  # boot.build asked first: a wrong path stopped the start
     pool = WorkerPool(
         work_dir=settings.data_dir / "workers",
         base_env=base_env,
         max_workers=settings.function_max_workers,
         idle_seconds=settings.function_idle_seconds,
+        node=node,
         transport=settings.function_transport,
         node_ric=node_ric,
         batch_scheduling=settings.function_batch_scheduling,

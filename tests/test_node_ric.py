@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import logging
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -10,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from pointcast.functions.runtime import node_ric
+from tests.conftest import need_service
 from tests.support.server import BIN
 
 
@@ -40,6 +43,27 @@ def test_resolve(tmp_path: Path) -> None:
     assert node_ric.resolve(node_ric.AUTO) == node_ric.package_dir(Path(sys.prefix) / "node-ric")
 
 
+NODE = shutil.which("node")
+
+
+def test_a_client_that_does_not_load_in_this_node(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """Its native part is built for one Node.js version: auto passes such an install over, a path refuses it."""
+    if NODE is None:
+        need_service("Node.js ('node') is not on PATH")
+    assert NODE
+    broken = fake_package(tmp_path / "prefix")  # rapid-client.node is not a shared object
+    with caplog.at_level(logging.WARNING, logger="pointcast.functions"):
+        assert node_ric.resolve(node_ric.AUTO, NODE, auto_prefix=tmp_path / "prefix") is None
+    assert "does not load in" in caplog.text and "bootstrap.js" in caplog.text
+    with pytest.raises(node_ric.NodeRicError, match=r"cannot load aws-lambda-ric's native part \(.*Error"):
+        node_ric.resolve(str(broken), NODE)
+    assert node_ric.resolve(str(broken)) == broken  # without node nothing is run, so nothing is checked
+    installed = node_ric.package_dir(node_ric.default_prefix())
+    if installed is not None:  # the real one (python3 dev.py test builds it) loads
+        assert node_ric.check(installed, NODE) is None
+        assert node_ric.resolve(node_ric.AUTO, NODE) == installed
+
+
 def test_install_says_what_is_missing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PATH", str(tmp_path))  # nothing to build with
     with pytest.raises(node_ric.NodeRicError) as caught:
@@ -61,6 +85,25 @@ def test_serve_refuses_a_path_without_the_client(tmp_path: Path) -> None:
     assert done.returncode == 1
     assert "cannot start" in done.stderr and "no built aws-lambda-ric there" in done.stderr
     assert "install-node-ric" in done.stderr
+
+
+def test_serve_refuses_a_client_this_node_cannot_load(tmp_path: Path) -> None:
+    if NODE is None:
+        need_service("Node.js ('node') is not on PATH")
+    fake_package(tmp_path / "prefix")
+    done = subprocess.run(
+        [str(BIN / "pointcast"), "serve", "--data-dir", str(tmp_path / "data"), "--port", "0"],
+        env={
+            "PATH": f"{BIN}:{Path(str(NODE)).parent}",
+            "POINTCAST_NODE_RIC": str(tmp_path / "prefix"),
+            "COLUMNS": "500",
+        },
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 1
+    assert "cannot start" in done.stderr and "cannot load aws-lambda-ric's native part" in done.stderr
 
 
 def test_install_if_missing_leaves_an_install_alone(tmp_path: Path) -> None:

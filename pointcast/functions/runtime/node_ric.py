@@ -12,13 +12,16 @@ workers run pointcast's ``bootstrap.js``, which speaks the same API (docs/contra
 
 from __future__ import annotations
 
+import functools
 import json
+import logging
 import os
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
+log = logging.getLogger("pointcast.functions")
 PACKAGE = "aws-lambda-ric"
 VERSION = "3.3.0"  # the release these docs and tests were checked with
 AUTO, BOOTSTRAP = "auto", "bootstrap"
@@ -54,13 +57,29 @@ def package_dir(path: Path) -> Path | None:
     return None
 
 
-def resolve(setting: str) -> Path | None:
-    """The package directory Node.js workers run, or None for bootstrap.js; raises NodeRicError for a path that
-    holds no built client."""
+def resolve(setting: str, node: str | None = None, auto_prefix: Path | None = None) -> Path | None:
+    """The package directory Node.js workers run, or None for bootstrap.js.
+
+    With ``node``, the client must also load in it (its native part is built for one Node.js version): under
+    ``auto`` one that does not is passed over with a warning; a path that holds no client that loads raises
+    NodeRicError. ``auto_prefix`` replaces ``default_prefix()`` where ``auto`` looks.
+    """
     if setting == BOOTSTRAP:
         return None
     if setting == AUTO:
-        return package_dir(default_prefix())
+        found = package_dir(auto_prefix or default_prefix())
+        problem = check(found, node) if found is not None and node else None
+        if problem:
+            log.warning(
+                "%s in %s does not load in %s (%s); Node.js functions run under bootstrap.js until "
+                "'pointcast functions install-node-ric' builds it again",
+                PACKAGE,
+                found,
+                node,
+                problem,
+            )
+            return None
+        return found
     found = package_dir(Path(setting).expanduser())
     if found is None:
         raise NodeRicError(
@@ -68,7 +87,31 @@ def resolve(setting: str) -> Path | None:
             f"install it with 'pointcast functions install-node-ric --prefix {setting}', or set it to "
             f"'{AUTO}' or '{BOOTSTRAP}'"
         )
+    problem = check(found, node) if node else None
+    if problem:
+        raise NodeRicError(
+            f"POINTCAST_NODE_RIC={setting}: {node} cannot load {PACKAGE}'s native part ({problem}); build it again "
+            f"with 'pointcast functions install-node-ric --prefix {setting}'"
+        )
     return found
+
+
+@functools.lru_cache(maxsize=16)
+def check(package: Path, node: str) -> str | None:
+    """None if ``node`` loads the client's native part (AWS's C++ client, built for one Node.js version), else the
+    error it gives. Asked once per process (the server resolves the setting as it starts)."""
+    native = package / "dist" / "rapid-client.node"
+    env = {"PATH": os.environ.get("PATH", ""), "AWS_LAMBDA_RUNTIME_API": "127.0.0.1:9"}  # read as it loads
+    try:
+        done = subprocess.run(
+            [node, "-e", "require(process.argv[1])", str(native)], env=env, capture_output=True, timeout=30, check=False
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return str(exc)
+    if done.returncode == 0:
+        return None
+    lines = [line.strip() for line in done.stderr.decode("utf-8", "replace").splitlines() if line.strip()]
+    return next((line for line in lines if "Error" in line), lines[-1] if lines else f"exit {done.returncode}")
 
 
 def describe(package: Path | None) -> str:
