@@ -186,3 +186,26 @@ def test_the_breaker_gives_up_after_the_outage_limit(receiver, test_ca) -> None:
     assert 20 <= state["refused"] <= 20 + 15  # the first wave, then about one probe per cool-down
     [down] = breakers.status()
     assert down["Destination"] == f"https://127.0.0.1:{port}" and down["DownSeconds"] >= 0.6
+
+
+def test_no_attempt_starts_after_the_deadline(receiver, test_ca) -> None:
+    """A campaign's MaximumDuration: neither a backoff nor an open breaker makes a batch start late."""
+    receiver.responder = replies(*[(503, {"Retry-After": "0.15"}, b"")] * 100)  # 0.15 s between attempts
+    policy = RetryPolicy(attempts=5, base=0.15, cap=1.0, timeout=2.0)
+
+    async def main(breakers: Breakers | None):
+        connector = aiohttp.TCPConnector(ssl=make_ssl_context(str(test_ca.ca_path)))
+        async with aiohttp.ClientSession(connector=connector) as session:
+            breaker = breakers.for_url(receiver.url) if breakers else None
+            deadline = time.monotonic() + 0.4
+            delivery = await post_batch(
+                session, receiver.url, b"{}", "batch-1", policy, breaker=breaker, deadline=deadline
+            )
+            return delivery, time.monotonic() - deadline
+
+    delivery, late = asyncio.run(main(None))  # backoffs: it stops before the attempt that would start late
+    assert delivery.past_deadline and not delivery.ok and len(delivery.attempts) == 3  # at 0, 0.15, 0.3 s
+    assert late < 0.1 and delivery.reason.startswith("the deadline passed; ") and "HTTP 503" in delivery.reason
+    delivery, late = asyncio.run(main(Breakers(failures=1, base=5.0, cap=5.0, outage_limit=60)))
+    assert delivery.past_deadline and len(delivery.attempts) == 1  # the breaker opened; the wait ended in time
+    assert -0.05 < late < 0.1 and delivery.host_down is None

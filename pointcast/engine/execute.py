@@ -160,7 +160,11 @@ async def deliver(deps: ExecuteDeps, item: Prepared) -> Result:
     max_duration = spec.limits.get("MaximumDuration")
     secret = await deps.webhook_secret(spec.app_id)
     sign = (lambda data: signature_headers(secret, batch.id, data)) if secret else None
-    if max_duration and deps.now() > spec.scheduled + timedelta(seconds=max_duration):
+    deadline = None  # time.monotonic() after which no webhook attempt starts
+    if max_duration:
+        left = (spec.scheduled + timedelta(seconds=max_duration) - deps.now()).total_seconds()
+        deadline = time.monotonic() + left
+    if deadline is not None and left <= 0:
         failure = f"MAXIMUM_DURATION: the run passed its MaximumDuration of {max_duration} s"
     elif present and hook.get("Mode") == "FILTER":
         header = _header(spec, treatment, batch.activity_id, batch.not_before, False)
@@ -187,9 +191,14 @@ async def deliver(deps: ExecuteDeps, item: Prepared) -> Result:
             )
             url = str(treatment.delivery_uri)
             breaker = deps.breakers.for_url(url)
-            sent = await post_batch(deps.session, url, body, batch.id, deps.policy, sign=sign, breaker=breaker)
+            sent = await post_batch(
+                deps.session, url, body, batch.id, deps.policy, sign=sign, breaker=breaker, deadline=deadline
+            )
             tries += sent.attempts
-            failure = None if sent.ok else f"WEBHOOK_FAILED: {sent.reason}"
+            if sent.past_deadline:
+                failure = f"MAXIMUM_DURATION: the run passed its MaximumDuration of {max_duration} s ({sent.reason})"
+            else:
+                failure = None if sent.ok else f"WEBHOOK_FAILED: {sent.reason}"
         elif treatment.delivery_uri:
             body = build_payload(
                 spec, treatment, batch.activity_id, batch.not_before, docs, present, endpoints=endpoints

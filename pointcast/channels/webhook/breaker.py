@@ -48,10 +48,13 @@ class Breaker:
     def closed(self) -> bool:
         return self.opened_at is None
 
-    async def admit(self) -> bool:
-        """Wait until an attempt may go; True if this attempt is the probe. Raises HostDown past the limit."""
+    async def admit(self, deadline: float | None = None) -> bool:
+        """Wait until an attempt may go; True if this attempt is the probe. Raises HostDown past the outage limit,
+        and TimeoutError once ``deadline`` (on the breaker's clock) has passed."""
         while self.opened_at is not None:
             now = self.clock()
+            if deadline is not None and now >= deadline:
+                raise TimeoutError
             if now >= self.open_until and not self.probing:
                 self.probing = True
                 return True
@@ -65,6 +68,8 @@ class Breaker:
             wait = self.opened_at + self.outage_limit - now
             if not self.probing:
                 wait = min(wait, self.open_until - now)
+            if deadline is not None:
+                wait = min(wait, deadline - now)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._changed.wait(), max(wait, 0.001))
         return False

@@ -63,6 +63,7 @@ class Delivery:
     attempts: list[Attempt] = field(default_factory=list)
     body: bytes | None = None  # the successful response's whole body, when asked for (a FILTER hook's answer)
     host_down: str | None = None  # why the next attempt was not made (the destination's breaker, breaker.py)
+    past_deadline: bool = False  # the next attempt was not made: the deadline had passed
 
     @property
     def ok(self) -> bool:
@@ -73,6 +74,10 @@ class Delivery:
         last = self.attempts[-1] if self.attempts else None
         if self.host_down:
             return f"{self.host_down}; {len(self.attempts)} attempt(s) made for this batch"
+        if self.past_deadline:
+            return f"the deadline passed; {len(self.attempts)} attempt(s) made for this batch" + (
+                f", the last: {last.error or f'HTTP {last.status}'}" if last else ""
+            )
         if last is None:
             return "not attempted"
         if last.error:
@@ -101,11 +106,13 @@ async def post_batch(
     sleep: Callable[[float], object] = asyncio.sleep,
     keep_body: bool = False,
     breaker: Breaker | None = None,
+    deadline: float | None = None,
 ) -> Delivery:
     """POST ``body`` until it succeeds, fails for good, or the attempts run out.
 
     ``sign``, when given, makes the signature headers for each attempt (their timestamp is the attempt's).
     ``breaker``, when given, is the destination's: an attempt waits while it is open (breaker.py).
+    ``deadline`` (``time.monotonic()``): no attempt starts after it (a campaign's MaximumDuration).
     """
     delivery = Delivery()
     base_headers = {"Content-Type": "application/json", BATCH_ID_HEADER: batch_id, **(headers or {})}
@@ -116,10 +123,16 @@ async def post_batch(
         probe = False
         if breaker is not None and not breaker.closed:
             try:
-                probe = await breaker.admit()
+                probe = await breaker.admit(deadline)
             except HostDown as exc:
                 delivery.host_down = str(exc)
                 return delivery
+            except TimeoutError:
+                delivery.past_deadline = True
+                return delivery
+        if deadline is not None and time.monotonic() >= deadline:
+            delivery.past_deadline = True
+            return delivery
         started = time.monotonic()
         attempt = Attempt(number, time.time(), 0.0)
         retry_after = None
@@ -165,7 +178,11 @@ async def post_batch(
         spent += 1
         if spent == policy.attempts:
             return delivery
-        pause = sleep(policy.delay(spent, retry_after))
+        delay = policy.delay(spent, retry_after)
+        if deadline is not None and time.monotonic() + delay >= deadline:
+            delivery.past_deadline = True  # the next attempt could not start in time
+            return delivery
+        pause = sleep(delay)
         if asyncio.iscoroutine(pause):
             await pause
     return delivery
