@@ -583,3 +583,29 @@ def test_messages_per_second_paces_delivery(clock_server, pinpoint, app_id, rece
     assert spread >= 4.0, f"500 messages at 100/s arrived over {spread:.2f} s"
     gaps = [b.received_at - a.received_at for a, b in itertools.pairwise(posts)]
     assert min(gaps) >= 0.25, [round(g, 2) for g in gaps]
+
+
+def test_maximum_duration_fails_what_is_not_sent_in_time(clock_server, pinpoint, app_id, receiver) -> None:
+    """Limits.MaximumDuration: batches that have not started by then end FAILED with the reason; the others SENT."""
+    ids = [f"ep-{i:03d}" for i in range(300)]
+    load(pinpoint, app_id, [endpoint(i) for i in ids])
+    segment = audience_segment(pinpoint, app_id)
+    start = utc("2030-12-09T06:00:00Z")
+    set_clock(clock_server, start)
+    limits = {"MessagesPerSecond": 50, "MaximumDuration": 60}  # a batch of 50 a second: 6 batches over 5 s
+    cid = webhook_campaign(pinpoint, app_id, segment, receiver.url, {"StartTime": iso(start)}, Limits=limits)["Id"]
+    wait_for(lambda: len(receiver.posts()) >= 2, timeout=30, what="two batches delivered")
+    set_clock(clock_server, start + timedelta(seconds=61))  # the run is past its MaximumDuration now
+    wait_for_runs(clock_server, pinpoint, app_id, cid, 1, "COMPLETED", timeout=30)
+    sent = {endpoint_id for post in receiver.posts() for endpoint_id in post.endpoint_ids}
+    assert 100 <= len(sent) <= 150  # the two, and at most one that had started when the clock moved
+    found = {o["EndpointId"]: o for o in outcomes(clock_server, app_id, cid)}
+    assert sorted(found) == ids
+    for endpoint_id, outcome in found.items():
+        if endpoint_id in sent:
+            assert (outcome["Status"], outcome["Reason"]) == ("SENT", None)
+        else:
+            assert outcome["Status"] == "FAILED", outcome
+            assert outcome["Reason"] == "MAXIMUM_DURATION: the run passed its MaximumDuration of 60 s"
+    [activity] = activities(pinpoint, app_id, cid)
+    assert activity["SuccessfulEndpointCount"] == len(sent) and activity["TotalEndpointCount"] == 300
