@@ -24,6 +24,7 @@ class Context:
     ssl_context: ssl.SSLContext = field(default_factory=ssl.create_default_context)
     clock: Clock = field(default_factory=Clock)
     wake_engine: Callable[[], None] = lambda: None  # set by the runner when it runs here
+    destinations_down: Callable[[], list[dict[str, Any]]] = list  # the runner's open breakers, when it runs here
     credentials: tuple[str, str] = ("pointcast", "pointcast")  # what functions' boto3 clients sign with
     functions: Any = None  # the FunctionHost, while the server runs
 

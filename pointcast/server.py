@@ -84,6 +84,7 @@ def create_app(ctx: Context, verifier: SigV4Verifier) -> FastAPI:
         if runner:
             await runner.start()
             ctx.wake_engine = runner.wake
+            ctx.destinations_down = runner.destinations_down
         await import_jobs.resume_orphans(ctx)
         yield
         if runner:

@@ -38,8 +38,14 @@ def watch(client: Any, app_id: str, campaign_id: str, timeout: float, console: C
             if first_done is None and done:
                 first_done = (time.monotonic(), done)
             rate = (done - first_done[1]) / max(time.monotonic() - first_done[0], 1e-6) if first_done else 0.0
+            description = campaign_id[:12]
+            for down in progress.get("DestinationsDown") or []:  # its batches wait for the destination's breaker
+                description += (
+                    f" [red]{down['Destination']} is down ({down['DownSeconds']:.0f} s; {down['LastError']})[/red]"
+                )
             bar.update(
                 task,
+                description=description,
                 total=progress["Planned"] or None,
                 completed=done,
                 sent=progress["Sent"],

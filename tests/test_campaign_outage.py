@@ -9,6 +9,7 @@ refused POSTs, and every endpoint FAILED.
 
 from __future__ import annotations
 
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -27,10 +28,12 @@ from tests.support.campaigns import (
     endpoint,
     load,
     outcomes,
+    progress,
+    wait_for,
     wait_for_runs,
     webhook_campaign,
 )
-from tests.support.server import Server
+from tests.support.server import BIN, KEY_ID, REGION, SECRET, Server, cli_env
 from tests.support.tls import RequestRecord, TestCA
 
 ENV = {
@@ -101,10 +104,36 @@ def test_a_restarting_webhook_gets_every_batch_once_it_is_back(server, pinpoint,
 
 def test_a_webhook_down_past_the_outage_limit_fails_with_the_reason(server, pinpoint, app_id, receiver) -> None:
     receiver.responder = down = DownFor(3600)
-    started = time.monotonic()
-    campaign_id, found = run(server, pinpoint, app_id, receiver)
-    assert 4 <= time.monotonic() - started < 30
     port = receiver.url.split(":")[2].split("/")[0]
+    load(pinpoint, app_id, [endpoint(i) for i in IDS])
+    segment = audience_segment(pinpoint, app_id)
+    started = time.monotonic()
+    campaign_id = str(webhook_campaign(pinpoint, app_id, segment, receiver.url, {"StartTime": "IMMEDIATE"})["Id"])
+    # while it waits, its progress (and so `pointcast campaigns watch`) says for what
+    waiting = wait_for(
+        lambda: progress(server, app_id, campaign_id)["DestinationsDown"], timeout=30, what="the destination down"
+    )
+    assert [d["Destination"] for d in waiting] == [f"https://127.0.0.1:{port}"]
+    watched = subprocess.run(
+        [str(BIN / "pointcast"), "campaigns", "watch", app_id, campaign_id, "--endpoint-url", server.url],
+        env={
+            **cli_env(),
+            "AWS_ACCESS_KEY_ID": KEY_ID,
+            "AWS_SECRET_ACCESS_KEY": SECRET,
+            "AWS_DEFAULT_REGION": REGION,
+            "COLUMNS": "250",
+        },
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert watched.returncode == 1  # endpoints failed
+    assert f"https://127.0.0.1:{port} is down (" in watched.stdout and "s; HTTP 503)" in watched.stdout
+    assert "COMPLETED: 0 sent, 300 failed" in watched.stdout
+    wait_for_runs(server, pinpoint, app_id, campaign_id, 1, "COMPLETED", timeout=60)
+    assert 4 <= time.monotonic() - started < 30
+    found = {o["EndpointId"]: o for o in outcomes(server, app_id, campaign_id)}
+    assert sorted(found) == IDS
     for outcome in found.values():
         assert outcome["Status"] == "FAILED"
         assert outcome["Reason"].startswith(f"WEBHOOK_FAILED: https://127.0.0.1:{port} is down: "), outcome

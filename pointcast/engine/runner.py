@@ -412,5 +412,10 @@ class Runner:
             "Unrecorded": len(self._unrecorded),
             "ReadAhead": len(self._ready),
             "Running": loop_alive,
-            "DestinationsDown": self.deps.breakers.status() if self.deps else [],
+            "DestinationsDown": self.destinations_down(),
         }
+
+    def destinations_down(self) -> list[dict[str, Any]]:
+        """The destinations whose circuit breaker is open (batches to them wait)."""
+        deps: ExecuteDeps | None = getattr(self, "deps", None)  # set by start()
+        return deps.breakers.status() if deps is not None else []

@@ -12,6 +12,7 @@ import sqlalchemy as sa
 from pointcast.apps import repository as apps
 from pointcast.aws.errors import BadRequest
 from pointcast.campaigns.repository import campaigns
+from pointcast.channels.webhook.breaker import destination_of
 from pointcast.store import models as m
 
 # Outcome reason -> campaign_send_status in the event stream record.
@@ -62,6 +63,15 @@ def progress(conn: sa.Connection, app_id: str, campaign_id: str) -> dict[str, An
         "Batches": int(sum(batch_states.values())),
         "Planned": planned,
     }
+
+
+def destinations(conn: sa.Connection, app_id: str, campaign_id: str) -> set[str]:
+    """Where the campaign POSTs (``scheme://host:port``): its treatments' webhooks and its hook's ``WebUrl``."""
+    doc = campaigns.get(conn, app_id, campaign_id)
+    urls = [(doc.get("Hook") or {}).get("WebUrl")]
+    for holder in [doc, *(doc.get("AdditionalTreatments") or [])]:
+        urls.append((holder.get("CustomDeliveryConfiguration") or {}).get("DeliveryUri"))
+    return {destination_of(url) for url in urls if isinstance(url, str) and url.startswith("https://")}
 
 
 def _page(token: str | None, size: str | None) -> tuple[tuple[str, str] | None, int]:

@@ -102,6 +102,13 @@ class Breaker:
             self._changed.set()
 
 
+def destination_of(url: str) -> str:
+    """What a breaker is kept per: ``scheme://host:port`` (the default port spelled out)."""
+    parts = urlsplit(url)
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    return f"{parts.scheme}://{parts.hostname}:{port}"
+
+
 class Breakers:
     """The breakers of one sender, by destination; ``failures`` 0 turns them off."""
 
@@ -116,9 +123,7 @@ class Breakers:
             return found  # type: ignore[return-value]
         breaker = None
         if self.failures > 0:
-            parts = urlsplit(url)
-            port = parts.port or (443 if parts.scheme == "https" else 80)
-            destination = f"{parts.scheme}://{parts.hostname}:{port}"
+            destination = destination_of(url)
             breaker = self._by_destination.get(destination)
             if breaker is None:
                 breaker = self._by_destination[destination] = Breaker(
