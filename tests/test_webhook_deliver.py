@@ -10,7 +10,7 @@ from itertools import count
 import aiohttp
 import pytest
 
-from pointcast.channels.webhook.breaker import Breakers
+from pointcast.channels.webhook.breaker import Breaker, Breakers, HostDown
 from pointcast.channels.webhook.deliver import BATCH_ID_HEADER, RetryPolicy, post_batch
 from pointcast.channels.webhook.verify import make_ssl_context
 from tests.support.tls import RequestRecord, TestCA, TLSReceiver, free_port
@@ -209,3 +209,42 @@ def test_no_attempt_starts_after_the_deadline(receiver, test_ca) -> None:
     delivery, late = asyncio.run(main(Breakers(failures=1, base=5.0, cap=5.0, outage_limit=60)))
     assert delivery.past_deadline and len(delivery.attempts) == 1  # the breaker opened; the wait ended in time
     assert -0.05 < late < 0.1 and delivery.host_down is None
+
+
+def test_breaker_states() -> None:
+    """The breaker on its own clock: opening, probing, doubling, closing, and a probe overtaken by a success."""
+    now = [100.0]
+    breaker = Breaker("https://h:443", failures=3, base=1.0, cap=4.0, outage_limit=60, clock=lambda: now[0])
+
+    def admit() -> bool:
+        return asyncio.run(asyncio.wait_for(breaker.admit(), 1))
+
+    for _ in range(2):
+        breaker.failed_with("HTTP 500", probe=False)
+    assert breaker.closed
+    breaker.failed_with("HTTP 500", probe=False)
+    assert not breaker.closed and breaker.open_until == 101.0  # three in a row
+    now[0] = 101.0
+    assert admit() is True and breaker.probing  # the probe
+    breaker.failed_with("timed out", probe=True)
+    assert breaker.open_until == 103.0 and not breaker.probing  # twice as long
+    now[0] = 103.0
+    assert admit() is True
+    breaker.failed_with("timed out", probe=True)
+    now[0] = 107.0  # 4 s: the cap
+    assert admit() is True
+    breaker.failed_with("timed out", probe=True)
+    assert breaker.open_until == 111.0
+    breaker.succeeded()  # an attempt made before it opened answered: the destination is up
+    assert breaker.closed and breaker.failed == 0
+    breaker.failed_with("timed out", probe=True)  # that probe's failure alone does not open it again
+    assert breaker.closed and breaker.failed == 1
+    for _ in range(2):
+        breaker.failed_with("HTTP 502", probe=False)
+    assert not breaker.closed and breaker.open_until == 108.0  # from the base again (the clock is at 107)
+    now[0] = 167.0  # down for 60 s: a probe still goes each cool-down, every other attempt ends at once
+    assert admit() is True
+    with pytest.raises(
+        HostDown, match=r"https://h:443 is down: 3 attempts in a row failed over 60 s \(the last: HTTP 502\)"
+    ):
+        admit()

@@ -85,14 +85,15 @@ class Breaker:
         self.failed += 1
         self.last_error = error
         now = self.clock()
-        if probe or (self.opened_at is None and self.failed >= self.failures):
-            if self.opened_at is None:
-                self.opened_at = now
-                self.cool = self.base
-            elif probe:
+        if self.opened_at is not None:
+            if probe:  # still down: rest longer before the next probe
                 self.cool = min(self.cap, self.cool * 2)
+                self.open_until = now + self.cool
+                self.probing = False
+                self._changed.set()
+        elif self.failed >= self.failures:  # (a probe whose breaker another answer closed meanwhile counts here)
+            self.opened_at, self.cool = now, self.base
             self.open_until = now + self.cool
-            self.probing = False
             self._changed.set()
 
     def released(self) -> None:
