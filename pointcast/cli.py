@@ -258,9 +258,10 @@ def functions_install_node_ric(
 
     target = prefix or node_ric.default_prefix()
     found = node_ric.package_dir(target)
-    if if_missing and found is not None:
+    node = shutil.which("node")
+    if if_missing and found is not None and not (node and node_ric.check(found, node)):
         typer.echo(f"{node_ric.PACKAGE} is installed: {found}")
-        return
+        return  # (one this node cannot load, built for another Node.js version, is built again)
     missing = node_ric.missing_tools()
     if missing and install_build_tools:
         apt = shutil.which("apt-get")

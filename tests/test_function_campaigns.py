@@ -191,7 +191,8 @@ def test_seed_003_filter_in_node_unchanged(server, pinpoint, lam, receiver) -> N
         if IN_CI:
             pytest.fail("node is not on this machine; CI must run the Node.js FILTER example")
         pytest.skip("node is not on this machine: the Node.js FILTER example cannot run")
-    installed = node_ric.resolve(node_ric.AUTO)  # what the server's default finds: it runs in the same environment
+    # what the server's default finds: it runs in the same environment, with the same node
+    installed = node_ric.resolve(node_ric.AUTO, shutil.which("node"))
     if installed is None and IN_CI:
         pytest.fail("CI=true but AWS's aws-lambda-ric is not installed ('pointcast functions install-node-ric')")
     client = httpx.get(f"{server.url}/pointcast/health").json()["functions"]["Pool"]["NodeRuntimeClient"]

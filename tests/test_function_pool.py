@@ -163,10 +163,10 @@ def node_client(request: pytest.FixtureRequest) -> dict[str, Any]:
     node = need_node()
     if request.param == "bootstrap":
         return {"node": node, "node_ric": None}
-    installed = node_ric.resolve(node_ric.AUTO)
+    installed = node_ric.resolve(node_ric.AUTO, node)
     if installed is None:
         need_service(
-            f"AWS's aws-lambda-ric is not installed in {node_ric.default_prefix()} "
+            f"AWS's aws-lambda-ric is not installed in {node_ric.default_prefix()}, or {node} cannot load it "
             "('pointcast functions install-node-ric'; python3 dev.py test installs it)"
         )
     return {"node": node, "node_ric": installed}

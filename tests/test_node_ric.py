@@ -117,3 +117,21 @@ def test_install_if_missing_leaves_an_install_alone(tmp_path: Path) -> None:
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == f"aws-lambda-ric is installed: {package}"
+
+
+def test_install_if_missing_builds_again_what_this_node_cannot_load(tmp_path: Path) -> None:
+    if NODE is None:
+        need_service("Node.js ('node') is not on PATH")
+    fake_package(tmp_path / "prefix")  # its native part does not load
+    only_node = tmp_path / "bin"
+    only_node.mkdir()
+    (only_node / "node").symlink_to(str(NODE))
+    done = subprocess.run(
+        [str(BIN / "pointcast"), "functions", "install-node-ric", "--prefix", str(tmp_path / "prefix"), "--if-missing"],
+        env={"PATH": f"{BIN}:{only_node}", "COLUMNS": "500"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 1  # it tried to build it again, and says what that needs
+    assert "installing aws-lambda-ric" in done.stderr and "needs" in done.stderr and "npm" in done.stderr
