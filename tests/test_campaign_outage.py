@@ -144,3 +144,24 @@ def test_a_webhook_down_past_the_outage_limit_fails_with_the_reason(server, pinp
     health = httpx.get(f"{server.url}/pointcast/health").json()
     [destination] = [d for d in health["engine"]["DestinationsDown"] if d["Destination"].endswith(f":{port}")]
     assert destination["LastError"] == "HTTP 503" and destination["DownSeconds"] >= 4
+
+
+def test_a_web_url_hook_that_is_down_has_its_own_breaker(server, pinpoint, app_id, receiver, test_ca) -> None:
+    """A FILTER hook's WebUrl gets the same rest: the channel's webhook is up, the hook's host is down."""
+    with Receiver(test_ca) as hook_rx:
+        hook_rx.responder = down = DownFor(3600)
+        port = hook_rx.url.split(":")[2].split("/")[0]
+        load(pinpoint, app_id, [endpoint(i) for i in IDS])
+        segment = audience_segment(pinpoint, app_id)
+        hook = {"WebUrl": hook_rx.url, "Mode": "FILTER"}
+        campaign_id = str(
+            webhook_campaign(pinpoint, app_id, segment, receiver.url, {"StartTime": "IMMEDIATE"}, Hook=hook)["Id"]
+        )
+        wait_for_runs(server, pinpoint, app_id, campaign_id, 1, "COMPLETED", timeout=60)
+    found = {o["EndpointId"]: o for o in outcomes(server, app_id, campaign_id)}
+    assert sorted(found) == IDS
+    for outcome in found.values():
+        assert outcome["Status"] == "FAILED"
+        assert outcome["Reason"].startswith(f"HOOK_FAILED: FILTER {hook_rx.url}: https://127.0.0.1:{port} is down: ")
+    assert receiver.post_count() == 0  # nothing reached the channel
+    assert down.refused <= 6 + 4 / 0.5 + 3  # the hook's host got the first attempts and one probe per cool-down
