@@ -46,8 +46,10 @@ def load_credentials(settings: Settings) -> tuple[dict[str, str], bool]:
 
 
 def build(settings: Settings, keys: dict[str, str]) -> FastAPI:
-    # A POINTCAST_NODE_RIC that names no client (or one this node cannot load) stops the start, saying why.
-    node_ric.resolve(settings.node_ric, shutil.which("node"))
+    # Node.js workers' client, resolved once: a POINTCAST_NODE_RIC that names no client (or one this node cannot
+    # load) stops the start here, saying why.
+    node = shutil.which("node")
+    ric = node_ric.resolve(settings.node_ric, node)
     db = Database(settings.resolved_database_url())
     db.migrate()
     ctx = Context(
@@ -60,7 +62,7 @@ def build(settings: Settings, keys: dict[str, str]) -> FastAPI:
     verifier = SigV4Verifier(
         keys, max_skew_seconds=settings.max_clock_skew_seconds, allow_any=settings.allow_any_credentials
     )
-    app = create_app(ctx, verifier)
+    app = create_app(ctx, verifier, node, ric)
     tune_gc()
     return app
 

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import logging
-import shutil
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -25,7 +25,6 @@ from pointcast.engine.runner import Runner
 from pointcast.functions import routes as function_routes
 from pointcast.functions.host import FunctionHost
 from pointcast.functions.remote import RemoteLambda
-from pointcast.functions.runtime.node_ric import resolve as resolve_node_ric
 from pointcast.functions.runtime.pool import WorkerPool
 from pointcast.imports import jobs as import_jobs
 
@@ -44,8 +43,9 @@ def error_response(exc: AwsError, request_id: str) -> Response:
     )
 
 
-def build_function_host(ctx: Context) -> FunctionHost:
-    """The worker pool and AWS Lambda client; workers' boto3 clients reach this server with its own credentials."""
+def build_function_host(ctx: Context, node: str | None, node_ric: Path | None) -> FunctionHost:
+    """The worker pool and AWS Lambda client; workers' boto3 clients reach this server with its own credentials.
+    ``node`` runs Node.js workers, under AWS's aws-lambda-ric at ``node_ric`` (None: bootstrap.js)."""
     settings = ctx.settings
     akid, secret = ctx.credentials
     base_env = {
@@ -55,8 +55,6 @@ def build_function_host(ctx: Context) -> FunctionHost:
         "AWS_REGION": settings.region,
         "AWS_DEFAULT_REGION": settings.region,
     }
-    node = shutil.which("node")
-    node_ric = resolve_node_ric(settings.node_ric, node)  # boot.build asked first: a wrong path stopped the start
     pool = WorkerPool(
         work_dir=settings.data_dir / "workers",
         base_env=base_env,
@@ -71,12 +69,12 @@ def build_function_host(ctx: Context) -> FunctionHost:
     return FunctionHost(ctx, pool, RemoteLambda(settings) if settings.remote_lambda else None)
 
 
-def create_app(ctx: Context, verifier: SigV4Verifier) -> FastAPI:
+def create_app(ctx: Context, verifier: SigV4Verifier, node: str | None, node_ric: Path | None) -> FastAPI:
     apis = build_apis()
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        functions = build_function_host(ctx)
+        functions = build_function_host(ctx, node, node_ric)
         await functions.start()
         ctx.functions = functions
         runner = Runner(ctx, ctx.clock) if ctx.settings.engine_enabled else None

@@ -160,12 +160,11 @@ async def deliver(deps: ExecuteDeps, item: Prepared) -> Result:
     max_duration = spec.limits.get("MaximumDuration")
     secret = await deps.webhook_secret(spec.app_id)
     sign = (lambda data: signature_headers(secret, batch.id, data)) if secret else None
-    deadline = None  # time.monotonic() after which no webhook attempt starts
-    if max_duration:
-        left = (spec.scheduled + timedelta(seconds=max_duration) - deps.now()).total_seconds()
-        deadline = time.monotonic() + left
-    if deadline is not None and left <= 0:
-        failure = f"MAXIMUM_DURATION: the run passed its MaximumDuration of {max_duration} s"
+    too_late = f"MAXIMUM_DURATION: the run passed its MaximumDuration of {max_duration} s"
+    left = (spec.scheduled + timedelta(seconds=max_duration) - deps.now()).total_seconds() if max_duration else None
+    deadline = None if left is None else time.monotonic() + left  # no webhook attempt starts after it
+    if left is not None and left <= 0:
+        failure = too_late
     elif present and hook.get("Mode") == "FILTER":
         header = _header(spec, treatment, batch.activity_id, batch.not_before, False)
         event = hooks.hook_event(header, endpoints)
@@ -196,7 +195,7 @@ async def deliver(deps: ExecuteDeps, item: Prepared) -> Result:
             )
             tries += sent.attempts
             if sent.past_deadline:
-                failure = f"MAXIMUM_DURATION: the run passed its MaximumDuration of {max_duration} s ({sent.reason})"
+                failure = f"{too_late} ({sent.reason})"
             else:
                 failure = None if sent.ok else f"WEBHOOK_FAILED: {sent.reason}"
         elif treatment.delivery_uri:

@@ -16,14 +16,8 @@ from pointcast.engine import views
 
 async def progress(ctx: Context, request: Request) -> Any:
     app_id, campaign_id = request.path_params["app_id"], request.path_params["campaign_id"]
-
-    def read(conn: Any) -> tuple[dict[str, Any], set[str]]:
-        return views.progress(conn, app_id, campaign_id), views.destinations(conn, app_id, campaign_id)
-
-    found, mine = await ctx.read(read)
-    # The campaign's webhooks whose circuit breaker is open here: its batches wait for them (breaker.py).
-    found["DestinationsDown"] = [down for down in ctx.destinations_down() if down["Destination"] in mine]
-    return found
+    down = ctx.destinations_down()  # the runner's open circuit breakers (breaker.py)
+    return await ctx.read(lambda conn: views.progress(conn, app_id, campaign_id, down))
 
 
 async def outcomes(ctx: Context, request: Request) -> Any:

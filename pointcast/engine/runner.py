@@ -143,6 +143,12 @@ class Runner:
         self._children: dict[str, BaseProcess] = {}  # run id -> the process planning it
         self._planned_limit = 4 * self.concurrency  # planned batches waiting in the look-ahead before planning waits
         self._started = asyncio.Event()  # a batch left the look-ahead
+        self.breakers = Breakers(  # per webhook destination (channels/webhook/breaker.py)
+            settings.delivery_breaker_failures,
+            settings.delivery_breaker_cooldown,
+            max(settings.delivery_backoff_cap, settings.delivery_breaker_cooldown),
+            settings.delivery_outage_limit,
+        )
 
     async def start(self) -> None:
         connector = aiohttp.TCPConnector(ssl=self.ctx.ssl_context, limit=self.concurrency, keepalive_timeout=30)
@@ -157,12 +163,7 @@ class Runner:
             functions=self.ctx.functions,
             function_attempts=settings.function_attempts,
             hook_timeout=settings.hook_timeout,
-            breakers=Breakers(
-                settings.delivery_breaker_failures,
-                settings.delivery_breaker_cooldown,
-                max(settings.delivery_backoff_cap, settings.delivery_breaker_cooldown),
-                settings.delivery_outage_limit,
-            ),
+            breakers=self.breakers,
         )
         self._task = asyncio.create_task(self._loop(), name="pointcast-runner")
         self._recorder = asyncio.create_task(self._record_loop(), name="pointcast-recorder")
@@ -417,5 +418,4 @@ class Runner:
 
     def destinations_down(self) -> list[dict[str, Any]]:
         """The destinations whose circuit breaker is open (batches to them wait)."""
-        deps: ExecuteDeps | None = getattr(self, "deps", None)  # set by start()
-        return deps.breakers.status() if deps is not None else []
+        return self.breakers.status()

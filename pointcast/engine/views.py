@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -28,14 +29,15 @@ SEND_STATUS = {
 }
 
 
-def _check(conn: sa.Connection, app_id: str, campaign_id: str) -> None:
+def _check(conn: sa.Connection, app_id: str, campaign_id: str) -> dict[str, Any]:
     apps.require(conn, app_id)
-    campaigns.get(conn, app_id, campaign_id)
+    return campaigns.get(conn, app_id, campaign_id)
 
 
-def progress(conn: sa.Connection, app_id: str, campaign_id: str) -> dict[str, Any]:
-    """Counts across every run of the campaign: planned (in batches), sent, failed, skipped, filtered."""
-    _check(conn, app_id, campaign_id)
+def progress(conn: sa.Connection, app_id: str, campaign_id: str, down: Sequence[dict[str, Any]] = ()) -> dict[str, Any]:
+    """Counts across every run of the campaign: planned (in batches), sent, failed, skipped, filtered; and of the
+    destinations ``down`` (open circuit breakers), those the campaign POSTs to: its batches wait for them."""
+    doc = _check(conn, app_id, campaign_id)
     r, b, o = m.runs, m.batches, m.outcomes
     run_rows = list(
         conn.execute(
@@ -53,6 +55,7 @@ def progress(conn: sa.Connection, app_id: str, campaign_id: str) -> dict[str, An
     )
     lists = conn.execute(sa.select(b.c.endpoint_ids).where(b.c.run_id.in_(run_ids))).scalars()
     planned = sum(len(orjson.loads(ids)) for ids in lists)
+    mine = destinations(doc) if down else set()
     return {
         "Runs": [{"Id": row.id, "State": row.state, "ScheduledTime": row.scheduled_time} for row in run_rows],
         "Sent": int(status.get("SENT", 0)),
@@ -62,12 +65,12 @@ def progress(conn: sa.Connection, app_id: str, campaign_id: str) -> dict[str, An
         "PendingBatches": int(batch_states.get("PENDING", 0)),
         "Batches": int(sum(batch_states.values())),
         "Planned": planned,
+        "DestinationsDown": [d for d in down if d["Destination"] in mine],
     }
 
 
-def destinations(conn: sa.Connection, app_id: str, campaign_id: str) -> set[str]:
-    """Where the campaign POSTs (``scheme://host:port``): its treatments' webhooks and its hook's ``WebUrl``."""
-    doc = campaigns.get(conn, app_id, campaign_id)
+def destinations(doc: dict[str, Any]) -> set[str]:
+    """Where a campaign POSTs (``scheme://host:port``): its treatments' webhooks and its hook's ``WebUrl``."""
     urls = [(doc.get("Hook") or {}).get("WebUrl")]
     for holder in [doc, *(doc.get("AdditionalTreatments") or [])]:
         urls.append((holder.get("CustomDeliveryConfiguration") or {}).get("DeliveryUri"))

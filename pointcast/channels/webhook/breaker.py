@@ -115,24 +115,23 @@ class Breakers:
 
     def __init__(self, failures: int = 10, base: float = 1.0, cap: float = 30.0, outage_limit: float = 300.0) -> None:
         self.failures, self.base, self.cap, self.outage_limit = failures, base, cap, outage_limit
-        self._by_url: dict[str, Breaker | None] = {}
+        self._by_url: dict[str, Breaker] = {}  # so that a batch does not parse its URL
         self._by_destination: dict[str, Breaker] = {}
 
     def for_url(self, url: str) -> Breaker | None:
-        found = self._by_url.get(url, False)
-        if found is not False:
-            return found  # type: ignore[return-value]
-        breaker = None
-        if self.failures > 0:
+        if self.failures <= 0:
+            return None
+        breaker = self._by_url.get(url)
+        if breaker is None:
             destination = destination_of(url)
             breaker = self._by_destination.get(destination)
             if breaker is None:
                 breaker = self._by_destination[destination] = Breaker(
                     destination, self.failures, self.base, self.cap, self.outage_limit
                 )
-        if len(self._by_url) > 10_000:
-            self._by_url.clear()
-        self._by_url[url] = breaker
+            if len(self._by_url) > 10_000:
+                self._by_url.clear()
+            self._by_url[url] = breaker
         return breaker
 
     def status(self) -> list[dict[str, object]]:

@@ -23,8 +23,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pointcast.functions.runtime import launch, node_ric
+from pointcast.functions.runtime import launch
 from pointcast.functions.runtime.launch import LaunchError, node_available
+from pointcast.functions.runtime.node_ric import describe
 from pointcast.functions.runtime.spec import FunctionSpec, InvokeResult, error_document
 from pointcast.functions.runtime.worker import Worker
 
@@ -78,6 +79,7 @@ class WorkerPool:
         self.python = python
         self.node = node
         self.node_ric = node_ric  # AWS's aws-lambda-ric for Node.js workers; None: pointcast's bootstrap.js
+        self.node_client = describe(node_ric)  # for status(): read once, not at every health check
         self.transport = transport
         self.batch_scheduling = batch_scheduling  # workers in SCHED_BATCH (worker.batch_class)
         self._functions: dict[str, _Function] = {}
@@ -144,7 +146,7 @@ class WorkerPool:
             "Idle": len(self._workers) - busy,
             "MaxWorkers": self.max_workers,
             "WaitingForWorker": len(self._capacity_waiters),
-            "NodeRuntimeClient": node_ric.describe(self.node_ric),
+            "NodeRuntimeClient": self.node_client,
             "Functions": functions,
         }
 
