@@ -248,3 +248,57 @@ def test_breaker_states() -> None:
         HostDown, match=r"https://h:443 is down: 3 attempts in a row failed over 60 s \(the last: HTTP 502\)"
     ):
         admit()
+
+
+def test_breaker_hold_and_changes() -> None:
+    """What a sender that queues batches asks before starting one (``hold``), and when it is told to ask again."""
+    now = [100.0]
+    told: list[bool] = []
+    breakers = Breakers(failures=2, base=1.0, cap=4.0, outage_limit=10)
+    breakers.on_change = lambda: told.append(True)
+    breaker = breakers.for_url("https://h/hook")
+    assert breaker is not None
+    breaker.clock = lambda: now[0]
+    assert breaker.hold() == 0.0  # closed
+    breaker.failed_with("HTTP 500", probe=False)
+    assert breaker.hold() == 0.0 and told == []
+    breaker.failed_with("HTTP 500", probe=False)
+    assert told == [True] and breaker.hold() == 1.0  # open: until the cool-down ends
+    now[0] = 100.4
+    assert breaker.hold() == pytest.approx(0.6)
+    now[0] = 101.0
+    assert breaker.hold() == 0.0  # the next attempt is the probe
+    assert asyncio.run(breaker.admit()) is True
+    assert breaker.hold() == pytest.approx(9.0)  # a probe is out: until the outage limit, or until told
+    breaker.failed_with("HTTP 500", probe=True)
+    assert told == [True, True] and breaker.hold() == pytest.approx(2.0)  # twice the cool-down
+    now[0] = 110.0
+    assert breaker.hold() == 0.0  # past the outage limit: an attempt ends at once
+    breaker.succeeded()
+    assert told == [True, True, True] and breaker.closed
+
+
+def test_waits_between_attempts_are_wrapped_in_idle(receiver, test_ca) -> None:
+    """``idle`` is entered around each back-off and each wait for the breaker, and around nothing else."""
+    receiver.responder = replies((503, {}, b""), (503, {}, b""), (503, {}, b""))
+    events: list[str] = []
+
+    class Idle:
+        async def __aenter__(self) -> None:
+            events.append("away")
+
+        async def __aexit__(self, *exc: object) -> None:
+            events.append("back")
+
+    async def main():
+        connector = aiohttp.TCPConnector(ssl=make_ssl_context(str(test_ca.ca_path)))
+        async with aiohttp.ClientSession(connector=connector) as session:
+            breaker = Breakers(failures=2, base=0.05, cap=0.05, outage_limit=10).for_url(receiver.url)
+            policy = RetryPolicy(attempts=5, base=0.01, cap=0.01, timeout=2.0)
+            return await post_batch(session, receiver.url, b"{}", "b", policy, breaker=breaker, idle=Idle)
+
+    delivery = asyncio.run(main())
+    assert delivery.ok and [a.status for a in delivery.attempts] == [503, 503, 503, 200]
+    # 503, back-off, 503 (the breaker opens), back-off, a wait for the cool-down, the probe: 503 (it opens again),
+    # a wait for the cool-down, the probe: 200
+    assert events == ["away", "back"] * 4

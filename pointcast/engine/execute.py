@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
@@ -49,6 +50,8 @@ class ExecuteDeps:
     function_attempts: int = 3
     hook_timeout: float = 15.0
     breakers: Breakers = field(default_factory=Breakers)  # per destination (channels/webhook/breaker.py)
+    # Around a wait in the middle of a batch's delivery (by batch id): the runner lends the batch's slot out meanwhile.
+    idle: Callable[[str], AbstractAsyncContextManager[None]] | None = None
 
     loading: dict[tuple[str, str], asyncio.Future[Any]] = field(default_factory=dict)
 
@@ -60,6 +63,11 @@ class ExecuteDeps:
             future = self.loading[key] = asyncio.ensure_future(self.read(load))
             future.add_done_callback(lambda _: self.loading.pop(key, None))
         return await asyncio.shield(future)
+
+    def idle_for(self, batch_id: str) -> Callable[[], AbstractAsyncContextManager[None]] | None:
+        """What a delivery of ``batch_id`` enters around its waits (``post_batch``'s ``idle``)."""
+        idle = self.idle
+        return None if idle is None else lambda: idle(batch_id)
 
     async def webhook_secret(self, app_id: str) -> str | None:
         """The project's signing secret, re-read at most every few seconds so a rotation takes effect."""
@@ -191,8 +199,9 @@ async def deliver(deps: ExecuteDeps, item: Prepared) -> Result:
             url = str(treatment.delivery_uri)
             breaker = deps.breakers.for_url(url)
             sent = await post_batch(
-                deps.session, url, body, batch.id, deps.policy, sign=sign, breaker=breaker, deadline=deadline
-            )
+                deps.session, url, body, batch.id, deps.policy, sign=sign, breaker=breaker, deadline=deadline,
+                idle=deps.idle_for(batch.id),
+            )  # fmt: skip
             tries += sent.attempts
             if sent.past_deadline:
                 failure = f"{too_late} ({sent.reason})"

@@ -208,6 +208,7 @@ async def call(
             sign=sign,
             keep_body=True,
             breaker=deps.breakers.for_url(target),
+            idle=deps.idle_for(batch_id),
         )
         ok = delivery.ok
         return Called(ok, None if ok else delivery.reason, delivery.body or b"", delivery.attempts)

@@ -6,6 +6,11 @@ bounded (``POINTCAST_DELIVERY_CONCURRENCY`` batches being delivered, and at most
 the group commit that records them); everything durable lives in the store, so stopping the process at any point
 loses nothing: on start, runs still PLANNING go on from where their planning got to, and PENDING batches are sent
 (again, with the same batch id, if they were delivered but not recorded).
+
+Runs share the slots: they take turns to start batches (pointcast.engine.readahead), and a batch holds a slot only
+while it is being delivered. A run paced by MessagesPerSecond, or whose webhook's circuit breaker is open, is passed
+over until it may go on; a batch that has to wait in the middle of its delivery (the breaker opened, a back-off)
+gives its slot up meanwhile and takes one back, before any new batch starts, when it goes on.
 """
 
 from __future__ import annotations
@@ -17,8 +22,8 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
-from datetime import datetime
+from collections.abc import AsyncIterator, Callable
+from datetime import datetime, timedelta
 from multiprocessing.process import BaseProcess
 from typing import Any
 
@@ -35,6 +40,7 @@ from pointcast.engine import repository as repo
 from pointcast.engine.clock import Clock
 from pointcast.engine.execute import ExecuteDeps, Prepared, Result, deliver, fail_batch, prepare, record
 from pointcast.engine.plan import plan_run
+from pointcast.engine.readahead import ReadAhead
 from pointcast.store import models as m
 
 log = logging.getLogger("pointcast.engine")
@@ -125,9 +131,14 @@ class Runner:
             settings.delivery_backoff_cap,
             settings.delivery_timeout,
         )
-        self._inflight: dict[str, asyncio.Task[None]] = {}  # being delivered: each holds a slot
+        self._inflight: dict[str, asyncio.Task[None]] = {}  # being delivered: each holds a slot, unless away
+        self._away: set[str] = set()  # in flight, waiting (a breaker, a back-off) without a slot
+        self._away_limit = 4 * self.concurrency
+        self._returning: deque[tuple[str, asyncio.Future[None]]] = deque()  # away ones done waiting, for a slot
         self._unrecorded: set[str] = set()  # delivered, result not yet written (at most ``concurrency``)
-        self._ready: deque[Prepared] = deque()  # read ahead: due batches with their endpoints, not yet started
+        self._ready = ReadAhead()  # due batches with their endpoints, not yet started, per run
+        self._timer: asyncio.TimerHandle | None = None  # to look at the read-ahead again when a held run may go
+        self._timer_at = 0.0
         self._task: asyncio.Task[None] | None = None
         self._session: aiohttp.ClientSession | None = None
         self._wake = asyncio.Event()
@@ -141,7 +152,7 @@ class Runner:
         self._planning: dict[str, asyncio.Task[None]] = {}  # run id -> its planning (a thread, then a child process)
         self._stop_planning = threading.Event()
         self._children: dict[str, BaseProcess] = {}  # run id -> the process planning it
-        self._planned_limit = 4 * self.concurrency  # planned batches waiting in the look-ahead before planning waits
+        self._planned_limit = 4 * self.concurrency  # a run's planned batches read ahead before its planning waits
         self._started = asyncio.Event()  # a batch left the look-ahead
         self.breakers = Breakers(  # per webhook destination (channels/webhook/breaker.py)
             settings.delivery_breaker_failures,
@@ -149,6 +160,7 @@ class Runner:
             max(settings.delivery_backoff_cap, settings.delivery_breaker_cooldown),
             settings.delivery_outage_limit,
         )
+        self.breakers.on_change = self._start_ready  # a run held for its destination may go on
 
     async def start(self) -> None:
         connector = aiohttp.TCPConnector(ssl=self.ctx.ssl_context, limit=self.concurrency, keepalive_timeout=30)
@@ -164,6 +176,7 @@ class Runner:
             function_attempts=settings.function_attempts,
             hook_timeout=settings.hook_timeout,
             breakers=self.breakers,
+            idle=self._idle,
         )
         self._task = asyncio.create_task(self._loop(), name="pointcast-runner")
         self._recorder = asyncio.create_task(self._record_loop(), name="pointcast-recorder")
@@ -183,6 +196,8 @@ class Runner:
             if task:
                 task.cancel()
                 await asyncio.gather(task, return_exceptions=True)
+        if self._timer is not None:
+            self._timer.cancel()
         await asyncio.gather(*self._planning.values(), return_exceptions=True)
         for task in list(self._inflight.values()):
             task.cancel()
@@ -228,7 +243,7 @@ class Runner:
         loop = asyncio.get_running_loop()
 
         def planned(items: list[Prepared]) -> None:  # on the planning thread
-            future = asyncio.run_coroutine_threadsafe(self._take_planned(items), loop)
+            future = asyncio.run_coroutine_threadsafe(self._take_planned(run_id, items), loop)
             while not self._stop_planning.is_set():
                 with contextlib.suppress(concurrent.futures.TimeoutError):
                     return future.result(timeout=0.5)
@@ -289,56 +304,146 @@ class Runner:
         if go and child.process.exitcode and not self._stop_planning.is_set():
             raise RuntimeError(f"the planning process of run {run_id} exited with {child.process.exitcode}")
 
-    async def _take_planned(self, items: list[Prepared]) -> None:
+    async def _take_planned(self, run_id: str, items: list[Prepared]) -> None:
         """Queue freshly planned batches that are due (a local-time batch for later is read when it is due), then
-        hold planning back until the look-ahead has room again."""
-        now = iso_ms(self.clock.now())
-        taken = set(self._inflight) | self._unrecorded | {item.batch.id for item in self._ready}
-        self._ready.extend(item for item in items if item.batch.not_before <= now and item.batch.id not in taken)
-        self._start_ready()
+        hold the run's planning back until its read-ahead has room again."""
+        await self._queue(items)
         self._wake.set()
-        while len(self._ready) >= self._planned_limit:
+        while self._ready.queued(run_id) >= self._planned_limit:
             self._started.clear()
             await self._started.wait()
 
+    async def _queue(self, items: list[Prepared]) -> None:
+        """Put due batches that are not already queued, in flight or waiting to be recorded into the read-ahead
+        (their runs' specs read first: whether a run may start a batch is decided from it), and start what can."""
+        now = iso_ms(self.clock.now())
+        taken = set(self._inflight) | self._unrecorded | self._ready.ids()
+        fresh = [item for item in items if item.batch.not_before <= now and item.batch.id not in taken]
+        for run_id in dict.fromkeys(item.batch.run_id for item in fresh):
+            with contextlib.suppress(Exception):  # unreadable (the campaign went away): sending it says so
+                await self.deps.spec(run_id)
+        taken = set(self._inflight) | self._unrecorded | self._ready.ids()  # (the reads above awaited)
+        for item in fresh:
+            if item.batch.id not in taken:
+                self._ready.add(item)
+        self._start_ready()
+
     def _free(self) -> int:
-        """Slots to start batches in: a slot is held while a batch is delivered; results waiting for the group
-        commit hold none, but at most ``concurrency`` of them may wait (what a crash can make be sent again)."""
-        return min(self.concurrency - len(self._inflight), self.concurrency - len(self._unrecorded))
+        """Slots to start batches in: a slot is held while a batch is delivered (not while it waits away); results
+        waiting for the group commit hold none, but at most ``concurrency`` of them may wait (what a crash can make
+        be sent again)."""
+        delivering = len(self._inflight) - len(self._away)
+        return min(self.concurrency - delivering, self.concurrency - len(self._unrecorded))
+
+    def _hold(self, item: Prepared) -> float:
+        """Seconds before ``item`` may start: its run's MessagesPerSecond pace, its webhook's breaker; 0 once its
+        run is past MaximumDuration (it then ends at once, with that reason)."""
+        spec = self.deps.specs.get(item.batch.run_id)
+        if spec is None:
+            return 0.0
+        wait = 0.0
+        if spec.limits.get("MessagesPerSecond"):
+            wait = self._rates.get(item.batch.run_id, 0.0) - time.monotonic()
+        treatment = spec.treatment(item.batch.treatment_id)
+        if treatment.is_webhook and (breaker := self.breakers.for_url(str(treatment.delivery_uri))) is not None:
+            wait = max(wait, breaker.hold())
+        if wait > 0 and (max_duration := spec.limits.get("MaximumDuration")):
+            left = (spec.scheduled + timedelta(seconds=max_duration) - self.clock.now()).total_seconds()
+            wait = min(wait, max(left, 0.0))
+        return wait
+
+    def _paced(self, item: Prepared) -> None:
+        """A batch of n endpoints holds its run's next start back by n / MessagesPerSecond seconds."""
+        spec = self.deps.specs.get(item.batch.run_id)
+        rate = spec.limits.get("MessagesPerSecond") if spec is not None else None
+        if rate:
+            run_id = item.batch.run_id
+            self._rates[run_id] = max(time.monotonic(), self._rates.get(run_id, 0.0)) + len(item.ids) / rate
 
     def _start_ready(self) -> None:
-        while self._ready and self._free() > 0:
-            item = self._ready.popleft()
-            self._inflight[item.batch.id] = asyncio.create_task(self._send(item), name=f"batch-{item.batch.id}")
+        """Fill the free slots: first with batches back from waiting away, then from the read-ahead, the runs in
+        turn; if every run with batches queued must wait, look again when the first may go."""
+        while self._free() > 0:
+            if self._returning:
+                batch_id, back = self._returning.popleft()
+                if not back.done():
+                    self._away.discard(batch_id)
+                    back.set_result(None)
+                continue
+            took = self._ready.take(self._hold)
+            if took is None:
+                return
+            if isinstance(took, float):  # seconds until a held run may go
+                self._look_again(took)
+                return
+            self._paced(took)
+            self._inflight[took.batch.id] = asyncio.create_task(self._send(took), name=f"batch-{took.batch.id}")
             self._started.set()
+
+    def _look_again(self, seconds: float) -> None:
+        loop = asyncio.get_running_loop()
+        at = loop.time() + seconds
+        if self._timer is not None:
+            if self._timer_at <= at:
+                return
+            self._timer.cancel()
+        self._timer, self._timer_at = loop.call_at(at, self._timer_fired), at
+
+    def _timer_fired(self) -> None:
+        self._timer = None
+        self._start_ready()
+
+    @contextlib.asynccontextmanager
+    async def _idle(self, batch_id: str) -> AsyncIterator[None]:
+        """Around a wait in the middle of a batch's delivery: its slot goes to the next batch meanwhile, and it
+        takes one back (before any new batch starts) when the wait is over. Beyond ``4 * concurrency`` batches away
+        (a destination's breaker opens after a few failures, so fewer start before it does), a waiting batch keeps
+        its slot: what is in memory stays bounded."""
+        if batch_id not in self._inflight or batch_id in self._away or len(self._away) >= self._away_limit:
+            yield
+            return
+        self._away.add(batch_id)
+        self._start_ready()
+        try:
+            yield
+        except BaseException:
+            self._away.discard(batch_id)  # it ends now, without another attempt: no slot needed
+            raise
+        if self._free() > 0 and not self._returning:
+            self._away.discard(batch_id)
+            return
+        back: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._returning.append((batch_id, back))
+        try:
+            await back
+        finally:
+            self._away.discard(batch_id)
 
     async def _dispatch(self) -> None:
         """Start due batches in the free slots, from a look-ahead of prepared batches (due batches and their
         endpoints, read two queries at a time) that is refilled before it runs dry, so a freed slot does not wait
         for a store round trip."""
         self._start_ready()
-        if len(self._ready) >= max(1, self.concurrency // 2):
+        startable = self._ready.startable(self._hold)
+        if startable >= max(1, self.concurrency // 2):
             return  # enough read ahead
-        wanted = self.concurrency - len(self._ready)
+        wanted = self.concurrency - startable
         now = iso_ms(self.clock.now())
-        busy = set(self._inflight) | self._unrecorded | {item.batch.id for item in self._ready}
+        busy = set(self._inflight) | self._unrecorded | self._ready.ids()
         # A run being planned here gets its batches from planning (_take_planned), not from the store: a batch read
         # here, sent and recorded before planning handed it on would be sent again. What planning does not hand on
-        # (a batch begun before a restart) is read once planning has ended.
-        planning = set(self._planning)
+        # (a batch begun before a restart) is read once planning has ended. A run with a full read-ahead (one that
+        # is held) is not read further, so that the others' batches are.
+        skip = set(self._planning) | {r for r in self._ready.runs() if self._ready.queued(r) >= self._planned_limit}
 
         def work(conn: sa.Connection) -> list[Prepared]:
-            return prepare(conn, [row.id for row in repo.due_batches(conn, now, busy, wanted, planning)])
+            return prepare(conn, [row.id for row in repo.due_batches(conn, now, busy, wanted, skip)])
 
-        fresh = await self.ctx.read(work)
-        taken = set(self._inflight) | self._unrecorded | {item.batch.id for item in self._ready}
-        self._ready.extend(item for item in fresh if item.batch.id not in taken)
-        self._start_ready()
+        await self._queue(await self.ctx.read(work))
 
     async def _send(self, item: Prepared) -> None:
         batch_id = item.batch.id
         try:
-            await self._respect_rate(item)
             result = await deliver(self.deps, item)
             self._results.append(result)  # after the await: _flush may have swapped the list meanwhile
             self._unrecorded.add(batch_id)  # not due again until the recorder has written it
@@ -394,22 +499,12 @@ class Runner:
             self._start_ready()
             self._wake.set()
 
-    async def _respect_rate(self, item: Prepared) -> None:
-        """MessagesPerSecond: each batch of n endpoints holds the campaign's next start back by n / rate seconds."""
-        spec = await self.deps.spec(item.batch.run_id)
-        rate = spec.limits.get("MessagesPerSecond")
-        if not rate:
-            return
-        run_id = item.batch.run_id
-        start = max(time.monotonic(), self._rates.get(run_id, 0.0))
-        self._rates[run_id] = start + len(item.ids) / rate
-        await asyncio.sleep(max(0.0, start - time.monotonic()))
-
     def status(self) -> dict[str, Any]:
         """What the runner is doing, for /pointcast/health."""
         loop_alive = bool(self._task) and not self._task.done()  # type: ignore[union-attr]
         return {
             "InFlight": len(self._inflight),
+            "Waiting": len(self._away),
             "Unrecorded": len(self._unrecorded),
             "ReadAhead": len(self._ready),
             "Running": loop_alive,

@@ -12,6 +12,9 @@ it (DESIGN.md "Delivery policy defaults"):
   breaker opened), attempts that find it open end at once with the reason (``HostDown``), and the batch fails with
   it: nothing waits for ever, and every endpoint still ends with an outcome. A probe still goes out each cool-down,
   so a host that comes back is used again.
+
+A sender that queues batches can ask ``hold()`` before starting one, and leave it queued (holding no delivery slot)
+while the answer is not 0; ``on_change`` tells it when to ask again.
 """
 
 from __future__ import annotations
@@ -42,11 +45,31 @@ class Breaker:
     cool: float = 0.0
     probing: bool = False
     last_error: str = ""
+    on_change: Callable[[], None] | None = None  # called when the breaker opens, closes, or its probe ends
     _changed: asyncio.Event = field(default_factory=asyncio.Event)
 
     @property
     def closed(self) -> bool:
         return self.opened_at is None
+
+    def hold(self) -> float:
+        """Seconds before an attempt could go without waiting: 0 when closed, when the next attempt is the probe,
+        and past the outage limit (it then ends at once); while a probe is out, until the outage limit (its answer
+        comes through ``on_change``)."""
+        if self.opened_at is None:
+            return 0.0
+        now = self.clock()
+        left = self.opened_at + self.outage_limit - now
+        if left <= 0:
+            return 0.0
+        if self.probing:
+            return left
+        return max(0.0, min(left, self.open_until - now))
+
+    def _tell(self) -> None:
+        self._changed.set()
+        if self.on_change is not None:
+            self.on_change()
 
     async def admit(self, deadline: float | None = None) -> bool:
         """Wait until an attempt may go; True if this attempt is the probe. Raises HostDown past the outage limit,
@@ -78,7 +101,7 @@ class Breaker:
         opened = self.opened_at is not None
         self.failed, self.opened_at, self.probing, self.cool = 0, None, False, 0.0
         if opened:
-            self._changed.set()
+            self._tell()
 
     def failed_with(self, error: str, probe: bool) -> None:
         """A retryable failure (``probe``: the attempt ``admit`` let through as the probe)."""
@@ -90,17 +113,17 @@ class Breaker:
                 self.cool = min(self.cap, self.cool * 2)
                 self.open_until = now + self.cool
                 self.probing = False
-                self._changed.set()
+                self._tell()
         elif self.failed >= self.failures:  # (a probe whose breaker another answer closed meanwhile counts here)
             self.opened_at, self.cool = now, self.base
             self.open_until = now + self.cool
-            self._changed.set()
+            self._tell()
 
     def released(self) -> None:
         """The probe's attempt ended without an answer either way (cancelled): let another one probe."""
         if self.probing:
             self.probing = False
-            self._changed.set()
+            self._tell()
 
 
 def destination_of(url: str) -> str:
@@ -115,6 +138,7 @@ class Breakers:
 
     def __init__(self, failures: int = 10, base: float = 1.0, cap: float = 30.0, outage_limit: float = 300.0) -> None:
         self.failures, self.base, self.cap, self.outage_limit = failures, base, cap, outage_limit
+        self.on_change: Callable[[], None] | None = None  # told when any of them opens, closes or ends a probe
         self._by_url: dict[str, Breaker] = {}  # so that a batch does not parse its URL
         self._by_destination: dict[str, Breaker] = {}
 
@@ -127,12 +151,16 @@ class Breakers:
             breaker = self._by_destination.get(destination)
             if breaker is None:
                 breaker = self._by_destination[destination] = Breaker(
-                    destination, self.failures, self.base, self.cap, self.outage_limit
+                    destination, self.failures, self.base, self.cap, self.outage_limit, on_change=self._tell
                 )
             if len(self._by_url) > 10_000:
                 self._by_url.clear()
             self._by_url[url] = breaker
         return breaker
+
+    def _tell(self) -> None:
+        if self.on_change is not None:
+            self.on_change()
 
     def status(self) -> list[dict[str, object]]:
         """Open breakers, for the health endpoint."""

@@ -10,9 +10,11 @@ drop duplicates.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import time
 from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 
 import aiohttp
@@ -107,13 +109,17 @@ async def post_batch(
     keep_body: bool = False,
     breaker: Breaker | None = None,
     deadline: float | None = None,
+    idle: Callable[[], AbstractAsyncContextManager[None]] | None = None,
 ) -> Delivery:
     """POST ``body`` until it succeeds, fails for good, or the attempts run out.
 
     ``sign``, when given, makes the signature headers for each attempt (their timestamp is the attempt's).
     ``breaker``, when given, is the destination's: an attempt waits while it is open (breaker.py).
     ``deadline`` (``time.monotonic()``): no attempt starts after it (a campaign's MaximumDuration).
+    ``idle``, when given, is entered around each wait between attempts (the breaker's, a back-off): the caller's
+    runner lends the batch's delivery slot out meanwhile.
     """
+    waiting = idle or contextlib.nullcontext
     delivery = Delivery()
     base_headers = {"Content-Type": "application/json", BATCH_ID_HEADER: batch_id, **(headers or {})}
     timeout = aiohttp.ClientTimeout(total=policy.timeout)
@@ -123,7 +129,8 @@ async def post_batch(
         probe = False
         if breaker is not None and not breaker.closed:
             try:
-                probe = await breaker.admit(deadline)
+                async with waiting():
+                    probe = await breaker.admit(deadline)
             except HostDown as exc:
                 delivery.host_down = str(exc)
                 return delivery
@@ -184,5 +191,6 @@ async def post_batch(
             return delivery
         pause = sleep(delay)
         if asyncio.iscoroutine(pause):
-            await pause
+            async with waiting():
+                await pause
     return delivery

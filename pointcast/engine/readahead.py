@@ -1,0 +1,64 @@
+"""The runner's read-ahead: batches ready to deliver, queued per run, that the runs take turns to start.
+
+A run whose next batch may not start yet (its ``MessagesPerSecond`` pace, its webhook's open circuit breaker) is
+passed over, and its batches wait here, holding no delivery slot, so they hold no other run back. Within a run,
+batches start in the order they came (due time, then planning order).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable, Iterator
+
+from pointcast.engine.plan import Prepared
+
+
+class ReadAhead:
+    def __init__(self) -> None:
+        self._runs: dict[str, deque[Prepared]] = {}  # in turn order: the run that started a batch last goes last
+        self._count = 0
+
+    def __len__(self) -> int:
+        return self._count
+
+    def __iter__(self) -> Iterator[Prepared]:
+        for queue in self._runs.values():
+            yield from queue
+
+    def ids(self) -> set[str]:
+        return {item.batch.id for item in self}
+
+    def queued(self, run_id: str) -> int:
+        queue = self._runs.get(run_id)
+        return len(queue) if queue else 0
+
+    def runs(self) -> list[str]:
+        return list(self._runs)
+
+    def add(self, item: Prepared) -> None:
+        queue = self._runs.get(item.batch.run_id)
+        if queue is None:
+            queue = self._runs[item.batch.run_id] = deque()
+        queue.append(item)
+        self._count += 1
+
+    def startable(self, hold: Callable[[Prepared], float]) -> int:
+        """How many batches belong to runs whose next batch may start now."""
+        return sum(len(queue) for queue in self._runs.values() if hold(queue[0]) <= 0)
+
+    def take(self, hold: Callable[[Prepared], float]) -> Prepared | float | None:
+        """The next batch to start, from the first run in turn whose next batch ``hold`` lets start now (0 seconds);
+        that run's turn then goes to the back. If every run must wait: the seconds until the first may go. If
+        nothing is queued: None."""
+        wait: float | None = None
+        for run_id, queue in self._runs.items():
+            seconds = hold(queue[0])
+            if seconds <= 0:
+                item = queue.popleft()
+                self._count -= 1
+                del self._runs[run_id]
+                if queue:
+                    self._runs[run_id] = queue  # to the back of the turns
+                return item
+            wait = seconds if wait is None else min(wait, seconds)
+        return wait

@@ -1,0 +1,164 @@
+"""Campaigns share the server's delivery slots: a campaign that has to wait does not make the others wait.
+
+A batch holds one of the ``POINTCAST_DELIVERY_CONCURRENCY`` slots only while it is being delivered. A campaign paced
+by ``Limits.MessagesPerSecond``, or whose webhook is down (its circuit breaker is open), keeps its batches in the
+read-ahead, where they hold no slot; batches caught by an outage in the middle of their delivery give their slots
+up while they wait. And the runs with batches to send take turns, so a small campaign started after a large one is
+not queued behind all of the large one's read-ahead.
+
+The server runs with 4 slots, so that a campaign could fill them all.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.conftest import running_server
+from tests.support.campaigns import (
+    OK,
+    Receiver,
+    audience_segment,
+    endpoint,
+    load,
+    outcomes,
+    progress,
+    slow,
+    status,
+    wait_for,
+    wait_for_runs,
+    webhook_campaign,
+)
+from tests.support.server import Server
+from tests.support.tls import RequestRecord, TestCA
+
+ENV = {
+    "POINTCAST_DELIVERY_CONCURRENCY": "4",
+    "POINTCAST_DELIVERY_BACKOFF_BASE": "0.05",
+    "POINTCAST_DELIVERY_BACKOFF_CAP": "0.2",
+    "POINTCAST_DELIVERY_ATTEMPTS": "5",
+    "POINTCAST_DELIVERY_TIMEOUT": "2",
+    "POINTCAST_DELIVERY_BREAKER_FAILURES": "3",
+    "POINTCAST_DELIVERY_BREAKER_COOLDOWN": "0.5",
+    "POINTCAST_DELIVERY_OUTAGE_LIMIT": "8",
+    "POINTCAST_SCHEDULER_INTERVAL": "0.1",
+}
+QUICK = 4.0  # seconds a one-batch campaign may take with a free slot (it takes well under one)
+
+
+@pytest.fixture(scope="module")
+def server(backend: str, ca_bundle: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    with running_server(backend, tmp_path_factory.mktemp(f"sharing-{backend}"), ca_bundle, **ENV) as srv:
+        yield srv
+
+
+@pytest.fixture
+def receiver(test_ca: TestCA) -> Iterator[Receiver]:
+    with Receiver(test_ca) as rx:
+        yield rx
+
+
+def new_app(pinpoint: Any, name: str) -> str:
+    return str(pinpoint.create_app(CreateApplicationRequest={"Name": name})["ApplicationResponse"]["Id"])
+
+
+def start(pinpoint: Any, app_id: str, count: int, url: str, **extra: Any) -> str:
+    """``count`` endpoints in project ``app_id``, and a campaign to them that starts now."""
+    load(pinpoint, app_id, [endpoint(f"ep-{i:04d}") for i in range(count)])
+    segment = audience_segment(pinpoint, app_id)
+    return str(webhook_campaign(pinpoint, app_id, segment, url, {"StartTime": "IMMEDIATE"}, **extra)["Id"])
+
+
+def small_campaign_time(server: Server, pinpoint: Any, test_ca: TestCA) -> float:
+    """Seconds from CreateCampaign to COMPLETED for a one-batch campaign in a project of its own."""
+    with Receiver(test_ca) as other:
+        app_id = new_app(pinpoint, "small")
+        load(pinpoint, app_id, [endpoint(f"small-{i:02d}") for i in range(50)])
+        segment = audience_segment(pinpoint, app_id)
+        began = time.monotonic()
+        campaign_id = webhook_campaign(pinpoint, app_id, segment, other.url, {"StartTime": "IMMEDIATE"})["Id"]
+        wait_for_runs(server, pinpoint, app_id, campaign_id, 1, "COMPLETED", timeout=60)
+        took = time.monotonic() - began
+        assert other.post_count() == 1
+    found = outcomes(server, app_id, campaign_id)
+    assert len(found) == 50 and {o["Status"] for o in found} == {"SENT"}
+    return took
+
+
+def test_a_paced_campaign_does_not_hold_the_slots(server, pinpoint, receiver, test_ca) -> None:
+    """MessagesPerSecond 50: one batch a second. Its 12 batches would have filled the 4 slots, each asleep, for 12 s."""
+    app_id = new_app(pinpoint, "paced")
+    paced = start(pinpoint, app_id, 600, receiver.url, Limits={"MessagesPerSecond": 50})
+    wait_for(lambda: receiver.post_count() >= 1, timeout=30, what="the paced campaign's first batch")
+    took = small_campaign_time(server, pinpoint, test_ca)
+    assert took < QUICK, f"the small campaign took {took:.1f} s"
+    assert status(pinpoint, app_id, paced) == "EXECUTING"  # the paced one is still at it
+    wait_for_runs(server, pinpoint, app_id, paced, 1, "COMPLETED", timeout=60)
+    posts = receiver.posts()
+    assert len(posts) == 12
+    gaps = [b.received_at - a.received_at for a, b in itertools.pairwise(posts)]
+    assert min(gaps) >= 0.8, [round(g, 2) for g in gaps]  # still one batch a second
+    assert {o["Status"] for o in outcomes(server, app_id, paced)} == {"SENT"}
+
+
+class Down:
+    """503 for every POST until ``up()``; counts them."""
+
+    def __init__(self) -> None:
+        self.is_up = False
+        self.refused = 0
+
+    def up(self) -> None:
+        self.is_up = True
+
+    def __call__(self, _: RequestRecord) -> Any:
+        if self.is_up:
+            return OK
+        self.refused += 1
+        return 503, {}, b"down"
+
+
+def test_a_campaign_whose_webhook_is_down_does_not_hold_the_slots(server, pinpoint, receiver, test_ca) -> None:
+    """The 8 batches of a campaign whose webhook is down wait for its breaker (up to the outage limit, 8 s here):
+    those that were being delivered give their slots up, the others are not started. A campaign to a webhook that
+    is up goes through meanwhile; when the first one's webhook is back, its batches are all sent."""
+    receiver.responder = down = Down()
+    port = receiver.url.split(":")[2].split("/")[0]
+    app_id = new_app(pinpoint, "down")
+    stuck = start(pinpoint, app_id, 400, receiver.url)
+    wait_for(lambda: progress(server, app_id, stuck)["DestinationsDown"], timeout=30, what="the breaker open")
+    took = small_campaign_time(server, pinpoint, test_ca)
+    assert took < QUICK, f"the small campaign took {took:.1f} s"
+
+    def engine() -> dict[str, Any]:
+        return dict(httpx.get(f"{server.url}/pointcast/health").json()["engine"])
+
+    # what is in flight is waiting for the breaker, holding no slot
+    waiting = wait_for(lambda: (e := engine())["Waiting"] == e["InFlight"] > 0 and e, timeout=10, what="all waiting")
+    assert any(d["Destination"].endswith(f":{port}") for d in waiting["DestinationsDown"])
+    down.up()
+    wait_for_runs(server, pinpoint, app_id, stuck, 1, "COMPLETED", timeout=60)
+    found = outcomes(server, app_id, stuck)
+    assert len(found) == 400 and {o["Status"] for o in found} == {"SENT"}
+    assert len({post.batch_id for post in receiver.posts()}) == 8
+    assert down.refused <= 8 + 8 / 0.5 + 4  # each batch's first attempt, then about a probe per cool-down
+
+
+def test_runs_take_turns(server, pinpoint, receiver, test_ca) -> None:
+    """A 40-batch campaign to a webhook that takes 0.5 s a batch needs 5 s of the 4 slots; a campaign started after
+    it does not wait for the 16 batches it has read ahead (2 s of the slots), only for the next slot to free."""
+    receiver.responder = slow(0.5)
+    app_id = new_app(pinpoint, "large")
+    large = start(pinpoint, app_id, 2000, receiver.url)
+    wait_for(lambda: receiver.post_count() >= 4, timeout=30, what="the large campaign sending")
+    took = small_campaign_time(server, pinpoint, test_ca)
+    assert took < 2.0, f"the small campaign took {took:.1f} s"
+    assert status(pinpoint, app_id, large) == "EXECUTING"
+    wait_for_runs(server, pinpoint, app_id, large, 1, "COMPLETED", timeout=60)
+    assert len(outcomes(server, app_id, large)) == 2000

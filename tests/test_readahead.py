@@ -1,0 +1,49 @@
+"""The runner's read-ahead on its own: runs take turns, a held run is passed over, and says how long to wait."""
+
+from __future__ import annotations
+
+from pointcast.engine.plan import BatchRow, Prepared
+from pointcast.engine.readahead import ReadAhead
+
+
+def item(run_id: str, number: int) -> Prepared:
+    batch = BatchRow(f"{run_id}-{number}", run_id, "activity", "0", "2030-01-01T00:00:00.000Z", 0, "app")
+    return Prepared(batch, [f"ep-{number}"], {})
+
+
+def drain(ahead: ReadAhead, hold=lambda _: 0.0) -> list[str]:
+    taken = []
+    while isinstance(got := ahead.take(hold), Prepared):
+        taken.append(got.batch.id)
+    return taken
+
+
+def test_runs_take_turns_and_keep_their_order() -> None:
+    ahead = ReadAhead()
+    for number in range(4):
+        ahead.add(item("big", number))
+    ahead.add(item("small", 0))
+    ahead.add(item("big", 4))
+    assert len(ahead) == 6 and ahead.queued("big") == 5 and ahead.runs() == ["big", "small"]
+    assert drain(ahead) == ["big-0", "small-0", "big-1", "big-2", "big-3", "big-4"]
+    assert len(ahead) == 0 and ahead.take(lambda _: 0.0) is None and ahead.ids() == set()
+
+
+def test_a_held_run_is_passed_over_and_the_shortest_wait_is_told() -> None:
+    ahead = ReadAhead()
+    for number in range(3):
+        ahead.add(item("paced", number))
+        ahead.add(item("down", number))
+    ahead.add(item("free", 0))
+    waits = {"paced": 0.5, "down": 2.0, "free": 0.0}
+
+    def hold(it: Prepared) -> float:
+        return waits[it.batch.run_id]
+
+    assert ahead.startable(hold) == 1
+    assert drain(ahead, hold) == ["free-0"]
+    assert ahead.take(hold) == 0.5  # nothing may start: the paced run may in half a second
+    waits["paced"] = 0.0
+    assert isinstance(got := ahead.take(hold), Prepared) and got.batch.id == "paced-0"
+    assert ahead.startable(hold) == 2 and len(ahead) == 5
+    assert ahead.ids() == {"paced-1", "paced-2", "down-0", "down-1", "down-2"}
