@@ -162,3 +162,13 @@ def test_runs_take_turns(server, pinpoint, receiver, test_ca) -> None:
     assert status(pinpoint, app_id, large) == "EXECUTING"
     wait_for_runs(server, pinpoint, app_id, large, 1, "COMPLETED", timeout=60)
     assert len(outcomes(server, app_id, large)) == 2000
+
+
+def test_nothing_is_kept_for_runs_that_are_done(server, pinpoint, test_ca) -> None:
+    """What the runner keeps per run (its spec, its pace) goes once the run has nothing left in the server."""
+    small_campaign_time(server, pinpoint, test_ca)
+    wait_for(
+        lambda: httpx.get(f"{server.url}/pointcast/health").json()["engine"]["RunsKept"] == 0,
+        timeout=10,
+        what="the runs' specs dropped",
+    )

@@ -21,7 +21,7 @@ import contextlib
 import logging
 import threading
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import AsyncIterator, Callable
 from datetime import datetime, timedelta
 from multiprocessing.process import BaseProcess
@@ -39,7 +39,7 @@ from pointcast.engine import planner, schedule
 from pointcast.engine import repository as repo
 from pointcast.engine.clock import Clock
 from pointcast.engine.execute import ExecuteDeps, Prepared, Result, deliver, fail_batch, prepare, record
-from pointcast.engine.plan import plan_run
+from pointcast.engine.plan import RunSpec, plan_run
 from pointcast.engine.readahead import ReadAhead
 from pointcast.store import models as m
 
@@ -132,6 +132,7 @@ class Runner:
             settings.delivery_timeout,
         )
         self._inflight: dict[str, asyncio.Task[None]] = {}  # being delivered: each holds a slot, unless away
+        self._sending: Counter[str] = Counter()  # run id -> its batches in flight
         self._away: set[str] = set()  # in flight, waiting (a breaker, a back-off) without a slot
         self._away_limit = 4 * self.concurrency
         self._returning: deque[tuple[str, asyncio.Future[None]]] = deque()  # away ones done waiting, for a slot
@@ -143,6 +144,7 @@ class Runner:
         self._session: aiohttp.ClientSession | None = None
         self._wake = asyncio.Event()
         self._rates: dict[str, float] = {}  # run id -> monotonic time the next batch may start
+        self._specs: dict[str, RunSpec] = {}  # run id -> what delivery reads of it once (ExecuteDeps.spec)
         self._reschedule = True
         self._scheduled_at = 0.0
         self._errors: dict[str, int] = {}  # batch id -> unexpected errors so far
@@ -177,6 +179,7 @@ class Runner:
             hook_timeout=settings.hook_timeout,
             breakers=self.breakers,
             idle=self._idle,
+            specs=self._specs,
         )
         self._task = asyncio.create_task(self._loop(), name="pointcast-runner")
         self._recorder = asyncio.create_task(self._record_loop(), name="pointcast-recorder")
@@ -230,12 +233,22 @@ class Runner:
         await self._dispatch()
 
     async def _schedule(self) -> None:
+        self._forget_idle_runs()
         now = self.clock.now()
         await self.ctx.write(lambda conn: start_due_runs(conn, now))
         planning = await self.ctx.read(lambda conn: repo.runs_in_state(conn, "PLANNING"))
         for run in planning:
             if run.id not in self._planning:
                 self._planning[run.id] = asyncio.create_task(self._plan(run.id), name=f"plan-{run.id}")
+
+    def _forget_idle_runs(self) -> None:
+        """Drop what is kept per run (its spec, its pace) for runs with nothing queued, in flight or being planned:
+        a server that runs an hourly campaign for a year would otherwise keep 8,760 of each. A run that has more to
+        send later (a local-time batch) reads its spec again then."""
+        active = set(self._ready.runs()) | set(self._sending) | set(self._planning)
+        for kept in (self._specs, self._rates):
+            for run_id in [r for r in kept if r not in active]:
+                del kept[run_id]
 
     async def _plan(self, run_id: str) -> None:
         """Plan a run on a worker thread. The batches each chunk commits go straight to the look-ahead, with the
@@ -338,7 +351,7 @@ class Runner:
     def _hold(self, item: Prepared) -> float:
         """Seconds before ``item`` may start: its run's MessagesPerSecond pace, its webhook's breaker; 0 once its
         run is past MaximumDuration (it then ends at once, with that reason)."""
-        spec = self.deps.specs.get(item.batch.run_id)
+        spec = self._specs.get(item.batch.run_id)
         if spec is None:
             return 0.0
         wait = 0.0
@@ -354,7 +367,7 @@ class Runner:
 
     def _paced(self, item: Prepared) -> None:
         """A batch of n endpoints holds its run's next start back by n / MessagesPerSecond seconds."""
-        spec = self.deps.specs.get(item.batch.run_id)
+        spec = self._specs.get(item.batch.run_id)
         rate = spec.limits.get("MessagesPerSecond") if spec is not None else None
         if rate:
             run_id = item.batch.run_id
@@ -377,6 +390,7 @@ class Runner:
                 self._look_again(took)
                 return
             self._paced(took)
+            self._sending[took.batch.run_id] += 1
             self._inflight[took.batch.id] = asyncio.create_task(self._send(took), name=f"batch-{took.batch.id}")
             self._started.set()
 
@@ -442,6 +456,15 @@ class Runner:
         await self._queue(await self.ctx.read(work))
 
     async def _send(self, item: Prepared) -> None:
+        run_id = item.batch.run_id
+        try:
+            await self._send_one(item)
+        finally:
+            self._sending[run_id] -= 1
+            if self._sending[run_id] <= 0:
+                del self._sending[run_id]
+
+    async def _send_one(self, item: Prepared) -> None:
         batch_id = item.batch.id
         try:
             result = await deliver(self.deps, item)
@@ -505,6 +528,7 @@ class Runner:
         return {
             "InFlight": len(self._inflight),
             "Waiting": len(self._away),
+            "RunsKept": len(self._specs),  # runs whose spec is held in memory
             "Unrecorded": len(self._unrecorded),
             "ReadAhead": len(self._ready),
             "Running": loop_alive,
