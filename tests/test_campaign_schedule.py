@@ -35,7 +35,8 @@ from tests.support.campaigns import (
     wait_for_runs,
     webhook_campaign,
 )
-from tests.support.server import Server
+from tests.support.functions import deploy
+from tests.support.server import ACCOUNT_ID, REGION, Server
 from tests.support.signing import signed_request
 from tests.support.tls import TestCA
 
@@ -609,3 +610,45 @@ def test_maximum_duration_fails_what_is_not_sent_in_time(clock_server, pinpoint,
             assert outcome["Reason"] == "MAXIMUM_DURATION: the run passed its MaximumDuration of 60 s"
     [activity] = activities(pinpoint, app_id, cid)
     assert activity["SuccessfulEndpointCount"] == len(sent) and activity["TotalEndpointCount"] == 300
+
+
+FAILING_SLOWLY = """
+import time
+
+def handler(event, context):
+    time.sleep(1.2)
+    raise RuntimeError("not today")
+"""
+
+
+@pytest.mark.parametrize("mode", ["FILTER", "CHANNEL"])
+def test_maximum_duration_stops_function_attempts(clock_server, pinpoint, app_id, receiver, mode) -> None:
+    """MaximumDuration holds for functions too: no attempt of a FILTER hook or of a function channel starts after it.
+    The run starts 58 s late on the manual clock, so 2 s of its 60 are left: the function fails after 1.2 s, the
+    second attempt starts in time, the third would not (3 attempts without the limit)."""
+    fn = f"late-{mode.lower()}"
+    arn = f"arn:aws:lambda:{REGION}:{ACCOUNT_ID}:function:{fn}"
+    deploy(clock_server.lambda_(), fn, FAILING_SLOWLY)
+    ids = [f"ep-{i:02d}" for i in range(20)]
+    load(pinpoint, app_id, [endpoint(i) for i in ids])
+    segment = audience_segment(pinpoint, app_id)
+    start = utc("2030-12-16T06:00:00Z")
+    set_clock(clock_server, start - timedelta(minutes=1))
+    limits = {"MaximumDuration": 60}
+    if mode == "FILTER":
+        extra: dict[str, Any] = {"Hook": {"LambdaFunctionName": fn, "Mode": "FILTER"}}
+        target = receiver.url
+    else:
+        extra, target = {}, arn
+    cid = webhook_campaign(pinpoint, app_id, segment, target, {"StartTime": iso(start)}, Limits=limits, **extra)["Id"]
+    set_clock(clock_server, start + timedelta(seconds=58))  # the run starts now, with 2 s of its 60 left
+    wait_for_runs(clock_server, pinpoint, app_id, cid, 1, "COMPLETED", timeout=60)
+    found = outcomes(clock_server, app_id, cid)
+    assert sorted(o["EndpointId"] for o in found) == ids
+    where = f"FILTER {fn}" if mode == "FILTER" else arn
+    for outcome in found:
+        assert outcome["Status"] == "FAILED", outcome
+        reason = outcome["Reason"]
+        assert reason.startswith(f"MAXIMUM_DURATION: the run passed its MaximumDuration of 60 s ({where}: "), reason
+        assert "the deadline passed; 2 attempt(s) made for this batch, the last: RuntimeError: not today" in reason
+    assert receiver.post_count() == 0

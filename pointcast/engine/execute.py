@@ -170,7 +170,7 @@ async def deliver(deps: ExecuteDeps, item: Prepared) -> Result:
     sign = (lambda data: signature_headers(secret, batch.id, data)) if secret else None
     too_late = f"MAXIMUM_DURATION: the run passed its MaximumDuration of {max_duration} s"
     left = (spec.scheduled + timedelta(seconds=max_duration) - deps.now()).total_seconds() if max_duration else None
-    deadline = None if left is None else time.monotonic() + left  # no webhook attempt starts after it
+    deadline = None if left is None else time.monotonic() + left  # no attempt (webhook, hook, function) starts after it
     if left is not None and left <= 0:
         failure = too_late
     elif present and hook.get("Mode") == "FILTER":
@@ -178,19 +178,22 @@ async def deliver(deps: ExecuteDeps, item: Prepared) -> Result:
         event = hooks.hook_event(header, endpoints)
         called = await hooks.call(
             deps, hook_target, event, kind="FILTER", source_arn=spec.arn, batch_id=batch.id,
-            timeout=deps.hook_timeout, sign=sign,
+            timeout=deps.hook_timeout, sign=sign, deadline=deadline,
         )  # fmt: skip
         tries += called.attempts
-        try:
-            if not called.ok:
-                raise hooks.FilterError(str(called.reason))
-            kept = hooks.decode_filter(called.payload, present)
-        except hooks.FilterError as exc:
-            failure = f"HOOK_FAILED: FILTER {hook_target}: {exc}"
+        if called.past_deadline:
+            failure = f"{too_late} (FILTER {hook_target}: {called.reason})"
         else:
-            if kept.rejected and tries:
-                tries[-1].error = f"ignored {len(kept.rejected)} id(s) not in the batch: {kept.rejected[:5]}"
-            present, filtered, endpoints = kept.kept, kept.dropped, kept.endpoints_json()
+            try:
+                if not called.ok:
+                    raise hooks.FilterError(str(called.reason))
+                kept = hooks.decode_filter(called.payload, present)
+            except hooks.FilterError as exc:
+                failure = f"HOOK_FAILED: FILTER {hook_target}: {exc}"
+            else:
+                if kept.rejected and tries:
+                    tries[-1].error = f"ignored {len(kept.rejected)} id(s) not in the batch: {kept.rejected[:5]}"
+                present, filtered, endpoints = kept.kept, kept.dropped, kept.endpoints_json()
     if failure is None and present:
         if treatment.is_webhook:
             body = build_payload(
@@ -212,17 +215,26 @@ async def deliver(deps: ExecuteDeps, item: Prepared) -> Result:
                 spec, treatment, batch.activity_id, batch.not_before, docs, present, endpoints=endpoints
             )
             target = str(treatment.delivery_uri)
-            called = await hooks.call(deps, target, body, kind="CHANNEL", source_arn=spec.arn, batch_id=batch.id)
+            called = await hooks.call(
+                deps, target, body, kind="CHANNEL", source_arn=spec.arn, batch_id=batch.id, deadline=deadline
+            )
             tries += called.attempts
-            failure = None if called.ok else f"FUNCTION_FAILED: {target}: {called.reason}"
+            if called.past_deadline:
+                failure = f"{too_late} ({target}: {called.reason})"
+            else:
+                failure = None if called.ok else f"FUNCTION_FAILED: {target}: {called.reason}"
         elif hook.get("Mode") == "DELIVERY":
             header = _header(spec, treatment, batch.activity_id, batch.not_before, True)
             event = hooks.hook_event(header, endpoints)
             called = await hooks.call(
-                deps, hook_target, event, kind="DELIVERY", source_arn=spec.arn, batch_id=batch.id, sign=sign
-            )
+                deps, hook_target, event, kind="DELIVERY", source_arn=spec.arn, batch_id=batch.id, sign=sign,
+                deadline=deadline,
+            )  # fmt: skip
             tries += called.attempts
-            failure = None if called.ok else f"HOOK_FAILED: DELIVERY {hook_target}: {called.reason}"
+            if called.past_deadline:
+                failure = f"{too_late} (DELIVERY {hook_target}: {called.reason})"
+            else:
+                failure = None if called.ok else f"HOOK_FAILED: DELIVERY {hook_target}: {called.reason}"
         else:
             failure = (
                 "CHANNEL_UNAVAILABLE: this campaign has no custom channel, and built-in channels are not available"

@@ -181,6 +181,7 @@ class Called:
     reason: str | None
     payload: bytes = b""
     attempts: list[Attempt] = field(default_factory=list)
+    past_deadline: bool = False  # the next attempt was not made: the run's MaximumDuration had passed
 
 
 async def call(
@@ -194,8 +195,10 @@ async def call(
     timeout: float | None = None,
     sign: Callable[[bytes], dict[str, str]] | None = None,
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    deadline: float | None = None,
 ) -> Called:
-    """Invoke a function (by name or ARN) or POST to an https:// hook, up to ``deps.function_attempts`` times."""
+    """Invoke a function (by name or ARN) or POST to an https:// hook, up to ``deps.function_attempts`` times; no
+    attempt starts after ``deadline`` (``time.monotonic()``; a campaign's MaximumDuration)."""
     attempts = deps.function_attempts
     if target.startswith("https://"):
         policy = RetryPolicy(attempts, deps.policy.base, deps.policy.cap, timeout or deps.policy.timeout)
@@ -209,13 +212,23 @@ async def call(
             keep_body=True,
             breaker=deps.breakers.for_url(target),
             idle=deps.idle_for(batch_id),
+            deadline=deadline,
         )
         ok = delivery.ok
-        return Called(ok, None if ok else delivery.reason, delivery.body or b"", delivery.attempts)
+        reason = None if ok else delivery.reason
+        return Called(ok, reason, delivery.body or b"", delivery.attempts, delivery.past_deadline)
     if deps.functions is None:
         return Called(False, f"the function runtime is not running on this server ({target})")
     tries: list[Attempt] = []
+
+    def too_late() -> Called:
+        last = f", the last: {tries[-1].error}" if tries else ""
+        reason = f"the deadline passed; {len(tries)} attempt(s) made for this batch{last}"
+        return Called(False, reason, attempts=tries, past_deadline=True)
+
     for number in range(1, attempts + 1):
+        if deadline is not None and time.monotonic() >= deadline:
+            return too_late()
         started = time.time()
         result = await deps.functions.invoke(target, event, kind=kind, source_arn=source_arn, timeout=timeout)
         attempt = Attempt(number, started, result.duration_ms)
@@ -229,6 +242,9 @@ async def call(
         if result.refused:
             return Called(False, result.refused, attempts=tries)
         if number < attempts:
-            await sleep(deps.policy.delay(number, None))
+            delay = deps.policy.delay(number, None)
+            if deadline is not None and time.monotonic() + delay >= deadline:
+                return too_late()  # the next attempt could not start in time
+            await sleep(delay)
     last = tries[-1].error if tries else "not attempted"
     return Called(False, f"{last} (after {len(tries)} attempt(s))", attempts=tries)
