@@ -2,11 +2,14 @@
 
 A run whose next batch may not start yet (its ``MessagesPerSecond`` pace, its webhook's open circuit breaker) is
 passed over, and its batches wait here, holding no delivery slot, so they hold no other run back. Within a run,
-batches start in the order they came (due time, then planning order).
+batches start in the order they came (due time, then planning order). A run that was told to wait is not asked
+again before then, unless ``wake()`` says something changed (a breaker closed): however many runs wait, starting a
+batch of another one costs a dict lookup per waiting run.
 """
 
 from __future__ import annotations
 
+import time
 from collections import deque
 from collections.abc import Callable, Iterator
 
@@ -17,6 +20,7 @@ class ReadAhead:
     def __init__(self) -> None:
         self._runs: dict[str, deque[Prepared]] = {}  # in turn order: the run that started a batch last goes last
         self._count = 0
+        self._resting: dict[str, float] = {}  # run id -> monotonic time before which it is not asked again
 
     def __len__(self) -> int:
         return self._count
@@ -42,23 +46,42 @@ class ReadAhead:
         queue.append(item)
         self._count += 1
 
+    def wake(self) -> None:
+        """Something a waiting run waits for changed: ask them all again."""
+        self._resting.clear()
+
+    def _wait(self, run_id: str, queue: deque[Prepared], hold: Callable[[Prepared], float], now: float) -> float:
+        resting = self._resting.get(run_id)
+        if resting is not None:
+            if resting > now:
+                return resting - now
+            del self._resting[run_id]
+        seconds = hold(queue[0])
+        if seconds > 0:
+            self._resting[run_id] = now + seconds
+        return seconds
+
     def startable(self, hold: Callable[[Prepared], float]) -> int:
         """How many batches belong to runs whose next batch may start now."""
-        return sum(len(queue) for queue in self._runs.values() if hold(queue[0]) <= 0)
+        now = time.monotonic()
+        return sum(len(queue) for run_id, queue in self._runs.items() if self._wait(run_id, queue, hold, now) <= 0)
 
     def take(self, hold: Callable[[Prepared], float]) -> Prepared | float | None:
         """The next batch to start, from the first run in turn whose next batch ``hold`` lets start now (0 seconds);
         that run's turn then goes to the back. If every run must wait: the seconds until the first may go. If
         nothing is queued: None."""
         wait: float | None = None
+        now = time.monotonic()
         for run_id, queue in self._runs.items():
-            seconds = hold(queue[0])
+            seconds = self._wait(run_id, queue, hold, now)
             if seconds <= 0:
                 item = queue.popleft()
                 self._count -= 1
                 del self._runs[run_id]
                 if queue:
                     self._runs[run_id] = queue  # to the back of the turns
+                else:
+                    self._resting.pop(run_id, None)
                 return item
             wait = seconds if wait is None else min(wait, seconds)
         return wait

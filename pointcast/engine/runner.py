@@ -162,7 +162,7 @@ class Runner:
             max(settings.delivery_backoff_cap, settings.delivery_breaker_cooldown),
             settings.delivery_outage_limit,
         )
-        self.breakers.on_change = self._start_ready  # a run held for its destination may go on
+        self.breakers.on_change = self._breaker_changed
 
     async def start(self) -> None:
         connector = aiohttp.TCPConnector(ssl=self.ctx.ssl_context, limit=self.concurrency, keepalive_timeout=30)
@@ -186,6 +186,7 @@ class Runner:
 
     def wake(self) -> None:
         """Look for due runs now (a campaign was written, the clock moved)."""
+        self._ready.wake()
         self._reschedule = True
         self._wake.set()
 
@@ -393,6 +394,11 @@ class Runner:
             self._sending[took.batch.run_id] += 1
             self._inflight[took.batch.id] = asyncio.create_task(self._send(took), name=f"batch-{took.batch.id}")
             self._started.set()
+
+    def _breaker_changed(self) -> None:
+        """A destination's breaker opened, closed or ended a probe: a run held for it may go on."""
+        self._ready.wake()
+        self._start_ready()
 
     def _look_again(self, seconds: float) -> None:
         loop = asyncio.get_running_loop()
