@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import functools
 import logging
 import threading
 import time
@@ -25,7 +26,7 @@ from collections import Counter, deque
 from collections.abc import AsyncIterator, Callable
 from datetime import datetime, timedelta
 from multiprocessing.process import BaseProcess
-from typing import Any
+from typing import Any, TypeVar
 
 import aiohttp
 import sqlalchemy as sa
@@ -47,6 +48,8 @@ log = logging.getLogger("pointcast.engine")
 _RUNNABLE = ("SCHEDULED", "PENDING_NEXT_RUN", "EXECUTING")  # EXECUTING: local-time runs overlap
 MAX_INTERNAL_ERRORS = 5
 RECORD_GATHER_SECONDS = 0.01
+PLANNING_THREADS = 1024  # runs planned at once (beyond that, a run's planning waits for a thread)
+T = TypeVar("T")
 
 
 def start_due_runs(conn: sa.Connection, now: datetime) -> list[str]:
@@ -153,6 +156,9 @@ class Runner:
         self._recorder: asyncio.Task[None] | None = None
         self._planning: dict[str, asyncio.Task[None]] = {}  # run id -> its planning (a thread, then a child process)
         self._stop_planning = threading.Event()
+        self._planning_threads = concurrent.futures.ThreadPoolExecutor(  # one per run being planned, made as needed
+            max_workers=PLANNING_THREADS, thread_name_prefix="pointcast-planning"
+        )
         self._children: dict[str, BaseProcess] = {}  # run id -> the process planning it
         self._planned_limit = 4 * self.concurrency  # a run's planned batches read ahead before its planning waits
         self._started = asyncio.Event()  # a batch left the look-ahead
@@ -203,6 +209,7 @@ class Runner:
         if self._timer is not None:
             self._timer.cancel()
         await asyncio.gather(*self._planning.values(), return_exceptions=True)
+        self._planning_threads.shutdown(wait=False)
         for task in list(self._inflight.values()):
             task.cancel()
         await asyncio.gather(*self._inflight.values(), return_exceptions=True)
@@ -265,7 +272,7 @@ class Runner:
 
         in_child = self.ctx.settings.planning_process
         try:
-            whole = await asyncio.to_thread(
+            whole = await self._on_planning_thread(
                 plan_run,
                 self.ctx.db,
                 run_id,
@@ -280,16 +287,23 @@ class Runner:
                 try:
                     # Go on here while the child starts; hand over at the first chunk boundary after it is ready.
                     stop = _Either(self._stop_planning, child)
-                    whole = await asyncio.to_thread(
+                    whole = await self._on_planning_thread(
                         plan_run, self.ctx.db, run_id, self.clock.now(), planned=planned, stop=stop
                     )
                 finally:
-                    await asyncio.to_thread(self._plan_in_child, run_id, child, planned, not whole)
+                    await self._on_planning_thread(self._plan_in_child, run_id, child, planned, not whole)
         except Exception:
             log.exception("planning run %s failed; it goes on from where it got to at the next tick", run_id)
             await asyncio.sleep(self.interval)
         finally:
             self._planning.pop(run_id, None)
+
+    async def _on_planning_thread(self, work: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Run ``work`` on a thread of the runner's own for planning: planning waits there while its run's
+        read-ahead is full (a paced run: for as long as it sends), so it must not take the threads of Python's
+        default pool (``os.cpu_count() + 4`` of them), which every other run's planning would then wait for."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._planning_threads, functools.partial(work, *args, **kwargs))
 
     def _plan_in_child(
         self, run_id: str, child: planner.Child, planned: Callable[[list[Prepared]], None], go: bool
