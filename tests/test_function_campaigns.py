@@ -13,6 +13,7 @@ import shutil
 import threading
 import uuid
 from collections.abc import Iterator
+from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -552,6 +553,39 @@ def test_function_not_hosted_here_is_invoked_through_the_lambda_api(
         recorded = invocations(near, function_arn(fn))
         assert [c["Kind"] for c in recorded] == ["FILTER"]
     assert [c["Kind"] for c in invocations(server, fn)] == ["Invoke"]  # the far side saw a Lambda Invoke
+
+
+def test_functions_in_aws_are_invoked_as_many_at_once_as_batches_are_delivered(
+    backend: str, ca_bundle: Path, tmp_path: Path, receiver
+) -> None:
+    """botocore is synchronous, so each invocation in AWS takes a thread while it waits: 12 batches whose FILTER
+    function takes 1 s each are all invoked at once (12 of 32 delivery slots), not a few at a time (Python's default
+    thread pool has os.cpu_count() + 4 threads: 6 here)."""
+    far_env = {**FAST, "POINTCAST_FUNCTION_CONCURRENCY": "16"}
+    with running_server(backend, tmp_path / "far", ca_bundle, **far_env) as far:
+        fn = name()
+        deploy(
+            far.lambda_(),
+            fn,
+            "import time\n\ndef handler(event, context):\n    time.sleep(1)\n    return event['Endpoints']\n",
+        )
+        remote = {"POINTCAST_REMOTE_LAMBDA": "true", "POINTCAST_REMOTE_LAMBDA_ENDPOINT_URL": far.url, **FAST}
+        remote |= {"POINTCAST_HOOK_TIMEOUT": "15"}  # 12 workers starting at once on the far side take a while
+        remote |= {"POINTCAST_REMOTE_LAMBDA_ACCESS_KEY_ID": "AKIDPOINTCASTTEST"}
+        remote |= {"POINTCAST_REMOTE_LAMBDA_SECRET_ACCESS_KEY": "pointcast-test-secret"}
+        with running_server(backend, tmp_path / "near", ca_bundle, **remote) as near:
+            pinpoint = near.pinpoint()
+            ids = [f"ep-{i:03d}" for i in range(600)]
+            app_id, segment = loaded_app(pinpoint, ids)
+            hook = {"LambdaFunctionName": function_arn(fn), "Mode": "FILTER"}
+            campaign_id = function_campaign(pinpoint, app_id, segment, receiver.url, Hook=hook)
+            found = finish(near, pinpoint, app_id, campaign_id)
+            assert len(found) == 600 and {o["Status"] for o in found.values()} == {"SENT"}
+        calls = invocations(far, fn)
+        assert len(calls) == 12, [(c["Outcome"], c.get("Error"), c["Started"], c["DurationMs"]) for c in calls]
+        starts = sorted(c["Started"] for c in calls)
+        spread = (datetime.fromisoformat(starts[-1]) - datetime.fromisoformat(starts[0])).total_seconds()
+        assert spread < 0.9, f"the 12 invocations started over {spread:.2f} s"
 
 
 def test_cli_functions_logs(server, lam) -> None:

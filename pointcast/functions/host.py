@@ -106,6 +106,8 @@ class FunctionHost:
             await asyncio.gather(self._flusher, return_exceptions=True)
         await self.flush()
         await self.pool.stop()
+        if self.remote is not None:
+            self.remote.close()
 
     def forget(self, name: str) -> None:
         """A function changed or went away: read it again next time, and end its workers."""

@@ -1,13 +1,17 @@
 """Functions that live in AWS Lambda: invoked with boto3, in the region their ARN names.
 
 The endpoint and credentials are configurable (``POINTCAST_REMOTE_LAMBDA_*``); without them boto3's own chain
-(environment, profile, instance role) is used. botocore is synchronous, so each call runs on a worker thread.
+(environment, profile, instance role) is used. botocore is synchronous, so each call runs on a worker thread, of a
+pool of its own: a call waits there for as long as the function runs, and on Python's default pool (``os.cpu_count()
++ 4`` threads, shared with the rest of the server) only that many could be under way, the others' time running out
+while they waited for a thread.
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import concurrent.futures
 import threading
 import time
 from typing import TYPE_CHECKING, Any
@@ -23,6 +27,7 @@ if TYPE_CHECKING:
     from pointcast.settings import Settings
 
 CONNECT_TIMEOUT = 5.0
+MIN_CALLS = 32  # calls under way at once, at least (else as many as batches are delivered at once)
 
 
 class RemoteLambda:
@@ -33,8 +38,16 @@ class RemoteLambda:
         self.access_key = settings.remote_lambda_access_key_id
         self.secret_key = settings.remote_lambda_secret_access_key
         self.default_timeout = settings.remote_lambda_timeout
+        self.calls = max(MIN_CALLS, settings.delivery_concurrency)
         self._clients: dict[tuple[str, float], Any] = {}
         self._lock = threading.Lock()
+        self._threads = concurrent.futures.ThreadPoolExecutor(self.calls, thread_name_prefix="pointcast-lambda")
+
+    async def _run(self, call: Any) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(self._threads, call)
+
+    def close(self) -> None:
+        self._threads.shutdown(wait=False)
 
     def _client(self, region: str, read_timeout: float) -> Any:
         key = (region, read_timeout)
@@ -45,6 +58,7 @@ class RemoteLambda:
                     retries={"max_attempts": 1, "mode": "standard"},  # the engine retries on its own terms
                     connect_timeout=CONNECT_TIMEOUT,
                     read_timeout=read_timeout,
+                    max_pool_connections=self.calls,
                 )
                 client = boto3.session.Session().client(
                     "lambda",
@@ -74,7 +88,7 @@ class RemoteLambda:
                 return []
             return list(orjson.loads(found["Policy"]).get("Statement") or [])
 
-        return await asyncio.to_thread(call)
+        return list(await self._run(call))
 
     async def invoke(
         self, ref: FunctionRef, event: bytes, region: str, account: str, timeout: float | None
@@ -101,4 +115,5 @@ class RemoteLambda:
                 (time.monotonic() - started) * 1000,
             )
 
-        return await asyncio.to_thread(call)
+        invocation: Invocation = await self._run(call)
+        return invocation
