@@ -6,13 +6,14 @@ read-ahead, where they hold no slot; batches caught by an outage in the middle o
 up while they wait. And the runs with batches to send take turns, so a small campaign started after a large one is
 not queued behind all of the large one's read-ahead.
 
-The server runs with 4 slots, so that a campaign could fill them all.
+The server runs with 4 slots, so that a campaign could fill them all, and one worker per function.
 """
 
 from __future__ import annotations
 
 import itertools
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -35,6 +36,7 @@ from tests.support.campaigns import (
     wait_for_runs,
     webhook_campaign,
 )
+from tests.support.functions import deploy
 from tests.support.server import Server
 from tests.support.tls import RequestRecord, TestCA
 
@@ -48,6 +50,8 @@ ENV = {
     "POINTCAST_DELIVERY_BREAKER_COOLDOWN": "0.5",
     "POINTCAST_DELIVERY_OUTAGE_LIMIT": "8",
     "POINTCAST_SCHEDULER_INTERVAL": "0.1",
+    "POINTCAST_FUNCTION_CONCURRENCY": "1",
+    "POINTCAST_HOOK_TIMEOUT": "10",
 }
 QUICK = 4.0  # seconds a one-batch campaign may take with a free slot (it takes well under one)
 
@@ -162,6 +166,32 @@ def test_runs_take_turns(server, pinpoint, receiver, test_ca) -> None:
     assert status(pinpoint, app_id, large) == "EXECUTING"
     wait_for_runs(server, pinpoint, app_id, large, 1, "COMPLETED", timeout=60)
     assert len(outcomes(server, app_id, large)) == 2000
+
+
+SLOW_FILTER = """
+import time
+
+def handler(event, context):
+    time.sleep(2)
+    return event["Endpoints"]
+"""
+
+
+def test_batches_waiting_for_a_function_worker_do_not_hold_the_slots(server, pinpoint, receiver, test_ca) -> None:
+    """A FILTER function that takes 2 s, with one worker: of the 4 batches in flight, 3 wait for it. They lend
+    their slots out while they wait, so a campaign without the hook goes through at once, not 2 s later."""
+    function = f"slow-filter-{uuid.uuid4().hex[:8]}"
+    deploy(server.lambda_(), function, SLOW_FILTER)
+    app_id = new_app(pinpoint, "hooked")
+    hook = {"LambdaFunctionName": function, "Mode": "FILTER"}
+    hooked = start(pinpoint, app_id, 250, receiver.url, Hook=hook)  # 5 batches: 10 s
+    wait_for(lambda: receiver.post_count() >= 1, timeout=30, what="the first filtered batch")
+    took = small_campaign_time(server, pinpoint, test_ca)
+    assert took < 1.5, f"the small campaign took {took:.1f} s"
+    assert status(pinpoint, app_id, hooked) == "EXECUTING"
+    wait_for_runs(server, pinpoint, app_id, hooked, 1, "COMPLETED", timeout=60)
+    found = outcomes(server, app_id, hooked)
+    assert len(found) == 250 and {o["Status"] for o in found} == {"SENT"}
 
 
 def test_nothing_is_kept_for_runs_that_are_done(server, pinpoint, test_ca) -> None:

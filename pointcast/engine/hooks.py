@@ -230,7 +230,9 @@ async def call(
         if deadline is not None and time.monotonic() >= deadline:
             return too_late()
         started = time.time()
-        result = await deps.functions.invoke(target, event, kind=kind, source_arn=source_arn, timeout=timeout)
+        result = await deps.functions.invoke(
+            target, event, kind=kind, source_arn=source_arn, timeout=timeout, idle=deps.idle_for(batch_id)
+        )
         attempt = Attempt(number, started, result.duration_ms)
         if result.ok:
             attempt.status = 200

@@ -13,6 +13,8 @@ import dataclasses
 import functools
 import logging
 import time
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -193,8 +195,12 @@ class FunctionHost:
         source_arn: str | None = None,
         timeout: float | None = None,
         client_context: str | None = None,
+        idle: Callable[[], AbstractAsyncContextManager[None]] | None = None,
     ) -> Invocation:
-        """Run the function once with ``event``; never raises for what the function did (see ``Invocation``)."""
+        """Run the function once with ``event``; never raises for what the function did (see ``Invocation``).
+
+        ``idle`` is entered around a wait for one of a hosted function's concurrency slots (``WorkerPool.invoke``).
+        """
         started = datetime.now(UTC)
         clock = time.monotonic()
         key = ref  # what the record is kept under: a hosted function's name, else the reference as given
@@ -216,7 +222,7 @@ class FunctionHost:
                 spec = hosted.spec
                 if timeout is not None and timeout < spec.timeout:
                     spec = dataclasses.replace(spec, timeout=timeout)
-                ran = await self.pool.invoke(spec, event, client_context=client_context)
+                ran = await self.pool.invoke(spec, event, client_context=client_context, idle=idle)
                 result = Invocation(
                     ran.request_id, ran.payload, ran.function_error, ran.logs, ran.duration_ms, ran.timed_out
                 )

@@ -18,7 +18,8 @@ import sys
 import time
 import uuid
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -152,17 +153,30 @@ class WorkerPool:
 
     # -- invoking -------------------------------------------------------------------------------------------------
 
-    async def invoke(self, spec: FunctionSpec, event: bytes, *, client_context: str | None = None) -> InvokeResult:
+    async def invoke(
+        self,
+        spec: FunctionSpec,
+        event: bytes,
+        *,
+        client_context: str | None = None,
+        idle: Callable[[], AbstractAsyncContextManager[None]] | None = None,
+    ) -> InvokeResult:
         """Run ``spec``'s handler once on ``event``; what the handler did is in the result, never raised.
 
         Raises ``PoolStopped`` when the pool is not running. ``client_context`` is the ClientContext JSON text.
+        ``idle``, when given, is entered around a wait for one of the function's concurrency slots (a campaign's
+        runner lends the batch's delivery slot out meanwhile).
         """
         self._check_running()
         request_id = str(uuid.uuid4())
         fn = self._function(spec)
         deadline = time.monotonic() + QUEUE_TIMEOUT
         try:
-            await self._acquire(fn, deadline)
+            if idle is not None and not self._free(fn):
+                async with idle():
+                    await self._acquire(fn, deadline)
+            else:
+                await self._acquire(fn, deadline)
         except TimeoutError:
             return _failed(request_id, "TooManyRequestsException", f"no worker for {spec.name} within {QUEUE_TIMEOUT}s")
         worker: Worker | None = None
@@ -201,8 +215,12 @@ class WorkerPool:
 
     # -- per-function slots ---------------------------------------------------------------------------------------
 
+    @staticmethod
+    def _free(fn: _Function) -> bool:
+        return fn.inflight < fn.concurrency and not fn.waiters
+
     async def _acquire(self, fn: _Function, deadline: float) -> None:
-        if fn.inflight < fn.concurrency and not fn.waiters:
+        if self._free(fn):
             fn.inflight += 1
             return
         waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
