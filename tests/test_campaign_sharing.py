@@ -194,6 +194,24 @@ def test_batches_waiting_for_a_function_worker_do_not_hold_the_slots(server, pin
     assert len(found) == 250 and {o["Status"] for o in found} == {"SENT"}
 
 
+def test_campaigns_sharing_a_function_with_one_worker_all_finish(server, pinpoint, test_ca) -> None:
+    """Two campaigns whose FILTER hook is the same function, with one worker: batches of both wait for it, lend
+    their slots to each other and take them back; every batch is filtered and sent."""
+    function = f"shared-filter-{uuid.uuid4().hex[:8]}"
+    deploy(server.lambda_(), function, SLOW_FILTER.replace("time.sleep(2)", "time.sleep(0.2)"))
+    hook = {"LambdaFunctionName": function, "Mode": "FILTER"}
+    with Receiver(test_ca) as first_rx, Receiver(test_ca) as second_rx:
+        first_app, second_app = new_app(pinpoint, "first"), new_app(pinpoint, "second")
+        first = start(pinpoint, first_app, 400, first_rx.url, Hook=hook)
+        wait_for(lambda: first_rx.post_count() >= 1, timeout=30, what="the first campaign sending")
+        second = start(pinpoint, second_app, 400, second_rx.url, Hook=hook)
+        for app_id, campaign_id in ((first_app, first), (second_app, second)):
+            wait_for_runs(server, pinpoint, app_id, campaign_id, 1, "COMPLETED", timeout=60)
+            found = outcomes(server, app_id, campaign_id)
+            assert len(found) == 400 and {o["Status"] for o in found} == {"SENT"}
+        assert first_rx.post_count() == second_rx.post_count() == 8
+
+
 def test_nothing_is_kept_for_runs_that_are_done(server, pinpoint, test_ca) -> None:
     """What the runner keeps per run (its spec, its pace) goes once the run has nothing left in the server."""
     small_campaign_time(server, pinpoint, test_ca)

@@ -66,6 +66,11 @@ class ReadAhead:
         now = time.monotonic()
         return sum(len(queue) for run_id, queue in self._runs.items() if self._wait(run_id, queue, hold, now) <= 0)
 
+    def next_run(self, hold: Callable[[Prepared], float]) -> str | None:
+        """The run whose batch ``take`` would start now, if any."""
+        now = time.monotonic()
+        return next((r for r, queue in self._runs.items() if self._wait(r, queue, hold, now) <= 0), None)
+
     def take(self, hold: Callable[[Prepared], float]) -> Prepared | float | None:
         """The next batch to start, from the first run in turn whose next batch ``hold`` lets start now (0 seconds);
         that run's turn then goes to the back. If every run must wait: the seconds until the first may go. If

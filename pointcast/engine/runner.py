@@ -136,8 +136,10 @@ class Runner:
         )
         self._inflight: dict[str, asyncio.Task[None]] = {}  # being delivered: each holds a slot, unless away
         self._sending: Counter[str] = Counter()  # run id -> its batches in flight
-        self._away: set[str] = set()  # in flight, waiting (a breaker, a back-off) without a slot
+        self._away: set[str] = set()  # in flight, waiting (a breaker, a back-off, a function) without a slot
         self._away_limit = 4 * self.concurrency
+        self._lendable: dict[str, str] = {}  # batch id -> run id: waiting with a slot it would lend if asked
+        self._run_of: dict[str, str] = {}  # batch id -> run id, for the batches in flight
         self._returning: deque[tuple[str, asyncio.Future[None]]] = deque()  # away ones done waiting, for a slot
         self._unrecorded: set[str] = set()  # delivered, result not yet written (at most ``concurrency``)
         self._ready = ReadAhead()  # due batches with their endpoints, not yet started, per run
@@ -390,8 +392,10 @@ class Runner:
 
     def _start_ready(self) -> None:
         """Fill the free slots: first with batches back from waiting away, then from the read-ahead, the runs in
-        turn; if every run with batches queued must wait, look again when the first may go."""
-        while self._free() > 0:
+        turn; if every run with batches queued must wait, look again when the first may go. With no slot free, a
+        batch that waits (for a breaker, a back-off, a function's worker) lends its slot to one back from waiting,
+        or to a batch of another run."""
+        while self._free() > 0 or self._lend():
             if self._returning:
                 batch_id, back = self._returning.popleft()
                 if not back.done():
@@ -405,6 +409,7 @@ class Runner:
                 self._look_again(took)
                 return
             self._paced(took)
+            self._run_of[took.batch.id] = took.batch.run_id
             self._sending[took.batch.run_id] += 1
             self._inflight[took.batch.id] = asyncio.create_task(self._send(took), name=f"batch-{took.batch.id}")
             self._started.set()
@@ -427,27 +432,48 @@ class Runner:
         self._timer = None
         self._start_ready()
 
+    def _lend(self) -> bool:
+        """With no slot free: a waiting batch lends its slot to a batch back from waiting (always: the one back may
+        hold what the lenders wait for, such as the function's worker), or to the next batch of another run in the
+        read-ahead (while fewer than ``4 * concurrency`` are away, so that what is in memory stays bounded; never to
+        its own run's next batch, which would only wait beside it). True if one did."""
+        if not self._lendable:
+            return False
+        lender = None
+        if any(not back.done() for _, back in self._returning):
+            lender = next(iter(self._lendable))
+        elif len(self._away) < self._away_limit and (wanting := self._ready.next_run(self._hold)) is not None:
+            lender = next((b for b, run_id in self._lendable.items() if run_id != wanting), None)
+        if lender is None:
+            return False
+        del self._lendable[lender]
+        self._away.add(lender)
+        return True
+
     @contextlib.asynccontextmanager
     async def _idle(self, batch_id: str) -> AsyncIterator[None]:
-        """Around a wait in the middle of a batch's delivery: its slot goes to the next batch meanwhile, and it
-        takes one back (before any new batch starts) when the wait is over. Beyond ``4 * concurrency`` batches away
-        (a destination's breaker opens after a few failures, so fewer start before it does), a waiting batch keeps
-        its slot: what is in memory stays bounded."""
-        if batch_id not in self._inflight or batch_id in self._away or len(self._away) >= self._away_limit:
+        """Around a wait in the middle of a batch's delivery: its slot may go to another batch meanwhile (``_lend``),
+        and then it takes one back (before any new batch starts) when the wait is over."""
+        run_id = self._run_of.get(batch_id)
+        if run_id is None or batch_id in self._away or batch_id in self._lendable:
             yield
             return
-        self._away.add(batch_id)
-        self._start_ready()
+        self._lendable[batch_id] = run_id
+        self._start_ready()  # a batch may be waiting for this slot
         try:
             yield
         except BaseException:
+            self._lendable.pop(batch_id, None)
             self._away.discard(batch_id)  # it ends now, without another attempt: no slot needed
             raise
+        if self._lendable.pop(batch_id, None) is not None:
+            return  # never lent: it still has its slot
         if self._free() > 0 and not self._returning:
             self._away.discard(batch_id)
             return
         back: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._returning.append((batch_id, back))
+        self._start_ready()  # a batch that waits may lend it its slot
         try:
             await back
         finally:
@@ -480,6 +506,7 @@ class Runner:
         try:
             await self._send_one(item)
         finally:
+            self._run_of.pop(item.batch.id, None)
             self._sending[run_id] -= 1
             if self._sending[run_id] <= 0:
                 del self._sending[run_id]
@@ -547,7 +574,8 @@ class Runner:
         loop_alive = bool(self._task) and not self._task.done()  # type: ignore[union-attr]
         return {
             "InFlight": len(self._inflight),
-            "Waiting": len(self._away),
+            "Waiting": len(self._away) + len(self._lendable),  # in flight, waiting (a breaker, a back-off, a function)
+            "SlotsLent": len(self._away),  # of those, how many gave their slot to another batch
             "RunsKept": len(self._specs),  # runs whose spec is held in memory
             "Unrecorded": len(self._unrecorded),
             "ReadAhead": len(self._ready),
