@@ -559,7 +559,7 @@ def test_functions_in_aws_are_invoked_as_many_at_once_as_batches_are_delivered(
     backend: str, ca_bundle: Path, tmp_path: Path, receiver
 ) -> None:
     """botocore is synchronous, so each invocation in AWS takes a thread while it waits: 12 batches whose FILTER
-    function takes 1 s each are all invoked at once (12 of 32 delivery slots), not a few at a time (Python's default
+    function takes 3 s each are all invoked at once (12 of 32 delivery slots), not a few at a time (Python's default
     thread pool has os.cpu_count() + 4 threads: 6 here)."""
     far_env = {**FAST, "POINTCAST_FUNCTION_CONCURRENCY": "16"}
     with running_server(backend, tmp_path / "far", ca_bundle, **far_env) as far:
@@ -567,10 +567,11 @@ def test_functions_in_aws_are_invoked_as_many_at_once_as_batches_are_delivered(
         deploy(
             far.lambda_(),
             fn,
-            "import time\n\ndef handler(event, context):\n    time.sleep(1)\n    return event['Endpoints']\n",
+            "import time\n\ndef handler(event, context):\n    time.sleep(3)\n    return event['Endpoints']\n",
+            Timeout=10,
         )
         remote = {"POINTCAST_REMOTE_LAMBDA": "true", "POINTCAST_REMOTE_LAMBDA_ENDPOINT_URL": far.url, **FAST}
-        remote |= {"POINTCAST_HOOK_TIMEOUT": "15"}  # 12 workers starting at once on the far side take a while
+        remote |= {"POINTCAST_HOOK_TIMEOUT": "15"}  # 12 workers start at once on the far side
         remote |= {"POINTCAST_REMOTE_LAMBDA_ACCESS_KEY_ID": "AKIDPOINTCASTTEST"}
         remote |= {"POINTCAST_REMOTE_LAMBDA_SECRET_ACCESS_KEY": "pointcast-test-secret"}
         with running_server(backend, tmp_path / "near", ca_bundle, **remote) as near:
@@ -580,12 +581,13 @@ def test_functions_in_aws_are_invoked_as_many_at_once_as_batches_are_delivered(
             hook = {"LambdaFunctionName": function_arn(fn), "Mode": "FILTER"}
             campaign_id = function_campaign(pinpoint, app_id, segment, receiver.url, Hook=hook)
             found = finish(near, pinpoint, app_id, campaign_id)
-            assert len(found) == 600 and {o["Status"] for o in found.values()} == {"SENT"}
+            assert len(found) == 600
+            assert {o["Status"] for o in found.values()} == {"SENT"}, {o["Reason"] for o in found.values()}
         calls = invocations(far, fn)
         assert len(calls) == 12, [(c["Outcome"], c.get("Error"), c["Started"], c["DurationMs"]) for c in calls]
         starts = sorted(c["Started"] for c in calls)
         spread = (datetime.fromisoformat(starts[-1]) - datetime.fromisoformat(starts[0])).total_seconds()
-        assert spread < 0.9, f"the 12 invocations started over {spread:.2f} s"
+        assert spread < 2.0, f"the 12 invocations started over {spread:.2f} s"
 
 
 def test_cli_functions_logs(server, lam) -> None:
