@@ -9,8 +9,9 @@ loses nothing: on start, runs still PLANNING go on from where their planning got
 
 Runs share the slots: they take turns to start batches (pointcast.engine.readahead), and a batch holds a slot only
 while it is being delivered. A run paced by MessagesPerSecond, or whose webhook's circuit breaker is open, is passed
-over until it may go on; a batch that has to wait in the middle of its delivery (the breaker opened, a back-off)
-gives its slot up meanwhile and takes one back, before any new batch starts, when it goes on.
+over until it may go on; a batch that has to wait in the middle of its delivery (the breaker opened, a back-off, a
+function's workers all busy) lends its slot to another run's batch that needs one, and takes one back, before any
+new batch starts, when it goes on.
 """
 
 from __future__ import annotations
@@ -462,12 +463,16 @@ class Runner:
         self._start_ready()  # a batch may be waiting for this slot
         try:
             yield
-        except BaseException:
+        except asyncio.CancelledError:
             self._lendable.pop(batch_id, None)
-            self._away.discard(batch_id)  # it ends now, without another attempt: no slot needed
+            self._away.discard(batch_id)  # the runner is stopping: no slot needed
             raise
-        if self._lendable.pop(batch_id, None) is not None:
-            return  # never lent: it still has its slot
+        finally:
+            if self._lendable.pop(batch_id, None) is None and batch_id in self._away:
+                await self._take_back(batch_id)  # (after an error too: the delivery may go on to another attempt)
+
+    async def _take_back(self, batch_id: str) -> None:
+        """A batch that lent its slot goes on: a free slot, or the first one to free up (before any new batch)."""
         if self._free() > 0 and not self._returning:
             self._away.discard(batch_id)
             return
