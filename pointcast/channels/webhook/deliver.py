@@ -117,7 +117,7 @@ async def post_batch(
     ``breaker``, when given, is the destination's: an attempt waits while it is open (breaker.py).
     ``deadline`` (``time.monotonic()``): no attempt starts after it (a campaign's MaximumDuration).
     ``idle``, when given, is entered around each wait between attempts (the breaker's, a back-off): the caller's
-    runner lends the batch's delivery slot out meanwhile.
+    runner may lend the batch's delivery slot out meanwhile.
     """
     waiting = idle or contextlib.nullcontext
     delivery = Delivery()

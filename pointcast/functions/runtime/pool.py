@@ -165,7 +165,7 @@ class WorkerPool:
 
         Raises ``PoolStopped`` when the pool is not running. ``client_context`` is the ClientContext JSON text.
         ``idle``, when given, is entered around a wait for one of the function's concurrency slots (a campaign's
-        runner lends the batch's delivery slot out meanwhile).
+        runner may lend the batch's delivery slot out meanwhile).
         """
         self._check_running()
         request_id = str(uuid.uuid4())
