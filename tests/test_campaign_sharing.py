@@ -12,7 +12,6 @@ The server runs with 4 slots, so that a campaign could fill them all, and one wo
 from __future__ import annotations
 
 import itertools
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,16 +24,15 @@ from tests.conftest import running_server
 from tests.support.campaigns import (
     OK,
     Receiver,
-    audience_segment,
-    endpoint,
-    load,
+    new_app,
     outcomes,
     progress,
     slow,
+    small_campaign_time,
+    start,
     status,
     wait_for,
     wait_for_runs,
-    webhook_campaign,
 )
 from tests.support.functions import deploy
 from tests.support.server import Server
@@ -66,33 +64,6 @@ def server(backend: str, ca_bundle: Path, tmp_path_factory: pytest.TempPathFacto
 def receiver(test_ca: TestCA) -> Iterator[Receiver]:
     with Receiver(test_ca) as rx:
         yield rx
-
-
-def new_app(pinpoint: Any, name: str) -> str:
-    return str(pinpoint.create_app(CreateApplicationRequest={"Name": name})["ApplicationResponse"]["Id"])
-
-
-def start(pinpoint: Any, app_id: str, count: int, url: str, **extra: Any) -> str:
-    """``count`` endpoints in project ``app_id``, and a campaign to them that starts now."""
-    load(pinpoint, app_id, [endpoint(f"ep-{i:04d}") for i in range(count)])
-    segment = audience_segment(pinpoint, app_id)
-    return str(webhook_campaign(pinpoint, app_id, segment, url, {"StartTime": "IMMEDIATE"}, **extra)["Id"])
-
-
-def small_campaign_time(server: Server, pinpoint: Any, test_ca: TestCA) -> float:
-    """Seconds from CreateCampaign to COMPLETED for a one-batch campaign in a project of its own."""
-    with Receiver(test_ca) as other:
-        app_id = new_app(pinpoint, "small")
-        load(pinpoint, app_id, [endpoint(f"small-{i:02d}") for i in range(50)])
-        segment = audience_segment(pinpoint, app_id)
-        began = time.monotonic()
-        campaign_id = webhook_campaign(pinpoint, app_id, segment, other.url, {"StartTime": "IMMEDIATE"})["Id"]
-        wait_for_runs(server, pinpoint, app_id, campaign_id, 1, "COMPLETED", timeout=60)
-        took = time.monotonic() - began
-        assert other.post_count() == 1
-    found = outcomes(server, app_id, campaign_id)
-    assert len(found) == 50 and {o["Status"] for o in found} == {"SENT"}
-    return took
 
 
 def test_a_paced_campaign_does_not_hold_the_slots(server, pinpoint, receiver, test_ca) -> None:

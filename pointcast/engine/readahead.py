@@ -66,27 +66,34 @@ class ReadAhead:
         now = time.monotonic()
         return sum(len(queue) for run_id, queue in self._runs.items() if self._wait(run_id, queue, hold, now) <= 0)
 
-    def next_run(self, hold: Callable[[Prepared], float]) -> str | None:
-        """The run whose batch ``take`` would start now, if any."""
-        now = time.monotonic()
-        return next((r for r, queue in self._runs.items() if self._wait(r, queue, hold, now) <= 0), None)
-
-    def take(self, hold: Callable[[Prepared], float]) -> Prepared | float | None:
-        """The next batch to start, from the first run in turn whose next batch ``hold`` lets start now (0 seconds);
-        that run's turn then goes to the back. If every run must wait: the seconds until the first may go. If
-        nothing is queued: None."""
+    def _next(self, hold: Callable[[Prepared], float]) -> tuple[str | None, float | None]:
+        """The first run in turn whose next batch may start now; else None and the seconds until the first may go
+        (None if nothing is queued)."""
         wait: float | None = None
         now = time.monotonic()
         for run_id, queue in self._runs.items():
             seconds = self._wait(run_id, queue, hold, now)
             if seconds <= 0:
-                item = queue.popleft()
-                self._count -= 1
-                del self._runs[run_id]
-                if queue:
-                    self._runs[run_id] = queue  # to the back of the turns
-                else:
-                    self._resting.pop(run_id, None)
-                return item
+                return run_id, None
             wait = seconds if wait is None else min(wait, seconds)
-        return wait
+        return None, wait
+
+    def next_run(self, hold: Callable[[Prepared], float]) -> str | None:
+        """The run whose batch ``take`` would start now, if any."""
+        return self._next(hold)[0]
+
+    def take(self, hold: Callable[[Prepared], float]) -> Prepared | float | None:
+        """The next batch to start, from the first run in turn whose next batch ``hold`` lets start now (0 seconds);
+        that run's turn then goes to the back. If every run must wait: the seconds until the first may go. If
+        nothing is queued: None."""
+        run_id, wait = self._next(hold)
+        if run_id is None:
+            return wait
+        queue = self._runs.pop(run_id)
+        item = queue.popleft()
+        self._count -= 1
+        if queue:
+            self._runs[run_id] = queue  # to the back of the turns
+        else:
+            self._resting.pop(run_id, None)
+        return item

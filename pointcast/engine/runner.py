@@ -23,7 +23,7 @@ import functools
 import logging
 import threading
 import time
-from collections import Counter, deque
+from collections import deque
 from collections.abc import AsyncIterator, Callable
 from datetime import datetime, timedelta
 from multiprocessing.process import BaseProcess
@@ -136,7 +136,6 @@ class Runner:
             settings.delivery_timeout,
         )
         self._inflight: dict[str, asyncio.Task[None]] = {}  # being delivered: each holds a slot, unless away
-        self._sending: Counter[str] = Counter()  # run id -> its batches in flight
         self._away: set[str] = set()  # in flight, waiting (a breaker, a back-off, a function) without a slot
         self._away_limit = 4 * self.concurrency
         self._lendable: dict[str, str] = {}  # batch id -> run id: waiting with a slot it would lend if asked
@@ -256,7 +255,7 @@ class Runner:
         """Drop what is kept per run (its spec, its pace) for runs with nothing queued, in flight or being planned:
         a server that runs an hourly campaign for a year would otherwise keep 8,760 of each. A run that has more to
         send later (a local-time batch) reads its spec again then."""
-        active = set(self._ready.runs()) | set(self._sending) | set(self._planning)
+        active = set(self._ready.runs()) | set(self._run_of.values()) | set(self._planning)
         for kept in (self._specs, self._rates):
             for run_id in [r for r in kept if r not in active]:
                 del kept[run_id]
@@ -348,13 +347,12 @@ class Runner:
         """Put due batches that are not already queued, in flight or waiting to be recorded into the read-ahead
         (their runs' specs read first: whether a run may start a batch is decided from it), and start what can."""
         now = iso_ms(self.clock.now())
-        taken = set(self._inflight) | self._unrecorded | self._ready.ids()
-        fresh = [item for item in items if item.batch.not_before <= now and item.batch.id not in taken]
-        for run_id in dict.fromkeys(item.batch.run_id for item in fresh):
+        due = [item for item in items if item.batch.not_before <= now]
+        for run_id in dict.fromkeys(item.batch.run_id for item in due):
             with contextlib.suppress(Exception):  # unreadable (the campaign went away): sending it says so
                 await self.deps.spec(run_id)
-        taken = set(self._inflight) | self._unrecorded | self._ready.ids()  # (the reads above awaited)
-        for item in fresh:
+        taken = set(self._inflight) | self._unrecorded | self._ready.ids()  # after the reads above
+        for item in due:
             if item.batch.id not in taken:
                 self._ready.add(item)
         self._start_ready()
@@ -411,7 +409,6 @@ class Runner:
                 return
             self._paced(took)
             self._run_of[took.batch.id] = took.batch.run_id
-            self._sending[took.batch.run_id] += 1
             self._inflight[took.batch.id] = asyncio.create_task(self._send(took), name=f"batch-{took.batch.id}")
             self._started.set()
 
@@ -507,14 +504,10 @@ class Runner:
         await self._queue(await self.ctx.read(work))
 
     async def _send(self, item: Prepared) -> None:
-        run_id = item.batch.run_id
         try:
             await self._send_one(item)
         finally:
             self._run_of.pop(item.batch.id, None)
-            self._sending[run_id] -= 1
-            if self._sending[run_id] <= 0:
-                del self._sending[run_id]
 
     async def _send_one(self, item: Prepared) -> None:
         batch_id = item.batch.id

@@ -101,6 +101,33 @@ def webhook_campaign(
     return dict(pinpoint.create_campaign(ApplicationId=app_id, WriteCampaignRequest=request)["CampaignResponse"])
 
 
+def new_app(pinpoint: Any, name: str) -> str:
+    return str(pinpoint.create_app(CreateApplicationRequest={"Name": name})["ApplicationResponse"]["Id"])
+
+
+def start(pinpoint: Any, app_id: str, count: int, url: str, **extra: Any) -> str:
+    """``count`` endpoints in project ``app_id``, and a campaign to them that starts now."""
+    load(pinpoint, app_id, [endpoint(f"ep-{i:04d}") for i in range(count)])
+    segment = audience_segment(pinpoint, app_id)
+    return str(webhook_campaign(pinpoint, app_id, segment, url, {"StartTime": "IMMEDIATE"}, **extra)["Id"])
+
+
+def small_campaign_time(server: Server, pinpoint: Any, test_ca: TestCA) -> float:
+    """Seconds from CreateCampaign to COMPLETED for a one-batch campaign in a project of its own."""
+    with Receiver(test_ca) as other:
+        app_id = new_app(pinpoint, "small")
+        load(pinpoint, app_id, [endpoint(f"small-{i:02d}") for i in range(50)])
+        segment = audience_segment(pinpoint, app_id)
+        began = time.monotonic()
+        campaign_id = webhook_campaign(pinpoint, app_id, segment, other.url, {"StartTime": "IMMEDIATE"})["Id"]
+        wait_for_runs(server, pinpoint, app_id, campaign_id, 1, "COMPLETED", timeout=60)
+        took = time.monotonic() - began
+        assert other.post_count() == 1
+    found = outcomes(server, app_id, campaign_id)
+    assert len(found) == 50 and {o["Status"] for o in found} == {"SENT"}
+    return took
+
+
 # --- pointcast's own routes -------------------------------------------------------------------------------
 
 
