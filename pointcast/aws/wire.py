@@ -17,8 +17,7 @@ def new_id() -> str:
 
 def iso_ms(moment: datetime) -> str:
     """ISO 8601 with milliseconds and ``Z``, the form Pinpoint uses for every date."""
-    moment = moment.astimezone(UTC)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds")[:-6] + "Z"  # "+00:00" -> "Z"
 
 
 def now_iso() -> str:

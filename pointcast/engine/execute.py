@@ -12,7 +12,7 @@ import time
 from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 import aiohttp
@@ -253,7 +253,7 @@ async def deliver(deps: ExecuteDeps, item: Prepared) -> Result:
         {
             "batch_id": batch.id,
             "attempt": batch.attempts + number,
-            "at": iso_ms(datetime.fromtimestamp(a.started).astimezone()),
+            "at": iso_ms(datetime.fromtimestamp(a.started, UTC)),
             "duration_ms": a.duration_ms,
             "status_code": a.status,
             "error": a.error,
