@@ -217,21 +217,29 @@ def test_the_planning_process_sends_chunks_in_order_and_stops_when_the_server_le
     raises (which ends planning) and closing does not wait for ever."""
     import multiprocessing
 
-    from pointcast.engine.planner import _Sender
+    from pointcast.engine.plan import BatchRow, Prepared
+    from pointcast.engine.planner import _Sender, receive_chunk
+
+    def chunk(n: int) -> list[Prepared]:
+        def batch(k: int) -> Prepared:
+            row = BatchRow(f"batch-{n}-{k}", "run", "activity", str(k), "2026-01-01T00:00:00.000Z", 0, "app")
+            return Prepared(row, [f"ep-{n}-{k}-{i}" for i in range(50)], {}, b"%d" % k * (40_000 + n))
+
+        return [batch(k) for k in range(3)]
 
     receive, send = multiprocessing.Pipe(duplex=False)
     sender = _Sender(send)
-    sent = [[f"chunk-{n}", "x" * 100_000] for n in range(5)]  # larger than a default pipe: the writes block
-    reader = threading.Thread(target=lambda: got.extend(receive.recv() for _ in sent))
+    sent = [chunk(n) for n in range(5)]  # larger than a default pipe: the writes block
+    reader = threading.Thread(target=lambda: got.extend(receive_chunk(receive) for _ in sent))
     got: list[Any] = []
     reader.start()
     for items in sent:
-        sender.put(items)  # type: ignore[arg-type]
+        sender.put(items)
     reader.join(timeout=10)
     assert got == sent
     receive.close()
     with pytest.raises(BrokenPipeError):
         for _ in range(100):  # the first puts may still go in the pipe's buffer
-            sender.put([["after", "x" * 100_000]])  # type: ignore[list-item]
+            sender.put(chunk(9))
     with pytest.raises(BrokenPipeError):
         sender.close()

@@ -320,7 +320,7 @@ class Runner:
                         child.go.send(True)
             while go and not self._stop_planning.is_set():
                 try:
-                    items = child.receive.recv()
+                    items = planner.receive_chunk(child.receive)
                 except EOFError:
                     break
                 planned(items)
