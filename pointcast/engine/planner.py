@@ -68,7 +68,7 @@ def receive_chunk(receive: Connection) -> list[Prepared]:
 
 class _Sender:
     """Sends each committed chunk's batches down the pipe from a thread of its own, so that planning reads the next
-    chunk while the last one is written (``send_chunk``) (the server reads it only as fast as its look-ahead empties).
+    chunk while ``send_chunk`` writes the last one (the server reads it only as fast as its look-ahead empties).
     At most one chunk waits here. If the pipe breaks (the server let go), ``put`` raises, which ends planning."""
 
     def __init__(self, out: Connection) -> None:
