@@ -29,7 +29,6 @@ import asyncio
 import gc
 import os
 import platform
-import resource
 import sys
 import tempfile
 import time
@@ -41,8 +40,10 @@ from typing import Any
 import orjson
 import sqlalchemy as sa
 
-from bench.receivers import BenchCA, nginx_binary, nginx_receiver
-from bench.webhook_campaign import ACCOUNT_ID, REGION, load_endpoints, post_all, store_url
+from bench.http_clients import self_cpu
+from bench.ingest import process_cpu
+from bench.receivers import BenchCA, nginx_or_say, nginx_receiver
+from bench.webhook_campaign import ACCOUNT_ID, REGION, load_endpoints, post_all, store_url, tree_cpu
 from pointcast.apps import service as apps
 from pointcast.aws.wire import iso_ms, new_id
 from pointcast.engine import repository as repo
@@ -56,39 +57,13 @@ from pointcast.store import Database
 SEGMENT = {"Dimensions": {"Attributes": {"Audience": {"AttributeType": "INCLUSIVE", "Values": ["all"]}}}}
 Payload = tuple[str, bytes, int, list[str]]  # batch id, body, endpoints, their ids
 GROUP_COMMIT = 32  # batches recorded per transaction: the server's delivery concurrency in the benchmark
-TICK = os.sysconf("SC_CLK_TCK")
-
-
-def _cpu() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
-
-
-def _proc_cpu(pid: int) -> float:
-    with open(f"/proc/{pid}/stat") as stat:
-        fields = stat.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICK
-
-
-def _tree_cpu(pid: int) -> float:
-    """CPU of ``pid`` and its children (nginx's master and worker)."""
-    total = _proc_cpu(pid)
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat") as stat:
-                    if int(stat.read().rsplit(")", 1)[1].split()[1]) == pid:
-                        total += _proc_cpu(int(entry))
-            except (OSError, ValueError, IndexError):
-                continue
-    return total
 
 
 def timed(work: Callable[..., Any], *args: Any) -> tuple[Any, float, float]:
     """(result of ``work(*args)``, wall s, CPU s of this process)."""
-    cpu, wall = _cpu(), time.perf_counter()
+    cpu, wall = self_cpu(), time.perf_counter()
     result = work(*args)
-    return result, time.perf_counter() - wall, _cpu() - cpu
+    return result, time.perf_counter() - wall, self_cpu() - cpu
 
 
 def read_chunks(db: Database, app_id: str) -> Iterator[Sequence[Any]]:
@@ -168,12 +143,12 @@ def post(url: str, payloads: list[Payload], ca: Path) -> tuple[float, float]:
     import uvloop
 
     bodies = [(batch_id, body, count) for batch_id, body, count, _ids in payloads]
-    cpu = _cpu()
+    cpu = self_cpu()
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
         start, end, ok, errors = runner.run(post_all(url, bodies, 32, ca))
     if errors or ok != sum(count for _, _, count in bodies):
         raise SystemExit(f"the bare client failed: {errors[:3]}")
-    return end - start, _cpu() - cpu
+    return end - start, self_cpu() - cpu
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -181,9 +156,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--endpoints", type=int, default=400_000)
     parser.add_argument("--rounds", type=int, default=2)
     args = parser.parse_args(argv)
-    binary = nginx_binary()
+    binary = nginx_or_say()
     if binary is None:
-        print("nginx is missing: apt-get install -y nginx-light", file=sys.stderr)
         return 2
     cores = os.cpu_count() or 1
     gc.disable()  # a floor: no collector passes over the payloads held for the post (nothing here makes cycles)
@@ -222,9 +196,9 @@ def main(argv: list[str] | None = None) -> int:
                 if planned != args.endpoints:
                     print(f"the segment read {planned:,} of {args.endpoints:,} endpoints", file=sys.stderr)
                     return 1
-                nginx_before = _tree_cpu(receiver.pid)
+                procs = process_cpu()
                 post_wall, post_cpu = post(receiver.url, payloads, ca.ca_path)
-                nginx_cpu = _tree_cpu(receiver.pid) - nginx_before
+                nginx_cpu = tree_cpu(procs, process_cpu(), receiver.pid)
                 _, record_wall, record_cpu = timed(record, db, payloads, spec)
                 for part, wall, cpu in (
                     ("read", read_wall, read_cpu),

@@ -30,7 +30,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from bench.receivers import BenchCA, nginx_binary, nginx_receiver
+from bench.receivers import BenchCA, nginx_or_say, nginx_receiver
 from bench.webhook_campaign import post_all
 from pointcast.channels.webhook.deliver import BATCH_ID_HEADER
 from pointcast.channels.webhook.verify import make_ssl_context
@@ -38,7 +38,8 @@ from pointcast.channels.webhook.verify import make_ssl_context
 ACCOUNT = "000000000000"
 
 
-def _cpu() -> float:
+def self_cpu() -> float:
+    """CPU seconds (user + system) this process has used."""
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return usage.ru_utime + usage.ru_stime
 
@@ -142,9 +143,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--rounds", type=int, default=2)
     args = parser.parse_args(argv)
-    binary = nginx_binary()
+    binary = nginx_or_say()
     if binary is None:
-        print("nginx is missing: apt-get install -y nginx-light", file=sys.stderr)
         return 2
     clients = dict(CLIENTS)
     try:
@@ -164,9 +164,9 @@ def main(argv: list[str] | None = None) -> int:
             for round_ in range(1, args.rounds + 1):
                 base: tuple[float, float] | None = None
                 for name, post in clients.items():
-                    cpu, started = _cpu(), time.monotonic()
+                    cpu, started = self_cpu(), time.monotonic()
                     done = post(receiver.url, payloads, args.concurrency, ca.ca_path)
-                    seconds, used = time.monotonic() - started, _cpu() - cpu
+                    seconds, used = time.monotonic() - started, self_cpu() - cpu
                     if done != len(payloads):
                         print(f"{name}: {done} of {len(payloads)} POSTs succeeded", file=sys.stderr)
                         return 1

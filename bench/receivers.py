@@ -145,6 +145,14 @@ def nginx_binary() -> str | None:
     return shutil.which("nginx") or next((p for p in ("/usr/sbin/nginx",) if os.access(p, os.X_OK)), None)
 
 
+def nginx_or_say() -> str | None:
+    """nginx's path; or None, after saying on stderr how to install it."""
+    binary = nginx_binary()
+    if binary is None:
+        print("nginx is missing: apt-get install -y nginx-light", file=sys.stderr)
+    return binary
+
+
 def install_nginx() -> str:
     """``apt-get install -y nginx-light`` (``nginx`` if that fails), after ``apt-get update``; returns the binary."""
     if os.geteuid() != 0:
