@@ -10,6 +10,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from tests.support.campaigns import Receiver
 from tests.support.functions import ensure
 from tests.support.server import PostgresSchema, Server, server_env
 from tests.support.tls import TestCA
@@ -40,6 +41,14 @@ def postgres_url() -> str:
 def test_ca(tmp_path_factory: pytest.TempPathFactory) -> TestCA:
     """The test CA every server trusts (POINTCAST_CA_BUNDLE) and every TLSReceiver presents."""
     return TestCA(tmp_path_factory.mktemp("ca"))
+
+
+@pytest.fixture
+def receiver(test_ca: TestCA) -> Iterator[Receiver]:
+    """A webhook receiver on loopback, TLS with the test CA, that keeps every POST (tests.support.campaigns). Modules
+    that test the bare TLS receiver (tests.support.tls.TLSReceiver) define their own."""
+    with Receiver(test_ca) as rx:
+        yield rx
 
 
 @pytest.fixture(scope="session")

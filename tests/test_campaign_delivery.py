@@ -57,12 +57,6 @@ def server(backend: str, ca_bundle: Path, tmp_path_factory: pytest.TempPathFacto
         yield srv
 
 
-@pytest.fixture
-def receiver(test_ca: TestCA) -> Iterator[Receiver]:
-    with Receiver(test_ca) as rx:
-        yield rx
-
-
 IDS = [f"ep-{i:03d}" for i in range(120)]  # three batches: 50, 50, 20
 
 

@@ -34,7 +34,7 @@ from tests.support.campaigns import (
     webhook_campaign,
 )
 from tests.support.server import BIN, KEY_ID, REGION, SECRET, Server, cli_env
-from tests.support.tls import RequestRecord, TestCA
+from tests.support.tls import RequestRecord
 
 ENV = {
     "POINTCAST_DELIVERY_BACKOFF_BASE": "0.05",
@@ -53,12 +53,6 @@ IDS = [f"ep-{i:03d}" for i in range(300)]  # six batches
 def server(backend: str, ca_bundle: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     with running_server(backend, tmp_path_factory.mktemp(f"outage-{backend}"), ca_bundle, **ENV) as srv:
         yield srv
-
-
-@pytest.fixture
-def receiver(test_ca: TestCA) -> Iterator[Receiver]:
-    with Receiver(test_ca) as rx:
-        yield rx
 
 
 class DownFor:

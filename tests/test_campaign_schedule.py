@@ -38,7 +38,6 @@ from tests.support.campaigns import (
 from tests.support.functions import deploy
 from tests.support.server import ACCOUNT_ID, REGION, Server
 from tests.support.signing import signed_request
-from tests.support.tls import TestCA
 
 
 @pytest.fixture(scope="module")
@@ -71,12 +70,6 @@ def app_id(pinpoint: Any) -> Iterator[str]:
             pinpoint.update_campaign(
                 ApplicationId=app, CampaignId=campaign["Id"], WriteCampaignRequest={"IsPaused": True}
             )
-
-
-@pytest.fixture
-def receiver(test_ca: TestCA) -> Iterator[Receiver]:
-    with Receiver(test_ca) as rx:
-        yield rx
 
 
 def activity_ids_received(rx: Receiver) -> set[str]:

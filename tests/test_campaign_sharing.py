@@ -36,7 +36,7 @@ from tests.support.campaigns import (
 )
 from tests.support.functions import deploy
 from tests.support.server import Server
-from tests.support.tls import RequestRecord, TestCA
+from tests.support.tls import RequestRecord
 
 ENV = {
     "POINTCAST_DELIVERY_CONCURRENCY": "4",
@@ -58,12 +58,6 @@ QUICK = 4.0  # seconds a one-batch campaign may take with a free slot (it takes 
 def server(backend: str, ca_bundle: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     with running_server(backend, tmp_path_factory.mktemp(f"sharing-{backend}"), ca_bundle, **ENV) as srv:
         yield srv
-
-
-@pytest.fixture
-def receiver(test_ca: TestCA) -> Iterator[Receiver]:
-    with Receiver(test_ca) as rx:
-        yield rx
 
 
 def test_a_paced_campaign_does_not_hold_the_slots(server, pinpoint, receiver, test_ca) -> None:

@@ -37,7 +37,6 @@ from tests.support.campaigns import (
 )
 from tests.support.functions import deploy
 from tests.support.server import ACCOUNT_ID, REGION, Server
-from tests.support.tls import TestCA
 
 HERE = Path(__file__).parent / "functions"
 FAST = {
@@ -55,12 +54,6 @@ IDS = [f"ep-{i:03d}" for i in range(120)]  # three batches: 50, 50, 20
 def server(backend: str, ca_bundle: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     with running_server(backend, tmp_path_factory.mktemp(f"functions-{backend}"), ca_bundle, **FAST) as srv:
         yield srv
-
-
-@pytest.fixture
-def receiver(test_ca: TestCA) -> Iterator[Receiver]:
-    with Receiver(test_ca) as rx:
-        yield rx
 
 
 def name() -> str:
