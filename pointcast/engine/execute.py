@@ -23,7 +23,7 @@ from pointcast.apps import repository as apps
 from pointcast.apps.service import WEBHOOK_SECRET_KEY
 from pointcast.aws.wire import iso_ms
 from pointcast.channels.webhook.breaker import Breakers
-from pointcast.channels.webhook.deliver import Attempt, RetryPolicy, post_batch
+from pointcast.channels.webhook.deliver import Attempt, Delivery, RetryPolicy, post_batch
 from pointcast.channels.webhook.signing import signature_headers
 from pointcast.engine import hooks
 from pointcast.engine import repository as repo
@@ -146,6 +146,15 @@ def _header(spec: RunSpec, treatment: Treatment, activity_id: str, scheduled: st
     return header
 
 
+def _failure(ended: Delivery | hooks.Called, failed: str, too_late: str, subject: str = "") -> str | None:
+    """None if ``ended`` (a webhook's delivery, a function's or hook's call) succeeded; else the batch's failure:
+    ``too_late`` when the run's MaximumDuration stopped the attempts, ``failed`` otherwise, with ``subject`` and
+    the reason."""
+    if ended.past_deadline:
+        return f"{too_late} ({subject}{ended.reason})"
+    return None if ended.ok else f"{failed}: {subject}{ended.reason}"
+
+
 async def deliver(deps: ExecuteDeps, item: Prepared) -> Result:
     """Send one prepared batch (no store access but the cached run spec and secret); return what happened.
 
@@ -181,12 +190,9 @@ async def deliver(deps: ExecuteDeps, item: Prepared) -> Result:
             timeout=deps.hook_timeout, sign=sign, deadline=deadline,
         )  # fmt: skip
         tries += called.attempts
-        if called.past_deadline:
-            failure = f"{too_late} (FILTER {hook_target}: {called.reason})"
-        else:
+        failure = _failure(called, "HOOK_FAILED", too_late, f"FILTER {hook_target}: ")
+        if failure is None:
             try:
-                if not called.ok:
-                    raise hooks.FilterError(str(called.reason))
                 kept = hooks.decode_filter(called.payload, present)
             except hooks.FilterError as exc:
                 failure = f"HOOK_FAILED: FILTER {hook_target}: {exc}"
@@ -206,10 +212,7 @@ async def deliver(deps: ExecuteDeps, item: Prepared) -> Result:
                 idle=deps.idle_for(batch.id),
             )  # fmt: skip
             tries += sent.attempts
-            if sent.past_deadline:
-                failure = f"{too_late} ({sent.reason})"
-            else:
-                failure = None if sent.ok else f"WEBHOOK_FAILED: {sent.reason}"
+            failure = _failure(sent, "WEBHOOK_FAILED", too_late)
         elif treatment.delivery_uri:
             body = build_payload(
                 spec, treatment, batch.activity_id, batch.not_before, docs, present, endpoints=endpoints
@@ -219,10 +222,7 @@ async def deliver(deps: ExecuteDeps, item: Prepared) -> Result:
                 deps, target, body, kind="CHANNEL", source_arn=spec.arn, batch_id=batch.id, deadline=deadline
             )
             tries += called.attempts
-            if called.past_deadline:
-                failure = f"{too_late} ({target}: {called.reason})"
-            else:
-                failure = None if called.ok else f"FUNCTION_FAILED: {target}: {called.reason}"
+            failure = _failure(called, "FUNCTION_FAILED", too_late, f"{target}: ")
         elif hook.get("Mode") == "DELIVERY":
             header = _header(spec, treatment, batch.activity_id, batch.not_before, True)
             event = hooks.hook_event(header, endpoints)
@@ -231,10 +231,7 @@ async def deliver(deps: ExecuteDeps, item: Prepared) -> Result:
                 deadline=deadline,
             )  # fmt: skip
             tries += called.attempts
-            if called.past_deadline:
-                failure = f"{too_late} (DELIVERY {hook_target}: {called.reason})"
-            else:
-                failure = None if called.ok else f"HOOK_FAILED: DELIVERY {hook_target}: {called.reason}"
+            failure = _failure(called, "HOOK_FAILED", too_late, f"DELIVERY {hook_target}: ")
         else:
             failure = (
                 "CHANNEL_UNAVAILABLE: this campaign has no custom channel, and built-in channels are not available"
