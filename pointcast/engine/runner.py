@@ -351,11 +351,15 @@ class Runner:
         for run_id in dict.fromkeys(item.batch.run_id for item in due):
             with contextlib.suppress(Exception):  # unreadable (the campaign went away): sending it says so
                 await self.deps.spec(run_id)
-        taken = set(self._inflight) | self._unrecorded | self._ready.ids()  # after the reads above
+        taken = self._taken()  # after the reads above
         for item in due:
             if item.batch.id not in taken:
                 self._ready.add(item)
         self._start_ready()
+
+    def _taken(self) -> set[str]:
+        """The batches this runner holds: queued in the read-ahead, in flight, or waiting to be recorded."""
+        return set(self._inflight) | self._unrecorded | self._ready.ids()
 
     def _free(self) -> int:
         """Slots to start batches in: a slot is held while a batch is delivered (not while it waits away); results
@@ -491,7 +495,7 @@ class Runner:
             return  # enough read ahead
         wanted = self.concurrency - startable
         now = iso_ms(self.clock.now())
-        busy = set(self._inflight) | self._unrecorded | self._ready.ids()
+        busy = self._taken()
         # A run being planned here gets its batches from planning (_take_planned), not from the store: a batch read
         # here, sent and recorded before planning handed it on would be sent again. What planning does not hand on
         # (a batch begun before a restart) is read once planning has ended. A run with a full read-ahead (one that

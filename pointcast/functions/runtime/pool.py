@@ -172,10 +172,8 @@ class WorkerPool:
         fn = self._function(spec)
         deadline = time.monotonic() + QUEUE_TIMEOUT
         try:
-            if idle is not None and not self._free(fn):
-                async with idle():
-                    await self._acquire(fn, deadline)
-            else:
+            waiting = idle() if idle is not None and not self._free(fn) else contextlib.nullcontext()
+            async with waiting:
                 await self._acquire(fn, deadline)
         except TimeoutError:
             return _failed(request_id, "TooManyRequestsException", f"no worker for {spec.name} within {QUEUE_TIMEOUT}s")
