@@ -15,7 +15,7 @@ import logging
 import time
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -38,6 +38,7 @@ log = logging.getLogger("pointcast.functions")
 SPEC_TTL = 2.0  # seconds a function's configuration and policy are reused before being read again
 LOG_KEEP = 4096  # bytes of an invocation's log kept with its record (and returned by LogType: Tail)
 FLUSH_SECONDS = 0.25
+VERDICTS_KEPT = 1024  # policy answers kept per function (one per campaign that invokes it), for its statements
 
 
 @dataclass(frozen=True)
@@ -73,6 +74,7 @@ class _Hosted:
     read_at: float
     spec: FunctionSpec
     statements: list[dict[str, Any]]
+    verdicts: dict[str, str | None] = field(default_factory=dict)  # source ARN -> the policy's answer for it
 
 
 class FunctionHost:
@@ -128,7 +130,10 @@ class FunctionHost:
             return None
         doc = row.doc
         if cached and cached.spec.revision == doc["RevisionId"]:
-            cached.read_at, cached.statements = time.monotonic(), list(row.policy or [])
+            statements = list(row.policy or [])
+            if statements != cached.statements:
+                cached.statements, cached.verdicts = statements, {}
+            cached.read_at = time.monotonic()
             return cached
         code_row = await self.ctx.read(lambda conn: repo.get(conn, name, with_code=True))
         if code_row is None:
@@ -170,17 +175,24 @@ class FunctionHost:
             return str(exc)
         settings = self.ctx.settings
         if hosted is not None:
-            statements = hosted.statements
-        elif self.remote is None:
+            # A hook's function is asked once per batch: the answer is kept with the statements it came from.
+            if source_arn not in hosted.verdicts:
+                if len(hosted.verdicts) >= VERDICTS_KEPT:
+                    hosted.verdicts.clear()
+                hosted.verdicts[source_arn] = policy.pinpoint_may_invoke(
+                    hosted.statements, settings.region, source_arn, settings.account_id
+                )
+            reason = hosted.verdicts[source_arn]
+            return f"the policy of function {ref} does not allow this campaign: {reason}" if reason else None
+        if self.remote is None:
             return (
                 f"function {ref} is not hosted by pointcast, and invoking functions in AWS Lambda is turned off "
                 "(POINTCAST_REMOTE_LAMBDA)"
             )
-        else:
-            try:
-                statements = await self.remote.policy_statements(parsed, settings.region, settings.account_id)
-            except Exception as exc:  # whatever AWS said is the reason
-                return f"function {ref} is not hosted here, and its policy in AWS Lambda could not be read: {exc}"
+        try:
+            statements = await self.remote.policy_statements(parsed, settings.region, settings.account_id)
+        except Exception as exc:  # whatever AWS said is the reason
+            return f"function {ref} is not hosted here, and its policy in AWS Lambda could not be read: {exc}"
         reason = policy.pinpoint_may_invoke(statements, settings.region, source_arn, settings.account_id)
         return f"the policy of function {ref} does not allow this campaign: {reason}" if reason else None
 
