@@ -37,12 +37,14 @@ import tempfile
 import time
 import urllib.request
 from collections import Counter
+from collections.abc import Callable
 from contextlib import ExitStack, suppress
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any, NoReturn
 
+from bench import threads
 from bench.ingest import (
     DEFAULT_PG_URL,
     ProcCpu,
@@ -547,6 +549,7 @@ class Result:
     # (s after CreateCampaign, the server's VmRSS MB, with its child processes MB)
     rss_samples: list[tuple[float, float, float]] = field(default_factory=list)
     children_cpu_s: float = 0.0  # pointcast only: its child processes (planner, function workers); in cpu_s too
+    threads: dict[str, dict[str, float]] = field(default_factory=dict)  # pointcast only: bench.threads.summary
     completed: bool = True
     errors: list[str] = field(default_factory=list)
 
@@ -602,6 +605,7 @@ def wait_completed(
     deadline: float,
     stall_s: float,
     watch: tuple[int, float, list[tuple[float, float, float]]] | None = None,
+    on_poll: Callable[[], None] | None = None,
 ) -> str | None:
     """Poll GetCampaign (every 0.5 s, cheap) until the campaign is COMPLETED; None then, else why it stopped.
 
@@ -615,6 +619,8 @@ def wait_completed(
             with suppress(OSError):
                 at = round(time.monotonic() - t0, 2)
                 samples.append((at, round(rss_mb(pid), 1), round(tree_rss_mb(pid), 1)))
+        if on_poll is not None:
+            on_poll()
         campaign = pinpoint.get_campaign(ApplicationId=app_id, CampaignId=campaign_id)["CampaignResponse"]
         if campaign["State"]["CampaignStatus"] == "COMPLETED":
             return None
@@ -774,6 +780,7 @@ def run_phase(
         log_from = log_offset(receiver)
         stats0 = receiver.stats()
         window = Window.open()
+        times = threads.Watch(server.pid, receiver.pid)
         cpu0 = cpu_seconds(server.pid)
         t0_wall, t0 = time.time(), time.monotonic()
         campaign = pinpoint.create_campaign(
@@ -791,12 +798,14 @@ def run_phase(
         campaign_id = campaign["Id"]
         watch = (server.pid, t0, pc.rss_samples)
         stopped = wait_completed(
-            pinpoint, app_id, campaign_id, receiver, t0 + args.phase_limit, args.stall_limit, watch
+            pinpoint, app_id, campaign_id, receiver, t0 + args.phase_limit, args.stall_limit, watch, times.take
         )
+        times.take()
         pc.completed = stopped is None
         observed = time.monotonic() - t0
         cpu1 = cpu_seconds(server.pid)
         closed = window.close(receiver.pid, {server.pid, *([profiler.pid] if profiler else [])}, server.pid)
+        pc.threads = times.summary(closed["window_s"])
         pc.peak_rss_mb = peak_rss_mb(server.pid)
         if profiler is not None:
             stop_profiler(profiler)
@@ -1110,6 +1119,9 @@ def print_report(report: dict[str, Any], phases: list[PhaseReport]) -> None:
                 f"  NOTE: the receiver got {pc.receiver_requests} POSTs for {phase.batches} batches; pointcast "
                 f"recorded {phase.attempts} attempts ({kinds})"
             )
+        if pc.threads:
+            print("  where pointcast's threads and the receiver's spent the run (cores: on a CPU, waiting for one):")
+            print("\n".join(threads.table(pc.threads)))
         for result in (pc, bare):
             if result is None:
                 continue
