@@ -68,3 +68,23 @@ def test_a_waiting_run_is_not_asked_again_before_its_time_unless_woken() -> None
     assert isinstance(wait, float) and 59 < wait <= 60 and len(asked) == 5
     ahead.wake()  # say, their destination's breaker closed
     assert ahead.take(hold) == 60.0 and asked[-2:] == ["down-1", "down-2"]
+
+
+def test_the_run_a_slot_is_lent_to_is_the_one_that_starts() -> None:
+    """The runner lends a waiting batch's slot to another run than the lender's: ``next_run`` passes over the runs
+    it is told to, and ``take`` starts a batch of the run it names, whose turn then goes to the back."""
+    ahead = ReadAhead()
+    for number in range(2):
+        ahead.add(item("lender", number))
+    ahead.add(item("other", 0))
+    ahead.add(item("third", 0))
+    free = lambda _: 0.0  # noqa: E731
+    assert ahead.next_run(free) == "lender"
+    assert ahead.next_run(free, exclude={"lender"}) == "other"
+    assert ahead.next_run(free, exclude={"lender", "other", "third"}) is None
+    got = ahead.take(free, "other")
+    assert isinstance(got, Prepared) and got.batch.id == "other-0"
+    assert drain(ahead) == ["lender-0", "third-0", "lender-1"]
+    ahead.add(item("late", 0))
+    got = ahead.take(free, "gone")  # a run with nothing queued: the first in turn, as without a name
+    assert isinstance(got, Prepared) and got.batch.id == "late-0"

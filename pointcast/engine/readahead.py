@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 
 from pointcast.engine.plan import Prepared
 
@@ -66,27 +66,33 @@ class ReadAhead:
         now = time.monotonic()
         return sum(len(queue) for run_id, queue in self._runs.items() if self._wait(run_id, queue, hold, now) <= 0)
 
-    def _next(self, hold: Callable[[Prepared], float]) -> tuple[str | None, float | None]:
-        """The first run in turn whose next batch may start now; else None and the seconds until the first may go
-        (None if nothing is queued)."""
+    def _next(
+        self, hold: Callable[[Prepared], float], exclude: Collection[str] = ()
+    ) -> tuple[str | None, float | None]:
+        """The first run in turn (not in ``exclude``) whose next batch may start now; else None and the seconds until
+        the first may go (None if nothing is queued)."""
         wait: float | None = None
         now = time.monotonic()
         for run_id, queue in self._runs.items():
+            if run_id in exclude:
+                continue
             seconds = self._wait(run_id, queue, hold, now)
             if seconds <= 0:
                 return run_id, None
             wait = seconds if wait is None else min(wait, seconds)
         return None, wait
 
-    def next_run(self, hold: Callable[[Prepared], float]) -> str | None:
-        """The run whose batch ``take`` would start now, if any."""
-        return self._next(hold)[0]
+    def next_run(self, hold: Callable[[Prepared], float], exclude: Collection[str] = ()) -> str | None:
+        """The run whose batch ``take`` would start now, if any (passing over the runs in ``exclude``)."""
+        return self._next(hold, exclude)[0]
 
-    def take(self, hold: Callable[[Prepared], float]) -> Prepared | float | None:
-        """The next batch to start, from the first run in turn whose next batch ``hold`` lets start now (0 seconds);
-        that run's turn then goes to the back. If every run must wait: the seconds until the first may go. If
-        nothing is queued: None."""
-        run_id, wait = self._next(hold)
+    def take(self, hold: Callable[[Prepared], float], run_id: str | None = None) -> Prepared | float | None:
+        """The next batch to start, from the first run in turn whose next batch ``hold`` lets start now (0 seconds),
+        or from ``run_id`` (one ``next_run`` just named); that run's turn then goes to the back. If every run must
+        wait: the seconds until the first may go. If nothing is queued: None."""
+        wait = None
+        if run_id is None or run_id not in self._runs:
+            run_id, wait = self._next(hold)
         if run_id is None:
             return wait
         queue = self._runs.pop(run_id)

@@ -398,14 +398,17 @@ class Runner:
         turn; if every run with batches queued must wait, look again when the first may go. With no slot free, a
         batch that waits (for a breaker, a back-off, a function's worker) lends its slot to one back from waiting,
         or to a batch of another run."""
-        while self._free() > 0 or self._lend():
+        while True:
+            lent_to = None  # with no slot free: the run a waiting batch lent its slot to ("" for one back)
+            if self._free() <= 0 and (lent_to := self._lend()) is None:
+                return
             if self._returning:
                 batch_id, back = self._returning.popleft()
                 if not back.done():
                     self._away.discard(batch_id)
                     back.set_result(None)
                 continue
-            took = self._ready.take(self._hold)
+            took = self._ready.take(self._hold, lent_to or None)
             if took is None:
                 return
             if isinstance(took, float):  # seconds until a held run may go
@@ -434,23 +437,28 @@ class Runner:
         self._timer = None
         self._start_ready()
 
-    def _lend(self) -> bool:
+    def _lend(self) -> str | None:
         """With no slot free: a waiting batch lends its slot to a batch back from waiting (always: the one back may
         hold what the lenders wait for, such as the function's worker), or to the next batch of another run in the
         read-ahead (while fewer than ``4 * concurrency`` are away, so that what is in memory stays bounded; never to
-        its own run's next batch, which would only wait beside it). True if one did."""
+        its own run's next batch, which would only wait beside it, and when every batch that could lend is of the
+        run whose turn it is, to the next run in turn). Returns the run the slot goes to ("" for a batch back), or
+        None if none was lent."""
         if not self._lendable:
-            return False
-        lender = None
+            return None
+        lender, wanting = None, None
         if any(not back.done() for _, back in self._returning):
-            lender = next(iter(self._lendable))
-        elif len(self._away) < self._away_limit and (wanting := self._ready.next_run(self._hold)) is not None:
-            lender = next((b for b, run_id in self._lendable.items() if run_id != wanting), None)
-        if lender is None:
-            return False
+            lender, wanting = next(iter(self._lendable)), ""
+        elif len(self._away) < self._away_limit:
+            lenders = set(self._lendable.values())
+            wanting = self._ready.next_run(self._hold, exclude=lenders if len(lenders) == 1 else ())
+            if wanting is not None:
+                lender = next((b for b, run_id in self._lendable.items() if run_id != wanting), None)
+        if lender is None or wanting is None:
+            return None
         del self._lendable[lender]
         self._away.add(lender)
-        return True
+        return wanting
 
     @contextlib.asynccontextmanager
     async def _idle(self, batch_id: str) -> AsyncIterator[None]:
