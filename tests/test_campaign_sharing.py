@@ -177,6 +177,37 @@ def test_campaigns_sharing_a_function_with_one_worker_all_finish(server, pinpoin
         assert first_rx.post_count() == second_rx.post_count() == 8
 
 
+FAILING_FILTER = """
+def handler(event, context):
+    raise RuntimeError("not today")
+"""
+
+
+def test_batches_backing_off_from_a_failing_function_do_not_hold_the_slots(
+    backend, ca_bundle, tmp_path, receiver, test_ca
+) -> None:
+    """A FILTER function that always fails: each batch tries it 3 times, with back-offs of up to 30 s between. The
+    batches in flight lend their slots while they back off, as a webhook's do, so a campaign without the hook goes
+    through at once."""
+    backing_off = {"POINTCAST_DELIVERY_BACKOFF_BASE": "30", "POINTCAST_DELIVERY_BACKOFF_CAP": "30"}
+    with running_server(backend, tmp_path / "backoff", ca_bundle, **{**ENV, **backing_off}) as srv:
+        pinpoint = srv.pinpoint()
+        function = f"failing-filter-{uuid.uuid4().hex[:8]}"
+        deploy(srv.lambda_(), function, FAILING_FILTER)
+        app_id = new_app(pinpoint, "failing")
+        hook = {"LambdaFunctionName": function, "Mode": "FILTER"}
+        failing = start(pinpoint, app_id, 400, receiver.url, Hook=hook)  # 8 batches for the 4 slots
+
+        def engine() -> dict[str, Any]:
+            return dict(httpx.get(f"{srv.url}/pointcast/health").json()["engine"])
+
+        # every batch in flight is backing off (or waiting for the one worker), none holds its slot for it
+        wait_for(lambda: (e := engine())["Waiting"] == e["InFlight"] == 4, timeout=20, what="all four waiting")
+        took = small_campaign_time(srv, pinpoint, test_ca)
+        assert took < QUICK, f"the small campaign took {took:.1f} s"
+        assert status(pinpoint, app_id, failing) == "EXECUTING" and receiver.post_count() == 0
+
+
 def test_nothing_is_kept_for_runs_that_are_done(server, pinpoint, test_ca) -> None:
     """What the runner keeps per run (its spec, its pace) goes once the run has nothing left in the server."""
     small_campaign_time(server, pinpoint, test_ca)

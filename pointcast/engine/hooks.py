@@ -11,6 +11,7 @@ the same event over HTTPS.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -220,6 +221,7 @@ async def call(
     if deps.functions is None:
         return Called(False, f"the function runtime is not running on this server ({target})")
     tries: list[Attempt] = []
+    waiting = deps.idle_for(batch_id) or contextlib.nullcontext
 
     def too_late() -> Called:
         last = f", the last: {tries[-1].error}" if tries else ""
@@ -247,6 +249,7 @@ async def call(
             delay = deps.policy.delay(number, None)
             if deadline is not None and time.monotonic() + delay >= deadline:
                 return too_late()  # the next attempt could not start in time
-            await sleep(delay)
+            async with waiting():  # the batch's delivery slot may be lent out meanwhile, as for a webhook's back-off
+                await sleep(delay)
     last = tries[-1].error if tries else "not attempted"
     return Called(False, f"{last} (after {len(tries)} attempt(s))", attempts=tries)
