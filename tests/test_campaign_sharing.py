@@ -20,6 +20,7 @@ from typing import Any
 import httpx
 import pytest
 
+from pointcast.engine.treatments import bucket
 from tests.conftest import running_server
 from tests.support.campaigns import (
     OK,
@@ -117,6 +118,33 @@ def test_a_campaign_whose_webhook_is_down_does_not_hold_the_slots(server, pinpoi
     assert len(found) == 400 and {o["Status"] for o in found} == {"SENT"}
     assert len({post.batch_id for post in receiver.posts()}) == 8
     assert down.refused <= 8 + 8 / 0.5 + 4  # each batch's first attempt, then about a probe per cool-down
+
+
+def test_a_treatment_whose_webhook_is_down_does_not_hold_back_the_other(server, pinpoint, receiver, test_ca) -> None:
+    """An A/B campaign: treatment A's webhook is down, B delivers elsewhere. B's batches are all sent while A's
+    wait for their breaker (up to the outage limit, 8 s here); then A's webhook comes back and its batches go too."""
+    receiver.responder = down = Down()
+    with Receiver(test_ca) as other:
+        app_id = new_app(pinpoint, "ab")
+        b = {
+            "SizePercent": 50,
+            "TreatmentName": "B",
+            "MessageConfiguration": {"CustomMessage": {"Data": "b"}},
+            "CustomDeliveryConfiguration": {"DeliveryUri": other.url, "EndpointTypes": ["CUSTOM"]},
+        }
+        ab = start(pinpoint, app_id, 400, receiver.url, AdditionalTreatments=[b])
+        wait_for(lambda: progress(server, app_id, ab)["DestinationsDown"], timeout=30, what="A's breaker open")
+        b_endpoints = sum(1 for i in range(400) if bucket(ab, f"ep-{i:04d}") < 50)  # B takes buckets [0, 50)
+        b_batches = -(-b_endpoints // 50)
+        wait_for(lambda: other.post_count() == b_batches, timeout=5, what=f"B's {b_batches} batches")
+        assert status(pinpoint, app_id, ab) == "EXECUTING" and progress(server, app_id, ab)["DestinationsDown"]
+        down.up()
+        wait_for_runs(server, pinpoint, app_id, ab, 1, "COMPLETED", timeout=60)
+        found = outcomes(server, app_id, ab)
+        assert len(found) == 400 and {o["Status"] for o in found} == {"SENT"}
+        b_ids = {i for post in other.posts() for i in post.payload["Endpoints"]}
+        a_ids = {i for post in receiver.posts() for i in post.payload["Endpoints"]}
+        assert len(b_ids) == b_endpoints and len(a_ids) == 400 - b_endpoints and other.post_count() == b_batches
 
 
 def test_runs_take_turns(server, pinpoint, receiver, test_ca) -> None:

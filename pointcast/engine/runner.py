@@ -42,13 +42,14 @@ from pointcast.engine import repository as repo
 from pointcast.engine.clock import Clock
 from pointcast.engine.execute import ExecuteDeps, Prepared, Result, deliver, fail_batch, prepare, record
 from pointcast.engine.plan import RunSpec, plan_run
-from pointcast.engine.readahead import ReadAhead
+from pointcast.engine.readahead import Lane, ReadAhead, lane_of
 from pointcast.store import models as m
 
 log = logging.getLogger("pointcast.engine")
 _RUNNABLE = ("SCHEDULED", "PENDING_NEXT_RUN", "EXECUTING")  # EXECUTING: local-time runs overlap
 MAX_INTERNAL_ERRORS = 5
 RECORD_GATHER_SECONDS = 0.01
+BACK: Lane = ("", "")  # _lend: the slot went to a batch back from waiting, not to a lane
 PLANNING_THREADS = 1024  # runs planned at once (beyond that, a run's planning waits for a thread)
 T = TypeVar("T")
 
@@ -138,8 +139,8 @@ class Runner:
         self._inflight: dict[str, asyncio.Task[None]] = {}  # being delivered: each holds a slot, unless away
         self._away: set[str] = set()  # in flight, waiting (a breaker, a back-off, a function) without a slot
         self._away_limit = 4 * self.concurrency
-        self._lendable: dict[str, str] = {}  # batch id -> run id: waiting with a slot it would lend if asked
-        self._run_of: dict[str, str] = {}  # batch id -> run id, for the batches in flight
+        self._lendable: dict[str, Lane] = {}  # batch id -> its lane: waiting with a slot it would lend if asked
+        self._run_of: dict[str, Lane] = {}  # batch id -> its lane (run, treatment), for the batches in flight
         self._returning: deque[tuple[str, asyncio.Future[None]]] = deque()  # away ones done waiting, for a slot
         self._unrecorded: set[str] = set()  # delivered, result not yet written (at most ``concurrency``)
         self._ready = ReadAhead()  # due batches with their endpoints, not yet started, per run
@@ -255,7 +256,7 @@ class Runner:
         """Drop what is kept per run (its spec, its pace) for runs with nothing queued, in flight or being planned:
         a server that runs an hourly campaign for a year would otherwise keep 8,760 of each. A run that has more to
         send later (a local-time batch) reads its spec again then."""
-        active = set(self._ready.runs()) | set(self._run_of.values()) | set(self._planning)
+        active = set(self._ready.runs()) | {run_id for run_id, _ in self._run_of.values()} | set(self._planning)
         for kept in (self._specs, self._rates):
             for run_id in [r for r in kept if r not in active]:
                 del kept[run_id]
@@ -395,11 +396,11 @@ class Runner:
 
     def _start_ready(self) -> None:
         """Fill the free slots: first with batches back from waiting away, then from the read-ahead, the runs in
-        turn; if every run with batches queued must wait, look again when the first may go. With no slot free, a
-        batch that waits (for a breaker, a back-off, a function's worker) lends its slot to one back from waiting,
-        or to a batch of another run."""
+        turn (and each run's lanes in turn); if every lane with batches queued must wait, look again when the first
+        may go. With no slot free, a batch that waits (for a breaker, a back-off, a function's worker) lends its slot
+        to one back from waiting, or to a batch of another lane."""
         while True:
-            lent_to = None  # with no slot free: the run a waiting batch lent its slot to ("" for one back)
+            lent_to = None  # with no slot free: the lane a waiting batch lent its slot to
             if self._free() <= 0 and (lent_to := self._lend()) is None:
                 return
             if self._returning:
@@ -408,14 +409,14 @@ class Runner:
                     self._away.discard(batch_id)
                     back.set_result(None)
                 continue
-            took = self._ready.take(self._hold, lent_to or None)
+            took = self._ready.take(self._hold, None if lent_to == BACK else lent_to)
             if took is None:
                 return
             if isinstance(took, float):  # seconds until a held run may go
                 self._look_again(took)
                 return
             self._paced(took)
-            self._run_of[took.batch.id] = took.batch.run_id
+            self._run_of[took.batch.id] = lane_of(took)
             self._inflight[took.batch.id] = asyncio.create_task(self._send(took), name=f"batch-{took.batch.id}")
             self._started.set()
 
@@ -437,23 +438,23 @@ class Runner:
         self._timer = None
         self._start_ready()
 
-    def _lend(self) -> str | None:
+    def _lend(self) -> Lane | None:
         """With no slot free: a waiting batch lends its slot to a batch back from waiting (always: the one back may
-        hold what the lenders wait for, such as the function's worker), or to the next batch of another run in the
-        read-ahead (while fewer than ``4 * concurrency`` are away, so that what is in memory stays bounded; never to
-        its own run's next batch, which would only wait beside it, and when every batch that could lend is of the
-        run whose turn it is, to the next run in turn). Returns the run the slot goes to ("" for a batch back), or
-        None if none was lent."""
+        hold what the lenders wait for, such as the function's worker), or to the next batch of another lane (a run's
+        batches for one treatment) in the read-ahead, while fewer than ``4 * concurrency`` are away, so that what is
+        in memory stays bounded. Never to the next batch of its own lane, which would only wait beside it: when every
+        batch that could lend is of the lane whose turn it is, the slot goes to the next lane in turn. Returns the
+        lane the slot goes to (``BACK`` for a batch back from waiting), or None if none was lent."""
         if not self._lendable:
             return None
         lender, wanting = None, None
         if any(not back.done() for _, back in self._returning):
-            lender, wanting = next(iter(self._lendable)), ""
+            lender, wanting = next(iter(self._lendable)), BACK
         elif len(self._away) < self._away_limit:
             lenders = set(self._lendable.values())
-            wanting = self._ready.next_run(self._hold, exclude=lenders if len(lenders) == 1 else ())
+            wanting = self._ready.next_lane(self._hold, exclude=lenders if len(lenders) == 1 else ())
             if wanting is not None:
-                lender = next((b for b, run_id in self._lendable.items() if run_id != wanting), None)
+                lender = next((b for b, lane in self._lendable.items() if lane != wanting), None)
         if lender is None or wanting is None:
             return None
         del self._lendable[lender]
@@ -464,11 +465,11 @@ class Runner:
     async def _idle(self, batch_id: str) -> AsyncIterator[None]:
         """Around a wait in the middle of a batch's delivery: its slot may go to another batch meanwhile (``_lend``),
         and then it takes one back (before any new batch starts) when the wait is over."""
-        run_id = self._run_of.get(batch_id)
-        if run_id is None or batch_id in self._away or batch_id in self._lendable:
+        lane = self._run_of.get(batch_id)
+        if lane is None or batch_id in self._away or batch_id in self._lendable:
             yield
             return
-        self._lendable[batch_id] = run_id
+        self._lendable[batch_id] = lane
         self._start_ready()  # a batch may be waiting for this slot
         try:
             yield
