@@ -87,6 +87,8 @@ class FunctionHost:
         self.code_root = ctx.settings.data_dir / "functions"
         self.concurrency = ctx.settings.function_concurrency
         self._hosted: dict[str, _Hosted] = {}
+        self._reading: dict[str, asyncio.Future[_Hosted | None]] = {}  # name -> the read every caller waits on
+        self._changes: dict[str, int] = {}  # name -> how often it was forgotten (a read from before is not kept)
         self._records: list[dict[str, Any]] = []
         self._flusher: asyncio.Task[None] | None = None
         self._flushing = asyncio.Lock()
@@ -116,14 +118,31 @@ class FunctionHost:
     def forget(self, name: str) -> None:
         """A function changed or went away: read it again next time, and end its workers."""
         self._hosted.pop(name, None)
+        self._reading.pop(name, None)
+        self._changes[name] = self._changes.get(name, 0) + 1
         self.pool.retire(name)
 
     # -- what a function is -------------------------------------------------------------------------------------
 
     async def _lookup(self, name: str) -> _Hosted | None:
+        """The function as hosted here (None if it does not exist), read again every ``SPEC_TTL`` seconds. Callers
+        that ask at the same time share one read: a hook's batches in flight all find the entry stale together."""
         cached = self._hosted.get(name)
         if cached and time.monotonic() - cached.read_at < SPEC_TTL:
             return cached
+        reading = self._reading.get(name)
+        if reading is None:
+            reading = self._reading[name] = asyncio.ensure_future(self._read(name, cached))
+
+            def done(future: asyncio.Future[_Hosted | None]) -> None:
+                if self._reading.get(name) is future:
+                    del self._reading[name]
+
+            reading.add_done_callback(done)
+        return await asyncio.shield(reading)
+
+    async def _read(self, name: str, cached: _Hosted | None) -> _Hosted | None:
+        changes = self._changes.get(name, 0)
         row = await self.ctx.read(lambda conn: repo.get(conn, name))
         if row is None:
             self._hosted.pop(name, None)
@@ -154,7 +173,8 @@ class FunctionHost:
         if cached and cached.spec.revision != spec.revision:
             self.pool.retire(name)
         hosted = _Hosted(time.monotonic(), spec, list(code_row.policy or []))
-        self._hosted[name] = hosted
+        if self._changes.get(name, 0) == changes:  # not forgotten meanwhile: a read from before a change is not kept
+            self._hosted[name] = hosted
         return hosted
 
     async def _where(self, ref: str) -> tuple[FunctionRef, _Hosted | None]:
