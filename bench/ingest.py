@@ -158,6 +158,22 @@ class ProcCpu:
     children: float
 
 
+def process_tree(pid: int) -> list[int]:
+    """``pid`` and every process below it, now (``/proc/PID/task/TID/children``); ended ones are left out."""
+    found, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        try:
+            tasks = list(Path(f"/proc/{current}/task").iterdir())
+        except OSError:
+            continue
+        found.append(current)
+        for task in tasks:
+            with suppress(OSError, ValueError):
+                todo.extend(int(child) for child in (task / "children").read_text().split())
+    return found
+
+
 def process_cpu() -> dict[tuple[int, int], ProcCpu]:
     """(pid, start time) -> CPU use, for every process on the machine."""
     found: dict[tuple[int, int], ProcCpu] = {}

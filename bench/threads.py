@@ -15,6 +15,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from bench.ingest import process_tree
+
 PARTS = ("event loop", "server threads", "planner", "function workers", "receiver")
 
 
@@ -25,25 +27,6 @@ class TaskTime:
     wait_ns: int
     voluntary: int
     involuntary: int
-
-
-def _children(pid: int) -> list[int]:
-    found: list[int] = []
-    for task in Path(f"/proc/{pid}/task").glob("*"):
-        try:
-            found.extend(int(c) for c in (task / "children").read_text().split())
-        except OSError:
-            continue
-    return found
-
-
-def _tree(pid: int) -> list[int]:
-    found, todo = [], [pid]
-    while todo:
-        current = todo.pop()
-        found.append(current)
-        todo.extend(_children(current))
-    return found
 
 
 def _part(server: int, pid: int, tid: int) -> str:
@@ -58,9 +41,9 @@ def _part(server: int, pid: int, tid: int) -> str:
 
 def snapshot(server: int, receiver: int | None) -> dict[tuple[int, int], TaskTime]:
     """Every thread of the server's tree and of the receiver's, by (pid, tid)."""
-    pids = [(pid, None) for pid in _tree(server)]
+    pids = [(pid, None) for pid in process_tree(server)]
     if receiver is not None:
-        pids += [(pid, "receiver") for pid in _tree(receiver)]
+        pids += [(pid, "receiver") for pid in process_tree(receiver)]
     found: dict[tuple[int, int], TaskTime] = {}
     for pid, fixed in pids:
         for task in Path(f"/proc/{pid}/task").glob("*"):

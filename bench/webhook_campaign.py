@@ -56,6 +56,7 @@ from bench.ingest import (
     postgres_schema,
     postgres_unreachable,
     process_cpu,
+    process_tree,
     start_profiler,
     stop_process,
     stop_profiler,
@@ -587,13 +588,10 @@ def rss_mb(pid: int) -> float:
 
 def tree_rss_mb(pid: int) -> float:
     """VmRSS of a process and all its descendants (pointcast's planner and function workers), in MiB."""
-    total, todo = 0.0, [pid]
-    while todo:
-        current = todo.pop()
+    total = 0.0
+    for current in process_tree(pid):
         with suppress(OSError, ValueError):
             total += rss_mb(current)
-            for task in Path(f"/proc/{current}/task").iterdir():
-                todo.extend(int(child) for child in (task / "children").read_text().split())
     return total
 
 
