@@ -76,6 +76,15 @@ class _Hosted:
     statements: list[dict[str, Any]]
     verdicts: dict[str, str | None] = field(default_factory=dict)  # source ARN -> the policy's answer for it
 
+    def verdict(self, source_arn: str, region: str, account: str) -> str | None:
+        """``policy.pinpoint_may_invoke`` for these statements, worked out once per source ARN: a hook's function is
+        asked once per batch."""
+        if source_arn not in self.verdicts:
+            if len(self.verdicts) >= VERDICTS_KEPT:
+                self.verdicts.clear()
+            self.verdicts[source_arn] = policy.pinpoint_may_invoke(self.statements, region, source_arn, account)
+        return self.verdicts[source_arn]
+
 
 class FunctionHost:
     """The one place that invokes functions; owns the worker pool and the AWS Lambda client."""
@@ -195,25 +204,18 @@ class FunctionHost:
             return str(exc)
         settings = self.ctx.settings
         if hosted is not None:
-            # A hook's function is asked once per batch: the answer is kept with the statements it came from.
-            if source_arn not in hosted.verdicts:
-                if len(hosted.verdicts) >= VERDICTS_KEPT:
-                    hosted.verdicts.clear()
-                hosted.verdicts[source_arn] = policy.pinpoint_may_invoke(
-                    hosted.statements, settings.region, source_arn, settings.account_id
-                )
-            reason = hosted.verdicts[source_arn]
-            return f"the policy of function {ref} does not allow this campaign: {reason}" if reason else None
-        if self.remote is None:
+            reason = hosted.verdict(source_arn, settings.region, settings.account_id)
+        elif self.remote is None:
             return (
                 f"function {ref} is not hosted by pointcast, and invoking functions in AWS Lambda is turned off "
                 "(POINTCAST_REMOTE_LAMBDA)"
             )
-        try:
-            statements = await self.remote.policy_statements(parsed, settings.region, settings.account_id)
-        except Exception as exc:  # whatever AWS said is the reason
-            return f"function {ref} is not hosted here, and its policy in AWS Lambda could not be read: {exc}"
-        reason = policy.pinpoint_may_invoke(statements, settings.region, source_arn, settings.account_id)
+        else:
+            try:
+                statements = await self.remote.policy_statements(parsed, settings.region, settings.account_id)
+            except Exception as exc:  # whatever AWS said is the reason
+                return f"function {ref} is not hosted here, and its policy in AWS Lambda could not be read: {exc}"
+            reason = policy.pinpoint_may_invoke(statements, settings.region, source_arn, settings.account_id)
         return f"the policy of function {ref} does not allow this campaign: {reason}" if reason else None
 
     # -- invoking -------------------------------------------------------------------------------------------------
