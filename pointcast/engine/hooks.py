@@ -221,7 +221,8 @@ async def call(
     if deps.functions is None:
         return Called(False, f"the function runtime is not running on this server ({target})")
     tries: list[Attempt] = []
-    waiting = deps.idle_for(batch_id) or contextlib.nullcontext
+    idle = deps.idle_for(batch_id)
+    waiting = idle or contextlib.nullcontext
 
     def too_late() -> Called:
         last = f", the last: {tries[-1].error}" if tries else ""
@@ -233,7 +234,7 @@ async def call(
             return too_late()
         started = time.time()
         result = await deps.functions.invoke(
-            target, event, kind=kind, source_arn=source_arn, timeout=timeout, idle=deps.idle_for(batch_id)
+            target, event, kind=kind, source_arn=source_arn, timeout=timeout, idle=idle
         )
         attempt = Attempt(number, started, result.duration_ms)
         if result.ok:

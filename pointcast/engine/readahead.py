@@ -30,7 +30,6 @@ class ReadAhead:
         # run id -> treatment id -> batches; runs and each run's lanes in turn order (the one that started a batch
         # last goes last)
         self._runs: dict[str, dict[str, deque[Prepared]]] = {}
-        self._queued: dict[str, int] = {}  # run id -> its batches here
         self._count = 0
         self._resting: dict[Lane, float] = {}  # monotonic time before the lane is asked again
 
@@ -46,7 +45,7 @@ class ReadAhead:
         return {item.batch.id for item in self}
 
     def queued(self, run_id: str) -> int:
-        return self._queued.get(run_id, 0)
+        return sum(len(queue) for queue in self._runs.get(run_id, {}).values())
 
     def runs(self) -> list[str]:
         return list(self._runs)
@@ -55,7 +54,6 @@ class ReadAhead:
         run_id = item.batch.run_id
         lanes = self._runs.setdefault(run_id, {})
         lanes.setdefault(item.batch.treatment_id, deque()).append(item)
-        self._queued[run_id] = self._queued.get(run_id, 0) + 1
         self._count += 1
 
     def wake(self) -> None:
@@ -122,13 +120,10 @@ class ReadAhead:
         queue = lanes.pop(treatment)
         item = queue.popleft()
         self._count -= 1
-        self._queued[run_id] -= 1
         if queue:
             lanes[treatment] = queue  # to the back of the run's lanes
         else:
             self._resting.pop(key, None)
         if lanes:
             self._runs[run_id] = lanes  # to the back of the turns
-        else:
-            del self._queued[run_id]
         return item

@@ -140,7 +140,7 @@ class Runner:
         self._away: set[str] = set()  # in flight, waiting (a breaker, a back-off, a function) without a slot
         self._away_limit = 4 * self.concurrency
         self._lendable: dict[str, Lane] = {}  # batch id -> its lane: waiting with a slot it would lend if asked
-        self._run_of: dict[str, Lane] = {}  # batch id -> its lane (run, treatment), for the batches in flight
+        self._lanes: dict[str, Lane] = {}  # batch id -> its lane (run, treatment), for the batches in flight
         self._returning: deque[tuple[str, asyncio.Future[None]]] = deque()  # away ones done waiting, for a slot
         self._unrecorded: set[str] = set()  # delivered, result not yet written (at most ``concurrency``)
         self._ready = ReadAhead()  # due batches with their endpoints, not yet started, per run
@@ -256,7 +256,7 @@ class Runner:
         """Drop what is kept per run (its spec, its pace) for runs with nothing queued, in flight or being planned:
         a server that runs an hourly campaign for a year would otherwise keep 8,760 of each. A run that has more to
         send later (a local-time batch) reads its spec again then."""
-        active = set(self._ready.runs()) | {run_id for run_id, _ in self._run_of.values()} | set(self._planning)
+        active = set(self._ready.runs()) | {run_id for run_id, _ in self._lanes.values()} | set(self._planning)
         for kept in (self._specs, self._rates):
             for run_id in [r for r in kept if r not in active]:
                 del kept[run_id]
@@ -416,7 +416,7 @@ class Runner:
                 self._look_again(took)
                 return
             self._paced(took)
-            self._run_of[took.batch.id] = lane_of(took)
+            self._lanes[took.batch.id] = lane_of(took)
             self._inflight[took.batch.id] = asyncio.create_task(self._send(took), name=f"batch-{took.batch.id}")
             self._started.set()
 
@@ -465,7 +465,7 @@ class Runner:
     async def _idle(self, batch_id: str) -> AsyncIterator[None]:
         """Around a wait in the middle of a batch's delivery: its slot may go to another batch meanwhile (``_lend``),
         and then it takes one back (before any new batch starts) when the wait is over."""
-        lane = self._run_of.get(batch_id)
+        lane = self._lanes.get(batch_id)
         if lane is None or batch_id in self._away or batch_id in self._lendable:
             yield
             return
@@ -520,7 +520,7 @@ class Runner:
         try:
             await self._send_one(item)
         finally:
-            self._run_of.pop(item.batch.id, None)
+            self._lanes.pop(item.batch.id, None)
 
     async def _send_one(self, item: Prepared) -> None:
         batch_id = item.batch.id
