@@ -12,6 +12,7 @@ The server runs with 4 slots, so that a campaign could fill them all, and one wo
 from __future__ import annotations
 
 import itertools
+import json
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -78,17 +79,19 @@ def test_a_paced_campaign_does_not_hold_the_slots(server, pinpoint, receiver, te
 
 
 class Down:
-    """503 for every POST until ``up()``; counts them."""
+    """503 for every POST until ``up()``; counts them, and keeps those it took."""
 
     def __init__(self) -> None:
         self.is_up = False
         self.refused = 0
+        self.taken: list[RequestRecord] = []
 
     def up(self) -> None:
         self.is_up = True
 
-    def __call__(self, _: RequestRecord) -> Any:
+    def __call__(self, request: RequestRecord) -> Any:
         if self.is_up:
+            self.taken.append(request)
             return OK
         self.refused += 1
         return 503, {}, b"down"
@@ -123,6 +126,17 @@ def test_a_campaign_whose_webhook_is_down_does_not_hold_the_slots(server, pinpoi
 def test_a_treatment_whose_webhook_is_down_does_not_hold_back_the_other(server, pinpoint, receiver, test_ca) -> None:
     """An A/B campaign: treatment A's webhook is down, B delivers elsewhere. B's batches are all sent while A's
     wait for their breaker (up to the outage limit, 8 s here); then A's webhook comes back and its batches go too."""
+    a_b_test(server, pinpoint, receiver, test_ca, 400)
+
+
+def test_a_down_treatment_with_more_batches_than_the_read_ahead_holds(server, pinpoint, receiver, test_ca) -> None:
+    """The same with 4,000 endpoints: A's ~40 batches are more than a run keeps read ahead (4 x 4 slots). Those
+    beyond it are left in the store, not in the read-ahead, so planning goes on and B's ~40 batches are all sent
+    while A is down; A's are read again once its webhook is back, and none is lost or sent twice."""
+    a_b_test(server, pinpoint, receiver, test_ca, 4000)
+
+
+def a_b_test(server: Server, pinpoint: Any, receiver: Receiver, test_ca: Any, count: int) -> None:
     receiver.responder = down = Down()
     with Receiver(test_ca) as other:
         app_id = new_app(pinpoint, "ab")
@@ -132,19 +146,20 @@ def test_a_treatment_whose_webhook_is_down_does_not_hold_back_the_other(server, 
             "MessageConfiguration": {"CustomMessage": {"Data": "b"}},
             "CustomDeliveryConfiguration": {"DeliveryUri": other.url, "EndpointTypes": ["CUSTOM"]},
         }
-        ab = start(pinpoint, app_id, 400, receiver.url, AdditionalTreatments=[b])
+        ab = start(pinpoint, app_id, count, receiver.url, AdditionalTreatments=[b])
         wait_for(lambda: progress(server, app_id, ab)["DestinationsDown"], timeout=30, what="A's breaker open")
-        b_endpoints = sum(1 for i in range(400) if bucket(ab, f"ep-{i:04d}") < 50)  # B takes buckets [0, 50)
+        b_endpoints = sum(1 for i in range(count) if bucket(ab, f"ep-{i:04d}") < 50)  # B takes buckets [0, 50)
         b_batches = -(-b_endpoints // 50)
         wait_for(lambda: other.post_count() == b_batches, timeout=5, what=f"B's {b_batches} batches")
         assert status(pinpoint, app_id, ab) == "EXECUTING" and progress(server, app_id, ab)["DestinationsDown"]
         down.up()
         wait_for_runs(server, pinpoint, app_id, ab, 1, "COMPLETED", timeout=60)
         found = outcomes(server, app_id, ab)
-        assert len(found) == 400 and {o["Status"] for o in found} == {"SENT"}
-        b_ids = {i for post in other.posts() for i in post.payload["Endpoints"]}
-        a_ids = {i for post in receiver.posts() for i in post.payload["Endpoints"]}
-        assert len(b_ids) == b_endpoints and len(a_ids) == 400 - b_endpoints and other.post_count() == b_batches
+        assert len(found) == count and {o["Status"] for o in found} == {"SENT"}
+        b_ids = [i for post in other.posts() for i in post.payload["Endpoints"]]
+        a_ids = [i for request in down.taken for i in json.loads(request.body)["Endpoints"]]
+        assert len(set(b_ids)) == len(b_ids) == b_endpoints and other.post_count() == b_batches
+        assert len(set(a_ids)) == len(a_ids) == count - b_endpoints
 
 
 def test_runs_take_turns(server, pinpoint, receiver, test_ca) -> None:

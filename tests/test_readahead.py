@@ -105,6 +105,9 @@ def test_a_held_treatment_does_not_hold_the_others_of_its_run() -> None:
         return 30.0 if (it.batch.run_id, it.batch.treatment_id) == ("ab", "0") else 0.0
 
     assert ahead.queued("ab") == 6 and ahead.startable(hold) == 5
+    assert ahead.queued("ab", unless=lambda lane: lane == ("ab", "0")) == 3  # what the run's planning waits on
+    assert ahead.in_lane(("ab", "0")) == 3 and ahead.in_lane(("ab", "7")) == ahead.in_lane(("none", "0")) == 0
+    assert ahead.lanes() == [("ab", "0"), ("ab", "1"), ("plain", "0")]
     assert drain(ahead, hold) == ["ab-1-0", "plain-0", "ab-1-1", "plain-1", "ab-1-2"]
     assert ahead.queued("ab") == 3 and ahead.runs() == ["ab"]
     wait = ahead.take(hold)

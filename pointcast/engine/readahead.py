@@ -44,11 +44,19 @@ class ReadAhead:
     def ids(self) -> set[str]:
         return {item.batch.id for item in self}
 
-    def queued(self, run_id: str) -> int:
-        return sum(len(queue) for queue in self._runs.get(run_id, {}).values())
+    def queued(self, run_id: str, unless: Callable[[Lane], bool] | None = None) -> int:
+        """The run's batches queued here (but for those in the lanes ``unless`` names)."""
+        lanes = self._runs.get(run_id, {})
+        return sum(len(q) for t, q in lanes.items() if unless is None or not unless((run_id, t)))
+
+    def in_lane(self, lane: Lane) -> int:
+        return len(self._runs.get(lane[0], {}).get(lane[1], ()))
 
     def runs(self) -> list[str]:
         return list(self._runs)
+
+    def lanes(self) -> list[Lane]:
+        return [(run_id, treatment) for run_id, lanes in self._runs.items() for treatment in lanes]
 
     def add(self, item: Prepared) -> None:
         run_id = item.batch.run_id

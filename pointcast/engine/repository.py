@@ -183,10 +183,15 @@ def sent_counts(
 
 
 def due_batches(
-    conn: sa.Connection, now: str, exclude: set[str], limit: int, exclude_runs: Iterable[str] = ()
+    conn: sa.Connection,
+    now: str,
+    exclude: set[str],
+    limit: int,
+    exclude_runs: Iterable[str] = (),
+    exclude_lanes: Iterable[tuple[str, str]] = (),
 ) -> list[sa.Row[Any]]:
-    """Pending batches that are due, oldest first, but for the batches in ``exclude`` and the runs in
-    ``exclude_runs``."""
+    """Pending batches that are due, oldest first, but for the batches in ``exclude``, the runs in ``exclude_runs``
+    and the (run, treatment) pairs in ``exclude_lanes``."""
     b = m.batches
     query = (
         sa.select(b.c.id)
@@ -196,6 +201,8 @@ def due_batches(
     )
     if runs := list(exclude_runs):
         query = query.where(b.c.run_id.not_in(runs))
+    for run_id, treatment_id in exclude_lanes:
+        query = query.where(sa.or_(b.c.run_id != run_id, b.c.treatment_id != treatment_id))
     return [row for row in conn.execute(query) if row.id not in exclude][:limit]
 
 

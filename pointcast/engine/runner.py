@@ -337,10 +337,11 @@ class Runner:
 
     async def _take_planned(self, run_id: str, items: list[Prepared]) -> None:
         """Queue freshly planned batches that are due (a local-time batch for later is read when it is due), then
-        hold the run's planning back until its read-ahead has room again."""
+        hold the run's planning back until its read-ahead has room again. The batches of a treatment whose webhook
+        is down do not count: they wait, and would hold the run's other treatments back (see ``_queue``)."""
         await self._queue(items)
         self._wake.set()
-        while self._ready.queued(run_id) >= self._planned_limit:
+        while self._ready.queued(run_id, unless=self._down) >= self._planned_limit:
             self._started.clear()
             await self._started.wait()
 
@@ -353,10 +354,26 @@ class Runner:
             with contextlib.suppress(Exception):  # unreadable (the campaign went away): sending it says so
                 await self.deps.spec(run_id)
         taken = self._taken()  # after the reads above
+        down: dict[Lane, bool] = {}
         for item in due:
-            if item.batch.id not in taken:
-                self._ready.add(item)
+            if item.batch.id in taken:
+                continue
+            lane = lane_of(item)
+            if self._ready.in_lane(lane) >= self._planned_limit and down.setdefault(lane, self._down(lane)):
+                continue  # left in the store (it is PENDING there): read again once its lane has room
+            self._ready.add(item)
         self._start_ready()
+
+    def _down(self, lane: Lane) -> bool:
+        """True while the lane's webhook is down (its breaker holds its batches back). Such a lane keeps at most a
+        run's read-ahead of batches here; the rest stay in the store, so that the run's planning, and its other
+        treatments, go on."""
+        spec = self._specs.get(lane[0])
+        if spec is None:
+            return False
+        treatment = spec.treatment(lane[1])
+        breaker = self.breakers.for_url(str(treatment.delivery_uri)) if treatment.is_webhook else None
+        return breaker is not None and breaker.hold() > 0
 
     def _taken(self) -> set[str]:
         """The batches this runner holds: queued in the read-ahead, in flight, or waiting to be recorded."""
@@ -423,6 +440,7 @@ class Runner:
     def _breaker_changed(self) -> None:
         """A destination's breaker opened, closed or ended a probe: a run held for it may go on."""
         self._ready.wake()
+        self._started.set()  # a run's planning waiting on a lane that went down may go on
         self._start_ready()
 
     def _look_again(self, seconds: float) -> None:
@@ -507,12 +525,16 @@ class Runner:
         busy = self._taken()
         # A run being planned here gets its batches from planning (_take_planned), not from the store: a batch read
         # here, sent and recorded before planning handed it on would be sent again. What planning does not hand on
-        # (a batch begun before a restart) is read once planning has ended. A run with a full read-ahead (one that
-        # is held) is not read further, so that the others' batches are.
-        skip = set(self._planning) | {r for r in self._ready.runs() if self._ready.queued(r) >= self._planned_limit}
+        # (a batch begun before a restart, one _queue left in the store) is read once planning has ended. A run with
+        # a full read-ahead (one that is held) is not read further, so that the others' batches are; nor is a
+        # treatment whose webhook is down and that has a full read-ahead of its own, so that its run's other
+        # treatments' batches are.
+        limit = self._planned_limit
+        skip = set(self._planning) | {r for r in self._ready.runs() if self._ready.queued(r, self._down) >= limit}
+        full = [lane for lane in self._ready.lanes() if self._ready.in_lane(lane) >= limit and self._down(lane)]
 
         def work(conn: sa.Connection) -> list[Prepared]:
-            return prepare(conn, [row.id for row in repo.due_batches(conn, now, busy, wanted, skip)])
+            return prepare(conn, [row.id for row in repo.due_batches(conn, now, busy, wanted, skip, full)])
 
         await self._queue(await self.ctx.read(work))
 
