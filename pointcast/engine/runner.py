@@ -142,7 +142,7 @@ class Runner:
         self._lendable: dict[str, Lane] = {}  # batch id -> its lane: waiting with a slot it would lend if asked
         self._lanes: dict[str, Lane] = {}  # batch id -> its lane (run, treatment), for the batches in flight
         self._returning: deque[tuple[str, asyncio.Future[None]]] = deque()  # away ones done waiting, for a slot
-        self._unrecorded: set[str] = set()  # delivered, result not yet written (at most ``concurrency``)
+        self._unrecorded: set[str] = set()  # delivered, result not yet written (at most ``2 x concurrency``)
         self._ready = ReadAhead()  # due batches with their endpoints, not yet started, per run
         self._timer: asyncio.TimerHandle | None = None  # to look at the read-ahead again when a held run may go
         self._timer_at = 0.0
@@ -381,10 +381,11 @@ class Runner:
 
     def _free(self) -> int:
         """Slots to start batches in: a slot is held while a batch is delivered (not while it waits away); results
-        waiting for the group commit hold none, but at most ``concurrency`` of them may wait (what a crash can make
-        be sent again)."""
+        waiting for the group commit hold none, but at most ``2 x concurrency`` of them may wait (what a crash can
+        make be sent again): a commit's worth being written, and the next gathering meanwhile. With room for one
+        only, sending stopped while each commit was written (the 1M fast phase: 7.4-7.5 s against 6.7-6.9 s)."""
         delivering = len(self._inflight) - len(self._away)
-        return min(self.concurrency - delivering, self.concurrency - len(self._unrecorded))
+        return min(self.concurrency - delivering, 2 * self.concurrency - len(self._unrecorded))
 
     def _hold(self, item: Prepared) -> float:
         """Seconds before ``item`` may start: its run's MessagesPerSecond pace, its webhook's breaker; 0 once its
