@@ -34,7 +34,7 @@ import sqlalchemy as sa
 
 from pointcast.aws.wire import iso_ms, new_id
 from pointcast.campaigns.repository import campaigns
-from pointcast.channels.webhook.breaker import Breakers
+from pointcast.channels.webhook.breaker import Breaker, Breakers
 from pointcast.channels.webhook.deliver import RetryPolicy
 from pointcast.context import Context
 from pointcast.engine import planner, schedule
@@ -369,11 +369,13 @@ class Runner:
         run's read-ahead of batches here; the rest stay in the store, so that the run's planning, and its other
         treatments, go on."""
         spec = self._specs.get(lane[0])
-        if spec is None:
-            return False
-        treatment = spec.treatment(lane[1])
-        breaker = self.breakers.for_url(str(treatment.delivery_uri)) if treatment.is_webhook else None
+        breaker = self._breaker(spec, lane[1]) if spec is not None else None
         return breaker is not None and breaker.hold() > 0
+
+    def _breaker(self, spec: RunSpec, treatment_id: str) -> Breaker | None:
+        """The breaker of the treatment's webhook (None for other channels, or with breakers turned off)."""
+        treatment = spec.treatment(treatment_id)
+        return self.breakers.for_url(str(treatment.delivery_uri)) if treatment.is_webhook else None
 
     def _taken(self) -> set[str]:
         """The batches this runner holds: queued in the read-ahead, in flight, or waiting to be recorded."""
@@ -396,8 +398,7 @@ class Runner:
         wait = 0.0
         if spec.limits.get("MessagesPerSecond"):
             wait = self._rates.get(item.batch.run_id, 0.0) - time.monotonic()
-        treatment = spec.treatment(item.batch.treatment_id)
-        if treatment.is_webhook and (breaker := self.breakers.for_url(str(treatment.delivery_uri))) is not None:
+        if (breaker := self._breaker(spec, item.batch.treatment_id)) is not None:
             wait = max(wait, breaker.hold())
         if wait > 0 and (max_duration := spec.limits.get("MaximumDuration")):
             left = (spec.scheduled + timedelta(seconds=max_duration) - self.clock.now()).total_seconds()
@@ -531,8 +532,10 @@ class Runner:
         # treatment whose webhook is down and that has a full read-ahead of its own, so that its run's other
         # treatments' batches are.
         limit = self._planned_limit
-        skip = set(self._planning) | {r for r in self._ready.runs() if self._ready.queued(r, self._down) >= limit}
-        full = [lane for lane in self._ready.lanes() if self._ready.in_lane(lane) >= limit and self._down(lane)]
+        down = {lane for lane in self._ready.lanes() if self._down(lane)}
+        held = {r for r in self._ready.runs() if self._ready.queued(r, down.__contains__) >= limit}
+        skip = set(self._planning) | held
+        full = [lane for lane in down if self._ready.in_lane(lane) >= limit]
 
         def work(conn: sa.Connection) -> list[Prepared]:
             return prepare(conn, [row.id for row in repo.due_batches(conn, now, busy, wanted, skip, full)])
