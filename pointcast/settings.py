@@ -43,6 +43,9 @@ class Settings(BaseSettings):
     delivery_backoff_base: float = Field(0.5, ge=0)
     delivery_backoff_cap: float = Field(30.0, ge=0)
     delivery_timeout: float = Field(10.0, gt=0)
+    # The client of webhook deliveries and WebUrl hooks: "curl" (libcurl through pycurl, about half of aiohttp's
+    # CPU per POST; docs/benchmarks.md), "aiohttp", or "auto" (curl when pycurl imports).
+    delivery_client: Literal["auto", "curl", "aiohttp"] = "auto"
     # The circuit breaker per destination (channels/webhook/breaker.py): this many retryable failures in a row open
     # it (0: no breaker) for a cool-down that starts here and doubles up to delivery_backoff_cap; batches wait
     # without spending attempts, until the destination has been down for delivery_outage_limit seconds.

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import socket
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from itertools import count
 
-import aiohttp
 import pytest
 
 from pointcast.channels.webhook.breaker import Breaker, Breakers, HostDown
-from pointcast.channels.webhook.deliver import BATCH_ID_HEADER, RetryPolicy, post_batch
+from pointcast.channels.webhook.deliver import BATCH_ID_HEADER, RetryPolicy, Transport, delivery_client, post_batch
 from pointcast.channels.webhook.verify import make_ssl_context
 from tests.support.tls import RequestRecord, TestCA, TLSReceiver, free_port
 
@@ -24,15 +26,29 @@ def receiver(test_ca: TestCA) -> Iterator[TLSReceiver]:
         yield rx
 
 
-def deliver(receiver_url: str, ca: TestCA, policy: RetryPolicy = POLICY, delays: list[float] | None = None):
+@pytest.fixture(params=["curl", "aiohttp"])
+def kind(request: pytest.FixtureRequest) -> str:
+    """Every delivery test runs on both clients the runner can use (settings.delivery_client)."""
+    return request.param
+
+
+@contextlib.asynccontextmanager
+async def client(kind: str, ca: TestCA) -> AsyncIterator[Transport]:
+    session = delivery_client(kind, make_ssl_context(str(ca.ca_path)), None, 32, ca.ca_path.parent)  # type: ignore[arg-type]
+    try:
+        yield session
+    finally:
+        await session.close()
+
+
+def deliver(receiver_url: str, ca: TestCA, kind: str, policy: RetryPolicy = POLICY, delays: list[float] | None = None):
     async def main():
         recorded = delays if delays is not None else []
 
         async def sleep(seconds: float) -> None:
             recorded.append(seconds)
 
-        connector = aiohttp.TCPConnector(ssl=make_ssl_context(str(ca.ca_path)))
-        async with aiohttp.ClientSession(connector=connector) as session:
+        async with client(kind, ca) as session:
             return await post_batch(session, receiver_url, b'{"Endpoints":{}}', "batch-1", policy, sleep=sleep)
 
     return asyncio.run(main())
@@ -49,47 +65,47 @@ def replies(*answers):
     return responder
 
 
-def test_success_first_time(receiver, test_ca) -> None:
-    delivery = deliver(receiver.url, test_ca)
+def test_success_first_time(receiver, test_ca, kind) -> None:
+    delivery = deliver(receiver.url, test_ca, kind)
     assert delivery.ok and len(delivery.attempts) == 1 and delivery.attempts[0].status == 200
     [request] = receiver.wait_for_requests(1, method="POST")
     assert request.headers[BATCH_ID_HEADER] == "batch-1" and request.body == b'{"Endpoints":{}}'
     assert request.headers["Content-Type"] == "application/json"
 
 
-def test_500_then_success_keeps_the_batch_id(receiver, test_ca) -> None:
+def test_500_then_success_keeps_the_batch_id(receiver, test_ca, kind) -> None:
     receiver.responder = replies((500, {}, b"boom"), (503, {}, b"busy"))
-    delivery = deliver(receiver.url, test_ca)
+    delivery = deliver(receiver.url, test_ca, kind)
     assert delivery.ok and [a.status for a in delivery.attempts] == [500, 503, 200]
     assert delivery.attempts[0].response == "boom"
     posts = receiver.wait_for_requests(3, method="POST")
     assert {p.headers[BATCH_ID_HEADER] for p in posts} == {"batch-1"}
 
 
-def test_429_honours_retry_after(receiver, test_ca) -> None:
+def test_429_honours_retry_after(receiver, test_ca, kind) -> None:
     receiver.responder = replies((429, {"Retry-After": "0.04"}, b""))
     delays: list[float] = []
-    delivery = deliver(receiver.url, test_ca, delays=delays)
+    delivery = deliver(receiver.url, test_ca, kind, delays=delays)
     assert delivery.ok and [a.status for a in delivery.attempts] == [429, 200]
     assert delays == [0.04]
 
 
-def test_400_is_final(receiver, test_ca) -> None:
+def test_400_is_final(receiver, test_ca, kind) -> None:
     receiver.responder = replies((400, {}, b"bad payload"))
-    delivery = deliver(receiver.url, test_ca)
+    delivery = deliver(receiver.url, test_ca, kind)
     assert not delivery.ok and len(delivery.attempts) == 1
     assert delivery.reason == "HTTP 400 after 1 attempt(s)" and delivery.attempts[0].response == "bad payload"
 
 
-def test_gives_up_after_the_attempts(receiver, test_ca) -> None:
+def test_gives_up_after_the_attempts(receiver, test_ca, kind) -> None:
     receiver.responder = replies(*[(502, {}, b"")] * 10)
     delays: list[float] = []
-    delivery = deliver(receiver.url, test_ca, delays=delays)
+    delivery = deliver(receiver.url, test_ca, kind, delays=delays)
     assert not delivery.ok and len(delivery.attempts) == 4 and len(delays) == 3
     assert all(0 <= d <= POLICY.cap for d in delays)
 
 
-def test_timeout_is_retried(receiver, test_ca) -> None:
+def test_timeout_is_retried(receiver, test_ca, kind) -> None:
     slow = {"n": 0}
 
     async def responder(_: RequestRecord):
@@ -99,12 +115,12 @@ def test_timeout_is_retried(receiver, test_ca) -> None:
         return 200, {}, b""
 
     receiver.responder = responder
-    delivery = deliver(receiver.url, test_ca)
+    delivery = deliver(receiver.url, test_ca, kind)
     assert delivery.ok and delivery.attempts[0].error == "timed out after 0.5 s" and len(delivery.attempts) == 2
 
 
-def test_connection_refused_is_retried_then_fails(test_ca) -> None:
-    delivery = deliver(f"https://127.0.0.1:{free_port()}/hook", test_ca)
+def test_connection_refused_is_retried_then_fails(test_ca, kind) -> None:
+    delivery = deliver(f"https://127.0.0.1:{free_port()}/hook", test_ca, kind)
     assert not delivery.ok and len(delivery.attempts) == 4
     assert "could not connect" in delivery.reason
 
@@ -112,12 +128,11 @@ def test_connection_refused_is_retried_then_fails(test_ca) -> None:
 # -- the circuit breaker per destination (breaker.py) -------------------------------------------------------------
 
 
-def deliver_many(url: str, ca: TestCA, batches: int, policy: RetryPolicy, breakers: Breakers | None):
+def deliver_many(url: str, ca: TestCA, kind: str, batches: int, policy: RetryPolicy, breakers: Breakers | None):
     """``batches`` deliveries at once to ``url``, sharing the breakers (real sleeps: the breaker waits in time)."""
 
     async def main():
-        connector = aiohttp.TCPConnector(ssl=make_ssl_context(str(ca.ca_path)))
-        async with aiohttp.ClientSession(connector=connector) as session:
+        async with client(kind, ca) as session:
             breaker = breakers.for_url(url) if breakers else None
             return await asyncio.wait_for(
                 asyncio.gather(
@@ -150,18 +165,18 @@ def down_for(seconds: float):
 QUICK = RetryPolicy(attempts=3, base=0.01, cap=0.02, timeout=2.0)
 
 
-def test_a_short_outage_fails_every_batch_without_the_breaker(receiver, test_ca) -> None:
+def test_a_short_outage_fails_every_batch_without_the_breaker(receiver, test_ca, kind) -> None:
     receiver.responder, state = down_for(0.8)
-    deliveries = deliver_many(receiver.url, test_ca, 30, QUICK, None)
+    deliveries = deliver_many(receiver.url, test_ca, kind, 30, QUICK, None)
     assert not any(d.ok for d in deliveries)  # each batch spent its 3 attempts in a few ms of the outage
     assert state["refused"] == 90
 
 
-def test_the_breaker_holds_batches_through_an_outage(receiver, test_ca) -> None:
+def test_the_breaker_holds_batches_through_an_outage(receiver, test_ca, kind) -> None:
     receiver.responder, state = down_for(0.8)
     breakers = Breakers(failures=5, base=0.1, cap=0.2, outage_limit=30)
     started = time.monotonic()
-    deliveries = deliver_many(receiver.url, test_ca, 30, QUICK, breakers)
+    deliveries = deliver_many(receiver.url, test_ca, kind, 30, QUICK, breakers)
     assert all(d.ok for d in deliveries), [d.reason for d in deliveries if not d.ok]
     assert time.monotonic() - started >= 0.8  # they waited for the destination to come back
     # the first attempts were all in flight before any failed; after that only one probe per cool-down went out
@@ -171,11 +186,11 @@ def test_the_breaker_holds_batches_through_an_outage(receiver, test_ca) -> None:
     assert breakers.status() == []  # closed again
 
 
-def test_the_breaker_gives_up_after_the_outage_limit(receiver, test_ca) -> None:
+def test_the_breaker_gives_up_after_the_outage_limit(receiver, test_ca, kind) -> None:
     receiver.responder, state = down_for(3600)
     breakers = Breakers(failures=3, base=0.05, cap=0.1, outage_limit=0.6)
     started = time.monotonic()
-    deliveries = deliver_many(receiver.url, test_ca, 20, QUICK, breakers)
+    deliveries = deliver_many(receiver.url, test_ca, kind, 20, QUICK, breakers)
     assert time.monotonic() - started < 5
     assert not any(d.ok for d in deliveries)
     port = receiver.url.split(":")[2].split("/")[0]
@@ -188,14 +203,13 @@ def test_the_breaker_gives_up_after_the_outage_limit(receiver, test_ca) -> None:
     assert down["Destination"] == f"https://127.0.0.1:{port}" and down["DownSeconds"] >= 0.6
 
 
-def test_no_attempt_starts_after_the_deadline(receiver, test_ca) -> None:
+def test_no_attempt_starts_after_the_deadline(receiver, test_ca, kind) -> None:
     """A campaign's MaximumDuration: neither a backoff nor an open breaker makes a batch start late."""
     receiver.responder = replies(*[(503, {"Retry-After": "0.15"}, b"")] * 100)  # 0.15 s between attempts
     policy = RetryPolicy(attempts=5, base=0.15, cap=1.0, timeout=2.0)
 
     async def main(breakers: Breakers | None):
-        connector = aiohttp.TCPConnector(ssl=make_ssl_context(str(test_ca.ca_path)))
-        async with aiohttp.ClientSession(connector=connector) as session:
+        async with client(kind, test_ca) as session:
             breaker = breakers.for_url(receiver.url) if breakers else None
             deadline = time.monotonic() + 0.4
             delivery = await post_batch(
@@ -278,7 +292,7 @@ def test_breaker_hold_and_changes() -> None:
     assert told == [True, True, True] and breaker.closed
 
 
-def test_waits_between_attempts_are_wrapped_in_idle(receiver, test_ca) -> None:
+def test_waits_between_attempts_are_wrapped_in_idle(receiver, test_ca, kind) -> None:
     """``idle`` is entered around each back-off and each wait for the breaker, and around nothing else."""
     receiver.responder = replies((503, {}, b""), (503, {}, b""), (503, {}, b""))
     events: list[str] = []
@@ -291,8 +305,7 @@ def test_waits_between_attempts_are_wrapped_in_idle(receiver, test_ca) -> None:
             events.append("back")
 
     async def main():
-        connector = aiohttp.TCPConnector(ssl=make_ssl_context(str(test_ca.ca_path)))
-        async with aiohttp.ClientSession(connector=connector) as session:
+        async with client(kind, test_ca) as session:
             breaker = Breakers(failures=2, base=0.05, cap=0.05, outage_limit=10).for_url(receiver.url)
             policy = RetryPolicy(attempts=5, base=0.01, cap=0.01, timeout=2.0)
             return await post_batch(session, receiver.url, b"{}", "b", policy, breaker=breaker, idle=Idle)
@@ -302,3 +315,115 @@ def test_waits_between_attempts_are_wrapped_in_idle(receiver, test_ca) -> None:
     # 503, back-off, 503 (the breaker opens), back-off, a wait for the cool-down, the probe: 503 (it opens again),
     # a wait for the cool-down, the probe: 200
     assert events == ["away", "back"] * 4
+
+
+# -- both clients word and keep the same things (settings.delivery_client) ----------------------------------------
+
+
+def post_once(kind: str, ca: TestCA, url: str, *, keep_body: bool = False, ssl_ca: TestCA | None = None):
+    """One attempt (``attempts=1``), with ``ssl_ca``'s trust when given (else ``ca``'s)."""
+
+    async def main():
+        async with client(kind, ssl_ca or ca) as session:
+            policy = RetryPolicy(attempts=1, base=0.01, cap=0.01, timeout=2.0)
+            return await post_batch(session, url, b'{"Endpoints":{}}', "batch-1", policy, keep_body=keep_body)
+
+    return asyncio.run(main())
+
+
+def test_an_untrusted_certificate_is_named(receiver, test_ca, kind, tmp_path) -> None:
+    delivery = post_once(kind, test_ca, receiver.url, ssl_ca=TestCA(tmp_path))  # another CA's trust only
+    assert not delivery.ok and delivery.attempts[0].status is None
+    assert delivery.attempts[0].error.startswith("TLS certificate verification failed ("), delivery.attempts[0].error
+    assert receiver.requests == []
+
+
+def test_a_refused_connection_is_worded_alike(test_ca, kind) -> None:
+    delivery = post_once(kind, test_ca, f"https://127.0.0.1:{free_port()}/hook")
+    assert delivery.attempts[0].error == "could not connect (Connection refused)"
+
+
+@contextlib.contextmanager
+def hanging_up(ca: TestCA) -> Iterator[str]:
+    """A TLS server on 127.0.0.1 that reads each request's first bytes and closes the connection, answering nothing."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(0.05)
+    context = ca.server_ssl_context()
+    stop = threading.Event()
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                raw, _ = listener.accept()
+            except TimeoutError:
+                continue
+            with contextlib.suppress(OSError), raw:
+                raw.settimeout(2)
+                with context.wrap_socket(raw, server_side=True) as conn:
+                    conn.recv(1024)
+
+    thread = threading.Thread(target=serve, name="hanging_up", daemon=True)
+    thread.start()
+    try:
+        yield f"https://127.0.0.1:{listener.getsockname()[1]}/hook"
+    finally:
+        stop.set()
+        thread.join(5)
+        listener.close()
+
+
+def test_a_connection_closed_without_an_answer_is_named(test_ca, kind) -> None:
+    with hanging_up(test_ca) as url:
+        delivery = post_once(kind, test_ca, url)
+    assert delivery.attempts[0].error == "the server closed the connection without a response"
+
+
+def test_the_body_is_kept_whole_only_when_asked_and_successful(receiver, test_ca, kind) -> None:
+    big = b"x" * 5000
+    receiver.responder = replies((500, {}, big), (200, {}, big), (200, {}, big))
+    failed = post_once(kind, test_ca, receiver.url, keep_body=True)
+    assert failed.attempts[0].response == "x" * 1024 and failed.body is None
+    answered = post_once(kind, test_ca, receiver.url, keep_body=True)
+    assert answered.ok and answered.body == big and answered.attempts[0].response == "x" * 1024
+    plain = post_once(kind, test_ca, receiver.url)
+    assert plain.ok and plain.body is None and plain.attempts[0].response == "x" * 1024
+
+
+def test_a_retry_after_date_falls_back_to_the_backoff(receiver, test_ca, kind) -> None:
+    receiver.responder = replies((503, {"Retry-After": "Wed, 21 Oct 2026 07:28:00 GMT"}, b""))
+    delays: list[float] = []
+    delivery = deliver(receiver.url, test_ca, kind, delays=delays)
+    assert delivery.ok and len(delays) == 1 and 0 <= delays[0] <= POLICY.base
+
+
+def test_proxies_in_the_environment_are_not_used(receiver, test_ca, kind, monkeypatch) -> None:
+    dead = f"http://127.0.0.1:{free_port()}"
+    for name in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.setenv(name, dead)
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    assert post_once(kind, test_ca, receiver.url).ok
+
+
+def test_a_cancelled_post_leaves_the_client_usable(receiver, test_ca, kind) -> None:
+    async def slow_then_quick(record: RequestRecord):
+        if record.headers[BATCH_ID_HEADER] == "slow":
+            await asyncio.sleep(3)
+        return 200, {}, b"ok"
+
+    receiver.responder = slow_then_quick
+
+    async def main():
+        async with client(kind, test_ca) as session:
+            policy = RetryPolicy(attempts=1, base=0.01, cap=0.01, timeout=5.0)
+            slow = asyncio.create_task(post_batch(session, receiver.url, b"{}", "slow", policy))
+            await asyncio.sleep(0.3)
+            slow.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await slow
+            started = time.monotonic()
+            quick = [await post_batch(session, receiver.url, b"{}", f"quick-{i}", policy) for i in range(3)]
+            return quick, time.monotonic() - started, getattr(session, "_waiting", {})
+
+    quick, seconds, waiting = asyncio.run(main())
+    assert all(d.ok for d in quick) and seconds < 2 and not waiting

@@ -15,7 +15,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
-import aiohttp
 import orjson
 import sqlalchemy as sa
 
@@ -23,7 +22,7 @@ from pointcast.apps import repository as apps
 from pointcast.apps.service import WEBHOOK_SECRET_KEY
 from pointcast.aws.wire import iso_ms
 from pointcast.channels.webhook.breaker import Breakers
-from pointcast.channels.webhook.deliver import Attempt, Delivery, RetryPolicy, post_batch
+from pointcast.channels.webhook.deliver import Attempt, Delivery, RetryPolicy, Transport, post_batch
 from pointcast.channels.webhook.signing import signature_headers
 from pointcast.engine import hooks
 from pointcast.engine import repository as repo
@@ -41,7 +40,7 @@ class ExecuteDeps:
 
     read: Callable[[Callable[[sa.Connection], Any]], Awaitable[Any]]
     write: Callable[[Callable[[sa.Connection], Any]], Awaitable[Any]]
-    session: aiohttp.ClientSession
+    session: Transport
     policy: RetryPolicy
     now: Callable[[], datetime]
     specs: dict[str, RunSpec] = field(default_factory=dict)

@@ -29,13 +29,12 @@ from datetime import datetime, timedelta
 from multiprocessing.process import BaseProcess
 from typing import Any, TypeVar
 
-import aiohttp
 import sqlalchemy as sa
 
 from pointcast.aws.wire import iso_ms, new_id
 from pointcast.campaigns.repository import campaigns
 from pointcast.channels.webhook.breaker import Breaker, Breakers
-from pointcast.channels.webhook.deliver import RetryPolicy
+from pointcast.channels.webhook.deliver import RetryPolicy, Transport, delivery_client
 from pointcast.context import Context
 from pointcast.engine import planner, schedule
 from pointcast.engine import repository as repo
@@ -147,7 +146,7 @@ class Runner:
         self._timer: asyncio.TimerHandle | None = None  # to look at the read-ahead again when a held run may go
         self._timer_at = 0.0
         self._task: asyncio.Task[None] | None = None
-        self._session: aiohttp.ClientSession | None = None
+        self._session: Transport | None = None
         self._wake = asyncio.Event()
         self._rates: dict[str, float] = {}  # run id -> monotonic time the next batch may start
         self._specs: dict[str, RunSpec] = {}  # run id -> what delivery reads of it once (ExecuteDeps.spec)
@@ -174,9 +173,10 @@ class Runner:
         self.breakers.on_change = self._breaker_changed
 
     async def start(self) -> None:
-        connector = aiohttp.TCPConnector(ssl=self.ctx.ssl_context, limit=self.concurrency, keepalive_timeout=30)
-        self._session = aiohttp.ClientSession(connector=connector)
         settings = self.ctx.settings
+        self._session = delivery_client(
+            settings.delivery_client, self.ctx.ssl_context, settings.ca_bundle, self.concurrency, settings.data_dir
+        )
         self.deps = ExecuteDeps(
             self.ctx.read,
             self.ctx.write,

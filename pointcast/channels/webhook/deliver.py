@@ -11,15 +11,23 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import random
+import ssl
 import time
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
 
 import aiohttp
 
 from pointcast.channels.webhook.breaker import Breaker, HostDown
+from pointcast.channels.webhook.curl import CurlSession, PostFailed, Reply, pycurl, trust_of
+from pointcast.channels.webhook.verify import certificate_reason
+
+Transport = aiohttp.ClientSession | CurlSession  # the client of deliveries: libcurl, or aiohttp
 
 BATCH_ID_HEADER = "X-Pointcast-Batch-Id"
 RETRYABLE = frozenset({408, 429})
@@ -87,6 +95,54 @@ class Delivery:
         return f"HTTP {last.status} after {len(self.attempts)} attempt(s)"
 
 
+def delivery_client(
+    kind: Literal["auto", "curl", "aiohttp"], trust: ssl.SSLContext, ca_bundle: str | None, limit: int, data_dir: Path
+) -> Transport:
+    """The runner's client (settings.delivery_client), trusting what ``trust`` does; call it on the event loop.
+    libcurl reads that trust from a file written under ``data_dir``.
+
+    "auto" is libcurl when pycurl imports, else aiohttp; "curl" without pycurl raises RuntimeError.
+    """
+    if kind == "curl" and pycurl is None:
+        raise RuntimeError("delivery_client is curl, but pycurl cannot be imported (pip install pycurl)")
+    if kind != "aiohttp" and pycurl is not None:
+        cainfo, capath = trust_of(trust, ca_bundle, data_dir / "tls" / "trusted.pem")
+        return CurlSession(limit=limit, cainfo=cainfo, capath=capath)
+    connector = aiohttp.TCPConnector(ssl=trust, limit=limit, keepalive_timeout=30)
+    return aiohttp.ClientSession(connector=connector)
+
+
+async def _post(
+    session: Transport, url: str, body: bytes, headers: dict[str, str], timeout: float, keep_body: bool
+) -> Reply:
+    """One POST over either client, its failure worded the same way (PostFailed)."""
+    keep = None if keep_body else RESPONSE_KEEP
+    if isinstance(session, CurlSession):
+        lines = [f"{name}: {value}" for name, value in headers.items()]
+        lines.append("Expect:")  # no 100-continue round trip for a large body
+        return await session.post(url, body, lines, timeout, keep)
+    try:
+        async with session.post(
+            url, data=body, headers=headers, timeout=aiohttp.ClientTimeout(total=timeout), allow_redirects=False
+        ) as response:
+            if keep_body and 200 <= response.status < 300:
+                text = await response.read()
+            else:
+                text = await response.content.read(RESPONSE_KEEP)
+            return Reply(response.status, text, _retry_after(response.headers.get("Retry-After")))
+    except TimeoutError:
+        raise PostFailed(f"timed out after {timeout} s") from None
+    except aiohttp.ClientConnectorCertificateError as exc:
+        raise PostFailed(certificate_reason(exc)) from None
+    except aiohttp.ClientConnectorError as exc:
+        number = getattr(exc.os_error, "errno", None)
+        raise PostFailed(f"could not connect ({os.strerror(number) if number else exc.os_error})") from None
+    except aiohttp.ServerDisconnectedError:
+        raise PostFailed("the server closed the connection without a response") from None
+    except aiohttp.ClientError as exc:
+        raise PostFailed(f"{type(exc).__name__}: {exc}") from None
+
+
 def _retry_after(value: str | None) -> float | None:
     if not value:
         return None
@@ -97,7 +153,7 @@ def _retry_after(value: str | None) -> float | None:
 
 
 async def post_batch(
-    session: aiohttp.ClientSession,
+    session: Transport,
     url: str,
     body: bytes,
     batch_id: str,
@@ -122,7 +178,6 @@ async def post_batch(
     waiting = idle or contextlib.nullcontext
     delivery = Delivery()
     base_headers = {"Content-Type": "application/json", BATCH_ID_HEADER: batch_id, **(headers or {})}
-    timeout = aiohttp.ClientTimeout(total=policy.timeout)
     number = spent = 0  # attempts made, and those that count against policy.attempts (a failed probe does not)
     while spent < policy.attempts:
         number += 1
@@ -145,29 +200,19 @@ async def post_batch(
         retry_after = None
         request_headers = {**base_headers, **sign(body)} if sign else base_headers
         try:
-            async with session.post(
-                url, data=body, headers=request_headers, timeout=timeout, allow_redirects=False
-            ) as response:
-                attempt.status = response.status
-                if keep_body and attempt.ok:
-                    delivery.body = await response.read()
-                    text = delivery.body[:RESPONSE_KEEP]
-                else:
-                    text = await response.content.read(RESPONSE_KEEP)
-                attempt.response = text.decode("utf-8", "replace") or None
-                retry_after = _retry_after(response.headers.get("Retry-After"))
-        except TimeoutError:
-            attempt.error = f"timed out after {policy.timeout} s"
-        except aiohttp.ClientConnectorError as exc:
-            attempt.error = f"could not connect ({exc.os_error.strerror or exc.os_error})"
-        except aiohttp.ServerDisconnectedError:
-            attempt.error = "the server closed the connection without a response"
-        except aiohttp.ClientError as exc:
-            attempt.error = f"{type(exc).__name__}: {exc}"
+            reply = await _post(session, url, body, request_headers, policy.timeout, keep_body)
+        except PostFailed as exc:
+            attempt.error = exc.reason
         except BaseException:
             if probe and breaker is not None:
                 breaker.released()  # cancelled mid-probe: another attempt may probe
             raise
+        else:
+            attempt.status = reply.status
+            if keep_body and attempt.ok:
+                delivery.body = reply.body
+            attempt.response = reply.body[:RESPONSE_KEEP].decode("utf-8", "replace") or None
+            retry_after = reply.retry_after
         attempt.duration_ms = (time.monotonic() - started) * 1000
         if breaker is not None:
             if attempt.status is not None and attempt.status < 500:

@@ -134,7 +134,7 @@ def _connector_reason(exc: aiohttp.ClientConnectorError) -> str:
     return f"could not connect ({reason})"
 
 
-def _certificate_reason(exc: aiohttp.ClientConnectorCertificateError) -> str:
+def certificate_reason(exc: aiohttp.ClientConnectorCertificateError) -> str:
     cert_error = exc.certificate_error
     detail = getattr(cert_error, "verify_message", None) or getattr(cert_error, "reason", None) or cert_error
     return f"TLS certificate verification failed ({detail})"
@@ -165,7 +165,7 @@ async def check_webhook_head(
         # aiohttp's ServerTimeoutError/ConnectionTimeoutError are TimeoutError subclasses too.
         raise _head_error(field, url, f"timed out after {timeout} s") from None
     except aiohttp.ClientConnectorCertificateError as exc:
-        raise _head_error(field, url, f"failed: {_certificate_reason(exc)}") from None
+        raise _head_error(field, url, f"failed: {certificate_reason(exc)}") from None
     except aiohttp.ClientConnectorSSLError as exc:
         detail = getattr(exc.os_error, "reason", None) or exc.os_error
         raise _head_error(field, url, f"failed: TLS handshake failed ({detail})") from None
