@@ -1,6 +1,7 @@
-"""HTTP clients for the webhook hot path: aiohttp (pointcast's) against httpx and libcurl (pycurl), same payloads.
+"""HTTP clients for the webhook hot path: aiohttp, httpx and libcurl (pycurl, curl_cffi), same payloads.
 
-DESIGN.md chose aiohttp for webhook delivery and asked for it to be measured against httpx. Each client POSTs the
+DESIGN.md chose aiohttp for webhook delivery and asked for it to be measured against httpx; these rows are why
+deliveries now go through libcurl (``channels.webhook.curl``, the ``curl`` row). Each client POSTs the
 same webhook payloads (``--payloads`` of ``--size`` bytes, the webhook benchmark's 50 endpoints are 34 KB) with
 the same number in flight to the same receiver: nginx on 127.0.0.1 over TLS (bench/receivers.py), answering 200.
 
@@ -8,8 +9,11 @@ the same number in flight to the same receiver: nginx on 127.0.0.1 over TLS (ben
   bare client (``bench.webhook_campaign.post_all``), which posts the way ``channels.webhook.deliver`` does.
 * ``httpx``: one ``AsyncClient`` (HTTP/1.1, at most N connections) on uvloop, N tasks.
 * ``pycurl``: libcurl's multi interface with N easy handles reused (keep-alive), driven by a plain
-  ``perform``/``select`` loop (no asyncio): the floor of what the library itself costs. Skipped, with the reason,
-  when pycurl is not installed (``.venv/bin/pip install pycurl``).
+  ``perform``/``select`` loop (no asyncio): the floor of what the library itself costs.
+* ``curl``: pointcast's ``CurlSession`` (libcurl's multi interface driven by the event loop's readers, writers and
+  timers) on uvloop, N tasks, with the headers ``channels.webhook.deliver`` sends.
+* ``curl_cffi``: curl_cffi's ``AsyncSession`` (libcurl driven by asyncio, the maintained library for it) on uvloop,
+  N tasks. Skipped, with the reason, when curl_cffi is not installed (``.venv/bin/pip install curl_cffi``).
 
     .venv/bin/python -m bench.http_clients [--payloads 4000] [--concurrency 32] [--rounds 2]
 
@@ -32,7 +36,7 @@ from pathlib import Path
 
 from bench.receivers import BenchCA, nginx_or_say, nginx_receiver
 from bench.webhook_campaign import post_all
-from pointcast.channels.webhook.deliver import BATCH_ID_HEADER
+from pointcast.channels.webhook.deliver import BATCH_ID_HEADER, RESPONSE_KEEP
 from pointcast.channels.webhook.verify import make_ssl_context
 
 ACCOUNT = "000000000000"
@@ -129,10 +133,61 @@ def with_pycurl(url: str, payloads: list[tuple[str, bytes, int]], concurrency: i
     return done
 
 
+def with_curl_session(url: str, payloads: list[tuple[str, bytes, int]], concurrency: int, ca: Path) -> int:
+    from pointcast.channels.webhook.curl import CurlSession
+
+    async def run() -> int:
+        session = CurlSession(limit=concurrency, cainfo=str(ca))
+        queue = iter(payloads)
+        done = 0
+
+        async def worker() -> None:
+            nonlocal done
+            for batch_id, body, _count in queue:
+                headers = ["Content-Type: application/json", f"{BATCH_ID_HEADER}: {batch_id}", "Expect:"]
+                reply = await session.post(url, body, headers, 10.0, RESPONSE_KEEP)
+                if reply.status != 200:
+                    raise RuntimeError(f"curl session: HTTP {reply.status}")
+                done += 1
+
+        try:
+            await asyncio.gather(*(worker() for _ in range(concurrency)))
+        finally:
+            await session.close()
+        return done
+
+    return _on_uvloop(run)  # type: ignore[return-value]
+
+
+def with_curl_cffi(url: str, payloads: list[tuple[str, bytes, int]], concurrency: int, ca: Path) -> int:
+    from curl_cffi.requests import AsyncSession
+
+    async def run() -> int:
+        queue = iter(payloads)
+        done = 0
+
+        async def worker() -> None:
+            nonlocal done
+            for batch_id, body, _count in queue:
+                headers = {"Content-Type": "application/json", BATCH_ID_HEADER: batch_id}
+                response = await client.post(url, data=body, headers=headers, verify=str(ca), timeout=10.0)
+                if response.status_code != 200:
+                    raise RuntimeError(f"curl_cffi: HTTP {response.status_code}")
+                done += 1
+
+        async with AsyncSession(max_clients=concurrency) as client:
+            await asyncio.gather(*(worker() for _ in range(concurrency)))
+        return done
+
+    return _on_uvloop(run)  # type: ignore[return-value]
+
+
 CLIENTS: dict[str, Callable[[str, list[tuple[str, bytes, int]], int, Path], int]] = {
     "aiohttp": with_aiohttp,
     "httpx": with_httpx,
     "pycurl": with_pycurl,
+    "curl": with_curl_session,
+    "curl_cffi": with_curl_cffi,
 }
 
 
@@ -148,16 +203,16 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     clients = dict(CLIENTS)
     try:
-        import pycurl  # noqa: F401
+        import curl_cffi  # noqa: F401
     except ImportError:
-        print("pycurl is not installed (.venv/bin/pip install pycurl): its rows are skipped")
-        del clients["pycurl"]
+        print("curl_cffi is not installed (.venv/bin/pip install curl_cffi): its rows are skipped")
+        del clients["curl_cffi"]
     body = b'{"Endpoints":"' + b"x" * max(0, args.size - 17) + b'"}'
     payloads = [(f"{n:032x}", body, 50) for n in range(args.payloads)]
     print(f"machine: {os.cpu_count()} CPUs, {platform.machine()}, Python {sys.version.split()[0]}")
     print(f"{args.payloads:,} POSTs of {len(body):,} bytes, {args.concurrency} in flight, to nginx over TLS")
     head = ("client", "round", "requests/s", "CPU us/request", "req/s vs aiohttp", "CPU vs aiohttp")
-    print(f"{head[0]:>8} {head[1]:>5} {head[2]:>11} {head[3]:>15} {head[4]:>17} {head[5]:>15}")
+    print(f"{head[0]:>9} {head[1]:>5} {head[2]:>11} {head[3]:>15} {head[4]:>17} {head[5]:>15}")
     with tempfile.TemporaryDirectory(prefix="pointcast-http-") as tmp:
         ca = BenchCA.create(Path(tmp) / "ca")
         with nginx_receiver(binary, ca, ACCOUNT, Path(tmp) / "nginx") as receiver:
@@ -173,7 +228,7 @@ def main(argv: list[str] | None = None) -> int:
                     rate, per = done / seconds, 1e6 * used / done
                     base = base or (rate, per)
                     ratios = f"{rate / base[0]:>17.2f} {per / base[1]:>15.2f}"
-                    print(f"{name:>8} {round_:>5} {rate:>11,.0f} {per:>15.0f} {ratios}")
+                    print(f"{name:>9} {round_:>5} {rate:>11,.0f} {per:>15.0f} {ratios}")
     return 0
 
 
