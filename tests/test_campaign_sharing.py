@@ -1,8 +1,8 @@
 """Campaigns share the server's delivery slots: a campaign that has to wait does not make the others wait.
 
 A batch holds one of the ``POINTCAST_DELIVERY_CONCURRENCY`` slots only while it is being delivered. A campaign paced
-by ``Limits.MessagesPerSecond``, or whose webhook is down (its circuit breaker is open), keeps its batches in the
-read-ahead, where they hold no slot; batches caught by an outage in the middle of their delivery give their slots
+by ``Limits.MessagesPerSecond``, or whose webhook or WebUrl hook is down (its circuit breaker is open), keeps its
+batches in the read-ahead, where they hold no slot; batches caught by an outage in the middle of their delivery give their slots
 up while they wait. And the runs with batches to send take turns, so a small campaign started after a large one is
 not queued behind all of the large one's read-ahead.
 
@@ -121,6 +121,44 @@ def test_a_campaign_whose_webhook_is_down_does_not_hold_the_slots(server, pinpoi
     assert len(found) == 400 and {o["Status"] for o in found} == {"SENT"}
     assert len({post.batch_id for post in receiver.posts()}) == 8
     assert down.refused <= 8 + 8 / 0.5 + 4  # each batch's first attempt, then about a probe per cool-down
+
+
+class HookDown(Down):
+    """A FILTER hook's WebUrl: 503 until ``up()``, then each batch's endpoints handed back as they came."""
+
+    def __call__(self, request: RequestRecord) -> Any:
+        if self.is_up:
+            self.taken.append(request)
+            return 200, {"Content-Type": "application/json"}, json.dumps(json.loads(request.body)["Endpoints"]).encode()
+        self.refused += 1
+        return 503, {}, b"down"
+
+
+def test_a_campaign_whose_web_url_hook_is_down_is_held_like_one_whose_webhook_is(
+    server, pinpoint, receiver, test_ca
+) -> None:
+    """A FILTER hook's WebUrl that is down holds its campaign's batches back as a webhook that is down does: its
+    220 batches (11,000 endpoints, three planning chunks) are far more than a run keeps read ahead (4 x 4 slots), so
+    the rest stay in the store and planning goes on to the end while the hook is down; other campaigns go through;
+    once the hook is back every batch goes to it and on to the channel, once."""
+    count = 11_000
+    with Receiver(test_ca) as hook_rx:
+        hook_rx.responder = down = HookDown()
+        app_id = new_app(pinpoint, "hook-down")
+        stuck = start(pinpoint, app_id, count, receiver.url, Hook={"WebUrl": hook_rx.url, "Mode": "FILTER"})
+        wait_for(lambda: progress(server, app_id, stuck)["DestinationsDown"], timeout=30, what="the hook's breaker")
+        took = small_campaign_time(server, pinpoint, test_ca)
+        assert took < QUICK, f"the small campaign took {took:.1f} s"
+        # before, planning waited for the held batches to leave the read-ahead: it stopped after its first chunk
+        wait_for(lambda: progress(server, app_id, stuck)["Planned"] == count, timeout=5, what="planning to the end")
+        assert progress(server, app_id, stuck)["DestinationsDown"] and receiver.post_count() == 0
+        down.up()
+        wait_for_runs(server, pinpoint, app_id, stuck, 1, "COMPLETED", timeout=60)
+    found = outcomes(server, app_id, stuck)
+    assert len(found) == count and {o["Status"] for o in found} == {"SENT"}
+    hooked = [i for request in down.taken for i in json.loads(request.body)["Endpoints"]]
+    sent = [i for post in receiver.posts() for i in post.payload["Endpoints"]]
+    assert len(set(hooked)) == len(hooked) == count and len(set(sent)) == len(sent) == count
 
 
 def test_a_treatment_whose_webhook_is_down_does_not_hold_back_the_other(server, pinpoint, receiver, test_ca) -> None:

@@ -154,6 +154,21 @@ def _failure(ended: Delivery | hooks.Called, failed: str, too_late: str, subject
     return None if ended.ok else f"{failed}: {subject}{ended.reason}"
 
 
+def destinations(spec: RunSpec, treatment: Treatment) -> list[str]:
+    """The https URLs a batch of ``treatment`` is POSTed to, in ``deliver``'s order: a FILTER hook's ``WebUrl``, then
+    the treatment's webhook or, for a campaign of built-in channels, a DELIVERY hook's ``WebUrl``."""
+    hook = spec.hook or {}
+    hook_url = "" if hook.get("LambdaFunctionName") else str(hook.get("WebUrl") or "")
+    if not hook_url.startswith("https://"):
+        hook_url = ""
+    found = [hook_url] if hook_url and hook.get("Mode") == "FILTER" else []
+    if treatment.is_webhook:
+        found.append(str(treatment.delivery_uri))
+    elif not treatment.delivery_uri and hook_url and hook.get("Mode") == "DELIVERY":
+        found.append(hook_url)
+    return found
+
+
 async def deliver(deps: ExecuteDeps, item: Prepared) -> Result:
     """Send one prepared batch (no store access but the cached run spec and secret); return what happened.
 

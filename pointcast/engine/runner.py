@@ -39,7 +39,7 @@ from pointcast.context import Context
 from pointcast.engine import planner, schedule
 from pointcast.engine import repository as repo
 from pointcast.engine.clock import Clock
-from pointcast.engine.execute import ExecuteDeps, Prepared, Result, deliver, fail_batch, prepare, record
+from pointcast.engine.execute import ExecuteDeps, Prepared, Result, deliver, destinations, fail_batch, prepare, record
 from pointcast.engine.plan import RunSpec, plan_run
 from pointcast.engine.readahead import Lane, ReadAhead, lane_of
 from pointcast.store import models as m
@@ -365,17 +365,17 @@ class Runner:
         self._start_ready()
 
     def _down(self, lane: Lane) -> bool:
-        """True while the lane's webhook is down (its breaker holds its batches back). Such a lane keeps at most a
-        run's read-ahead of batches here; the rest stay in the store, so that the run's planning, and its other
-        treatments, go on."""
+        """True while a destination of the lane (its webhook, the run's WebUrl hook) is down: its breaker holds the
+        lane's batches back. Such a lane keeps at most a run's read-ahead of batches here; the rest stay in the
+        store, so that the run's planning, and its other treatments, go on."""
         spec = self._specs.get(lane[0])
-        breaker = self._breaker(spec, lane[1]) if spec is not None else None
-        return breaker is not None and breaker.hold() > 0
+        return spec is not None and any(breaker.hold() > 0 for breaker in self._breakers(spec, lane[1]))
 
-    def _breaker(self, spec: RunSpec, treatment_id: str) -> Breaker | None:
-        """The breaker of the treatment's webhook (None for other channels, or with breakers turned off)."""
-        treatment = spec.treatment(treatment_id)
-        return self.breakers.for_url(str(treatment.delivery_uri)) if treatment.is_webhook else None
+    def _breakers(self, spec: RunSpec, treatment_id: str) -> list[Breaker]:
+        """The breakers of the URLs the treatment's batches are POSTed to (``execute.destinations``): a WebUrl
+        hook's, the webhook's; none for functions, or with breakers turned off."""
+        urls = destinations(spec, spec.treatment(treatment_id))
+        return [breaker for url in urls if (breaker := self.breakers.for_url(url)) is not None]
 
     def _taken(self) -> set[str]:
         """The batches this runner holds: queued in the read-ahead, in flight, or waiting to be recorded."""
@@ -390,7 +390,7 @@ class Runner:
         return min(self.concurrency - delivering, 2 * self.concurrency - len(self._unrecorded))
 
     def _hold(self, item: Prepared) -> float:
-        """Seconds before ``item`` may start: its run's MessagesPerSecond pace, its webhook's breaker; 0 once its
+        """Seconds before ``item`` may start: its run's MessagesPerSecond pace, its destinations' breakers; 0 once its
         run is past MaximumDuration (it then ends at once, with that reason)."""
         spec = self._specs.get(item.batch.run_id)
         if spec is None:
@@ -398,7 +398,7 @@ class Runner:
         wait = 0.0
         if spec.limits.get("MessagesPerSecond"):
             wait = self._rates.get(item.batch.run_id, 0.0) - time.monotonic()
-        if (breaker := self._breaker(spec, item.batch.treatment_id)) is not None:
+        for breaker in self._breakers(spec, item.batch.treatment_id):
             wait = max(wait, breaker.hold())
         if wait > 0 and (max_duration := spec.limits.get("MaximumDuration")):
             left = (spec.scheduled + timedelta(seconds=max_duration) - self.clock.now()).total_seconds()
