@@ -2,9 +2,9 @@
 
 A batch holds one of the ``POINTCAST_DELIVERY_CONCURRENCY`` slots only while it is being delivered. A campaign paced
 by ``Limits.MessagesPerSecond``, or whose webhook or WebUrl hook is down (its circuit breaker is open), keeps its
-batches in the read-ahead, where they hold no slot; batches caught by an outage in the middle of their delivery give their slots
-up while they wait. And the runs with batches to send take turns, so a small campaign started after a large one is
-not queued behind all of the large one's read-ahead.
+batches in the read-ahead, where they hold no slot; batches caught by an outage in the middle of their delivery give
+their slots up while they wait. And the runs with batches to send take turns, so a small campaign started after a
+large one is not queued behind all of the large one's read-ahead.
 
 The server runs with 4 slots, so that a campaign could fill them all, and one worker per function.
 """

@@ -13,6 +13,7 @@ the environment (aiohttp's default), and back the status, the body (whole, or it
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import ssl
 from dataclasses import dataclass
@@ -23,6 +24,8 @@ try:
     import pycurl
 except ImportError:  # the runner then posts with aiohttp (settings.delivery_client "auto")
     pycurl = None
+
+log = logging.getLogger("pointcast.delivery")
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,7 +112,12 @@ class CurlSession:
     def _act(self, fd: int, event: int) -> None:
         if fd == pycurl.SOCKET_TIMEOUT:
             self._timer = None
-        self._multi.socket_action(fd, event)
+        if self._closed:
+            return
+        try:
+            self._multi.socket_action(fd, event)
+        except pycurl.error as exc:  # the multi handle's own trouble (a transfer's ends in info_read)
+            log.warning("libcurl: socket_action(%s) failed: %s", fd, exc)
         self._finish()
 
     def _finish(self) -> None:
@@ -124,7 +132,11 @@ class CurlSession:
 
     def _settle(self, handle: pycurl.Curl, code: int | None, message: str) -> None:
         self._multi.remove_handle(handle)
-        future, body, timeout = self._waiting.pop(handle)
+        waiting = self._waiting.pop(handle, None)
+        if waiting is None:  # not one of ours any more (its caller was cancelled): nothing waits for it
+            handle.close()
+            return
+        future, body, timeout = waiting
         if code is None:
             status = handle.getinfo(pycurl.RESPONSE_CODE)
             result: Reply | PostFailed = Reply(status, b"".join(body.chunks), body.retry_after)
