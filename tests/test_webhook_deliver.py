@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import shutil
 import socket
+import subprocess
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -427,3 +429,27 @@ def test_a_cancelled_post_leaves_the_client_usable(receiver, test_ca, kind) -> N
 
     quick, seconds, waiting = asyncio.run(main())
     assert all(d.ok for d in quick) and seconds < 2 and not waiting
+
+
+def test_a_ca_bundle_directory_is_trusted(receiver, test_ca, kind, tmp_path) -> None:
+    """POINTCAST_CA_BUNDLE may name a directory of certificates named by their subject hash (`openssl rehash`);
+    libcurl looks there after the system's directory (the two joined with ":")."""
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        pytest.skip("needs the openssl command, to name the test CA's certificate by its subject hash")
+    command = [openssl, "x509", "-subject_hash", "-noout", "-in", str(test_ca.ca_path)]
+    digest = subprocess.run(command, capture_output=True, text=True, check=True).stdout.strip()
+    directory = tmp_path / "cas"
+    directory.mkdir()
+    shutil.copy(test_ca.ca_path, directory / f"{digest}.0")
+
+    async def main():
+        trust = make_ssl_context(str(directory))
+        session = delivery_client(kind, trust, str(directory), 4, tmp_path)  # type: ignore[arg-type]
+        try:
+            return await post_batch(session, receiver.url, b"{}", "b", RetryPolicy(attempts=1, timeout=2.0))
+        finally:
+            await session.close()
+
+    delivery = asyncio.run(main())
+    assert delivery.ok, delivery.reason
