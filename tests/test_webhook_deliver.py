@@ -14,6 +14,7 @@ from itertools import count
 
 import pytest
 
+from pointcast import __version__
 from pointcast.channels.webhook.breaker import Breaker, Breakers, HostDown
 from pointcast.channels.webhook.deliver import BATCH_ID_HEADER, RetryPolicy, Transport, delivery_client, post_batch
 from pointcast.channels.webhook.verify import make_ssl_context
@@ -73,6 +74,7 @@ def test_success_first_time(receiver, test_ca, kind) -> None:
     [request] = receiver.wait_for_requests(1, method="POST")
     assert request.headers[BATCH_ID_HEADER] == "batch-1" and request.body == b'{"Endpoints":{}}'
     assert request.headers["Content-Type"] == "application/json"
+    assert request.headers["User-Agent"] == f"pointcast/{__version__}" and "Expect" not in request.headers
 
 
 def test_500_then_success_keeps_the_batch_id(receiver, test_ca, kind) -> None:

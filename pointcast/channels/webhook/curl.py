@@ -26,6 +26,7 @@ except ImportError:  # the runner then posts with aiohttp (settings.delivery_cli
     pycurl = None
 
 log = logging.getLogger("pointcast.delivery")
+KEEPALIVE_SECONDS = 30  # how long an idle connection is kept for reuse (aiohttp's keepalive_timeout alike)
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,7 +73,9 @@ class _Body:
 class CurlSession:
     """POSTs over one libcurl multi handle, at most ``limit`` connections at a time (the rest queue in libcurl)."""
 
-    def __init__(self, *, limit: int, cainfo: str | None = None, capath: str | None = None) -> None:
+    def __init__(
+        self, *, limit: int, cainfo: str | None = None, capath: str | None = None, user_agent: str | None = None
+    ) -> None:
         self._loop = asyncio.get_running_loop()
         self._multi = pycurl.CurlMulti()
         self._multi.setopt(pycurl.M_SOCKETFUNCTION, self._on_socket)
@@ -81,6 +84,7 @@ class CurlSession:
         self._multi.setopt(pycurl.M_MAXCONNECTS, limit)
         self._cainfo = cainfo
         self._capath = capath
+        self._user_agent = user_agent
         self._watched: dict[int, int] = {}  # fd -> what libcurl asked to watch (POLL_IN/OUT/INOUT)
         self._timer: asyncio.TimerHandle | None = None
         self._free: list[pycurl.Curl] = []
@@ -161,6 +165,9 @@ class CurlSession:
         handle.setopt(pycurl.PROXY, "")  # not from the environment
         handle.setopt(pycurl.TCP_NODELAY, 1)
         handle.setopt(pycurl.HTTP_VERSION, pycurl.CURL_HTTP_VERSION_1_1)  # as aiohttp: no HTTP/2 by ALPN
+        handle.setopt(pycurl.MAXAGE_CONN, KEEPALIVE_SECONDS)  # an idle connection older than this is not reused
+        if self._user_agent:
+            handle.setopt(pycurl.USERAGENT, self._user_agent)
         if self._cainfo:
             handle.setopt(pycurl.CAINFO, self._cainfo)
         if self._capath:

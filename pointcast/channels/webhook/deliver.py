@@ -23,8 +23,9 @@ from typing import Literal
 
 import aiohttp
 
+from pointcast import __version__
 from pointcast.channels.webhook.breaker import Breaker, HostDown
-from pointcast.channels.webhook.curl import CurlSession, PostFailed, Reply, pycurl, trust_of
+from pointcast.channels.webhook.curl import KEEPALIVE_SECONDS, CurlSession, PostFailed, Reply, pycurl, trust_of
 from pointcast.channels.webhook.verify import certificate_reason
 
 Transport = aiohttp.ClientSession | CurlSession  # the client of deliveries: libcurl, or aiohttp
@@ -32,6 +33,7 @@ Transport = aiohttp.ClientSession | CurlSession  # the client of deliveries: lib
 BATCH_ID_HEADER = "X-Pointcast-Batch-Id"
 RETRYABLE = frozenset({408, 429})
 RESPONSE_KEEP = 1024  # bytes of a response body kept with an attempt
+USER_AGENT = f"pointcast/{__version__}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,9 +109,9 @@ def delivery_client(
         raise RuntimeError("delivery_client is curl, but pycurl cannot be imported (pip install pycurl)")
     if kind != "aiohttp" and pycurl is not None:
         cainfo, capath = trust_of(trust, ca_bundle, data_dir / "tls" / "trusted.pem")
-        return CurlSession(limit=limit, cainfo=cainfo, capath=capath)
-    connector = aiohttp.TCPConnector(ssl=trust, limit=limit, keepalive_timeout=30)
-    return aiohttp.ClientSession(connector=connector)
+        return CurlSession(limit=limit, cainfo=cainfo, capath=capath, user_agent=USER_AGENT)
+    connector = aiohttp.TCPConnector(ssl=trust, limit=limit, keepalive_timeout=KEEPALIVE_SECONDS)
+    return aiohttp.ClientSession(connector=connector, headers={"User-Agent": USER_AGENT})
 
 
 async def _post(
