@@ -56,7 +56,9 @@ class _Body:
         self.retry_after: float | None = None
 
     def header(self, line: bytes) -> None:
-        if line[:12].lower() == b"retry-after:":
+        if line[:5] == b"HTTP/":
+            self.retry_after = None  # a new response's head (after an interim 1xx): only the last one's counts
+        elif line[:12].lower() == b"retry-after:":
             try:
                 self.retry_after = float(line[12:])
             except ValueError:
@@ -120,7 +122,7 @@ class CurlSession:
             return
         try:
             self._multi.socket_action(fd, event)
-        except pycurl.error as exc:  # the multi handle's own trouble (a transfer's ends in info_read)
+        except pycurl.error as exc:  # the multi handle's own trouble; a transfer's failure comes through info_read
             log.warning("libcurl: socket_action(%s) failed: %s", fd, exc)
         self._finish()
 
