@@ -138,6 +138,7 @@ def test_a_webhook_down_past_the_outage_limit_fails_with_the_reason(server, pinp
     health = httpx.get(f"{server.url}/pointcast/health").json()
     [destination] = [d for d in health["engine"]["DestinationsDown"] if d["Destination"].endswith(f":{port}")]
     assert destination["LastError"] == "HTTP 503" and destination["DownSeconds"] >= 4
+    assert health["engine"]["DeliveryClient"].startswith("libcurl/")  # pycurl is a dependency: "auto" takes it
 
 
 def test_a_web_url_hook_that_is_down_has_its_own_breaker(server, pinpoint, app_id, receiver, test_ca) -> None:

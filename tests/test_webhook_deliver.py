@@ -16,7 +16,14 @@ import pytest
 
 from pointcast import __version__
 from pointcast.channels.webhook.breaker import Breaker, Breakers, HostDown
-from pointcast.channels.webhook.deliver import BATCH_ID_HEADER, RetryPolicy, Transport, delivery_client, post_batch
+from pointcast.channels.webhook.deliver import (
+    BATCH_ID_HEADER,
+    RetryPolicy,
+    Transport,
+    client_name,
+    delivery_client,
+    post_batch,
+)
 from pointcast.channels.webhook.verify import make_ssl_context
 from tests.support.tls import RequestRecord, TestCA, TLSReceiver, free_port
 
@@ -455,3 +462,11 @@ def test_a_ca_bundle_directory_is_trusted(receiver, test_ca, kind, tmp_path) -> 
 
     delivery = asyncio.run(main())
     assert delivery.ok, delivery.reason
+
+
+def test_the_client_names_itself(test_ca, kind) -> None:
+    async def main() -> str:
+        async with client(kind, test_ca) as session:
+            return client_name(session)
+
+    assert asyncio.run(main()).startswith("libcurl/8." if kind == "curl" else "aiohttp/3.")

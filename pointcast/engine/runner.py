@@ -34,7 +34,7 @@ import sqlalchemy as sa
 from pointcast.aws.wire import iso_ms, new_id
 from pointcast.campaigns.repository import campaigns
 from pointcast.channels.webhook.breaker import Breaker, Breakers
-from pointcast.channels.webhook.deliver import RetryPolicy, Transport, delivery_client
+from pointcast.channels.webhook.deliver import RetryPolicy, Transport, client_name, delivery_client
 from pointcast.context import Context
 from pointcast.engine import planner, schedule
 from pointcast.engine import repository as repo
@@ -618,6 +618,7 @@ class Runner:
             "ReadAhead": len(self._ready),
             "Running": loop_alive,
             "DestinationsDown": self.destinations_down(),
+            "DeliveryClient": client_name(self._session) if self._session is not None else None,
         }
 
     def destinations_down(self) -> list[dict[str, Any]]:

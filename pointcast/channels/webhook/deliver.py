@@ -114,6 +114,13 @@ def delivery_client(
     return aiohttp.ClientSession(connector=connector, headers={"User-Agent": USER_AGENT})
 
 
+def client_name(session: Transport) -> str:
+    """Which client delivers, and its version (``/pointcast/health``): ``libcurl/8.x.y`` or ``aiohttp/3.x.y``."""
+    if isinstance(session, CurlSession):
+        return next(part for part in pycurl.version.split() if part.startswith("libcurl/"))
+    return f"aiohttp/{aiohttp.__version__}"
+
+
 async def _post(
     session: Transport, url: str, body: bytes, headers: dict[str, str], timeout: float, keep_body: bool
 ) -> Reply:
