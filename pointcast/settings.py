@@ -43,7 +43,7 @@ class Settings(BaseSettings):
     delivery_backoff_base: float = Field(0.5, ge=0)
     delivery_backoff_cap: float = Field(30.0, ge=0)
     delivery_timeout: float = Field(10.0, gt=0)
-    # The client of webhook deliveries and WebUrl hooks: "curl" (libcurl through pycurl, about half of aiohttp's
+    # The client of webhook deliveries and WebUrl hooks: "curl" (libcurl through pycurl, 0.54-0.67 of aiohttp's
     # CPU per POST; docs/benchmarks.md), "aiohttp", or "auto" (curl when pycurl imports).
     delivery_client: Literal["auto", "curl", "aiohttp"] = "auto"
     # The circuit breaker per destination (channels/webhook/breaker.py): this many retryable failures in a row open
