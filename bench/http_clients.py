@@ -31,7 +31,7 @@ import resource
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from bench.receivers import BenchCA, nginx_or_say, nginx_receiver
@@ -62,26 +62,41 @@ def with_aiohttp(url: str, payloads: list[tuple[str, bytes, int]], concurrency: 
     return len(payloads) if ok else 0
 
 
+async def _post_each(
+    name: str, payloads: list[tuple[str, bytes, int]], concurrency: int, post: Callable[[str, bytes], Awaitable[int]]
+) -> int:
+    """Every payload POSTed once by ``concurrency`` tasks through ``post`` (batch id, body -> status); each answer
+    must be a 200."""
+    queue = iter(payloads)
+    done = 0
+
+    async def worker() -> None:
+        nonlocal done
+        for batch_id, body, _count in queue:
+            status = await post(batch_id, body)
+            if status != 200:
+                raise RuntimeError(f"{name}: HTTP {status}")
+            done += 1
+
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return done
+
+
+def _headers(batch_id: str) -> dict[str, str]:
+    return {"Content-Type": "application/json", BATCH_ID_HEADER: batch_id}
+
+
 def with_httpx(url: str, payloads: list[tuple[str, bytes, int]], concurrency: int, ca: Path) -> int:
     import httpx
 
     async def run() -> int:
         limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-        queue = iter(payloads)
-        done = 0
-
-        async def worker() -> None:
-            nonlocal done
-            for batch_id, body, _count in queue:
-                headers = {"Content-Type": "application/json", BATCH_ID_HEADER: batch_id}
-                response = await client.post(url, content=body, headers=headers)
-                if response.status_code != 200:
-                    raise RuntimeError(f"httpx: HTTP {response.status_code}")
-                done += 1
-
         async with httpx.AsyncClient(verify=make_ssl_context(str(ca)), limits=limits, timeout=10.0) as client:
-            await asyncio.gather(*(worker() for _ in range(concurrency)))
-        return done
+
+            async def post(batch_id: str, body: bytes) -> int:
+                return (await client.post(url, content=body, headers=_headers(batch_id))).status_code
+
+            return await _post_each("httpx", payloads, concurrency, post)
 
     return _on_uvloop(run)  # type: ignore[return-value]
 
@@ -110,7 +125,7 @@ def with_pycurl(url: str, payloads: list[tuple[str, bytes, int]], concurrency: i
                 break
             handle = free.pop()
             handle.setopt(pycurl.POSTFIELDS, item[1])
-            handle.setopt(pycurl.HTTPHEADER, ["Content-Type: application/json", f"{BATCH_ID_HEADER}: {item[0]}"])
+            handle.setopt(pycurl.HTTPHEADER, [f"{name}: {value}" for name, value in _headers(item[0]).items()])
             multi.add_handle(handle)
             active += 1
         while multi.perform()[0] == pycurl.E_CALL_MULTI_PERFORM:
@@ -138,23 +153,15 @@ def with_curl_session(url: str, payloads: list[tuple[str, bytes, int]], concurre
 
     async def run() -> int:
         session = CurlSession(limit=concurrency, cainfo=str(ca))
-        queue = iter(payloads)
-        done = 0
 
-        async def worker() -> None:
-            nonlocal done
-            for batch_id, body, _count in queue:
-                headers = ["Content-Type: application/json", f"{BATCH_ID_HEADER}: {batch_id}", "Expect:"]
-                reply = await session.post(url, body, headers, 10.0, RESPONSE_KEEP)
-                if reply.status != 200:
-                    raise RuntimeError(f"curl session: HTTP {reply.status}")
-                done += 1
+        async def post(batch_id: str, body: bytes) -> int:
+            lines = [f"{name}: {value}" for name, value in _headers(batch_id).items()] + ["Expect:"]
+            return (await session.post(url, body, lines, 10.0, RESPONSE_KEEP)).status
 
         try:
-            await asyncio.gather(*(worker() for _ in range(concurrency)))
+            return await _post_each("curl", payloads, concurrency, post)
         finally:
             await session.close()
-        return done
 
     return _on_uvloop(run)  # type: ignore[return-value]
 
@@ -163,21 +170,13 @@ def with_curl_cffi(url: str, payloads: list[tuple[str, bytes, int]], concurrency
     from curl_cffi.requests import AsyncSession
 
     async def run() -> int:
-        queue = iter(payloads)
-        done = 0
-
-        async def worker() -> None:
-            nonlocal done
-            for batch_id, body, _count in queue:
-                headers = {"Content-Type": "application/json", BATCH_ID_HEADER: batch_id}
-                response = await client.post(url, data=body, headers=headers, verify=str(ca), timeout=10.0)
-                if response.status_code != 200:
-                    raise RuntimeError(f"curl_cffi: HTTP {response.status_code}")
-                done += 1
-
         async with AsyncSession(max_clients=concurrency) as client:
-            await asyncio.gather(*(worker() for _ in range(concurrency)))
-        return done
+
+            async def post(batch_id: str, body: bytes) -> int:
+                response = await client.post(url, data=body, headers=_headers(batch_id), verify=str(ca), timeout=10.0)
+                return int(response.status_code)
+
+            return await _post_each("curl_cffi", payloads, concurrency, post)
 
     return _on_uvloop(run)  # type: ignore[return-value]
 
