@@ -51,7 +51,16 @@ async def client(kind: str, ca: TestCA) -> AsyncIterator[Transport]:
         await session.close()
 
 
-def deliver(receiver_url: str, ca: TestCA, kind: str, policy: RetryPolicy = POLICY, delays: list[float] | None = None):
+def deliver(
+    receiver_url: str,
+    ca: TestCA,
+    kind: str,
+    policy: RetryPolicy = POLICY,
+    delays: list[float] | None = None,
+    keep_body: bool = False,
+):
+    """One batch delivered with ``ca``'s trust; the waits between attempts are recorded in ``delays``, not slept."""
+
     async def main():
         recorded = delays if delays is not None else []
 
@@ -59,7 +68,8 @@ def deliver(receiver_url: str, ca: TestCA, kind: str, policy: RetryPolicy = POLI
             recorded.append(seconds)
 
         async with client(kind, ca) as session:
-            return await post_batch(session, receiver_url, b'{"Endpoints":{}}', "batch-1", policy, sleep=sleep)
+            body = b'{"Endpoints":{}}'
+            return await post_batch(session, receiver_url, body, "batch-1", policy, sleep=sleep, keep_body=keep_body)
 
     return asyncio.run(main())
 
@@ -331,15 +341,12 @@ def test_waits_between_attempts_are_wrapped_in_idle(receiver, test_ca, kind) -> 
 # -- both clients word and keep the same things (settings.delivery_client) ----------------------------------------
 
 
+ONCE = RetryPolicy(attempts=1, base=0.01, cap=0.01, timeout=2.0)
+
+
 def post_once(kind: str, ca: TestCA, url: str, *, keep_body: bool = False, ssl_ca: TestCA | None = None):
-    """One attempt (``attempts=1``), with ``ssl_ca``'s trust when given (else ``ca``'s)."""
-
-    async def main():
-        async with client(kind, ssl_ca or ca) as session:
-            policy = RetryPolicy(attempts=1, base=0.01, cap=0.01, timeout=2.0)
-            return await post_batch(session, url, b'{"Endpoints":{}}', "batch-1", policy, keep_body=keep_body)
-
-    return asyncio.run(main())
+    """One attempt, with ``ssl_ca``'s trust when given (else ``ca``'s)."""
+    return deliver(url, ssl_ca or ca, kind, ONCE, keep_body=keep_body)
 
 
 def test_an_untrusted_certificate_is_named(receiver, test_ca, kind, tmp_path) -> None:
@@ -456,7 +463,7 @@ def test_a_ca_bundle_directory_is_trusted(receiver, test_ca, kind, tmp_path) -> 
         trust = make_ssl_context(str(directory))
         session = delivery_client(kind, trust, str(directory), 4, tmp_path)  # type: ignore[arg-type]
         try:
-            return await post_batch(session, receiver.url, b"{}", "b", RetryPolicy(attempts=1, timeout=2.0))
+            return await post_batch(session, receiver.url, b"{}", "b", ONCE)
         finally:
             await session.close()
 
