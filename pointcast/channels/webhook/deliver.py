@@ -125,11 +125,10 @@ async def _post(
     session: Transport, url: str, body: bytes, headers: dict[str, str], timeout: float, keep_body: bool
 ) -> Reply:
     """One POST over either client, its failure worded the same way (PostFailed)."""
-    keep = None if keep_body else RESPONSE_KEEP
     if isinstance(session, CurlSession):
         lines = [f"{name}: {value}" for name, value in headers.items()]
         lines.append("Expect:")  # no 100-continue round trip for a large body
-        return await session.post(url, body, lines, timeout, keep)
+        return await session.post(url, body, lines, timeout, None if keep_body else RESPONSE_KEEP)
     try:
         async with session.post(
             url, data=body, headers=headers, timeout=aiohttp.ClientTimeout(total=timeout), allow_redirects=False
