@@ -159,6 +159,8 @@ def decode_filter(payload: bytes, ids: list[str]) -> Filtered:
     """Take the endpoint definitions back from a FILTER hook's return value (and nothing else)."""
     wanted = set(ids)
     value, whole = _definitions(payload, wanted)  # whole: the answer is the map itself (the channel can have it)
+    if whole and list(value) == ids and all(map(ENDPOINT_MEMBERS.issuperset, value.values())):
+        return Filtered(value, list(ids), [], [], payload)  # the usual answer: every endpoint back, in order, clean
     definitions: dict[str, Members] = {}
     rejected: list[str] = []
     for endpoint_id, members in value.items():
