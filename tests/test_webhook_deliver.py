@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import email.utils
 import shutil
 import socket
 import subprocess
@@ -407,8 +408,21 @@ def test_the_body_is_kept_whole_only_when_asked_and_successful(receiver, test_ca
     assert plain.ok and plain.body is None and plain.attempts[0].response == "x" * 1024
 
 
-def test_a_retry_after_date_falls_back_to_the_backoff(receiver, test_ca, kind) -> None:
-    receiver.responder = replies((503, {"Retry-After": "Wed, 21 Oct 2026 07:28:00 GMT"}, b""))
+def test_a_retry_after_date_is_followed(receiver, test_ca, kind) -> None:
+    later = email.utils.formatdate(time.time() + 10, usegmt=True)  # an HTTP date: whole seconds
+    past = "Wed, 21 Oct 2015 07:28:00 GMT"
+    receiver.responder = replies((503, {"Retry-After": later}, b""), (429, {"Retry-After": past}, b""))
+    delays: list[float] = []
+    delivery = deliver(receiver.url, test_ca, kind, RetryPolicy(attempts=4, base=0.01, cap=60, timeout=0.5), delays)
+    assert delivery.ok and [a.status for a in delivery.attempts] == [503, 429, 200]
+    assert 8.5 <= delays[0] <= 10 and delays[1] == 0
+
+
+@pytest.mark.parametrize("value", ["soon", "nan", "inf", "-3", "Wed, 32 Oct 2026 07:28:00 GMT"])
+def test_a_retry_after_that_is_neither_seconds_nor_a_date_falls_back_to_the_backoff(
+    receiver, test_ca, kind, value
+) -> None:
+    receiver.responder = replies((503, {"Retry-After": value}, b""))
     delays: list[float] = []
     delivery = deliver(receiver.url, test_ca, kind, delays=delays)
     assert delivery.ok and len(delays) == 1 and 0 <= delays[0] <= POLICY.base

@@ -7,16 +7,20 @@ the numbers that chose it: a 34 KB POST over TLS costs the server 0.54-0.67 of a
 
 Only what a webhook delivery needs: a POST with a body and headers, a total timeout, no redirects, no proxies from
 the environment (aiohttp's default), and back the status, the body (whole, or its first ``keep`` bytes) and
-``Retry-After`` in seconds.
+``Retry-After`` in seconds (``retry_after``: the header's delay-seconds, or its HTTP date as seconds from now).
 """
 
 from __future__ import annotations
 
 import asyncio
+import email.utils
 import logging
+import math
 import os
 import ssl
+import time
 from dataclasses import dataclass
+from datetime import UTC
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +31,27 @@ except ImportError:  # the runner then posts with aiohttp (settings.delivery_cli
 
 log = logging.getLogger("pointcast.delivery")
 KEEPALIVE_SECONDS = 30  # how long an idle connection is kept for reuse (aiohttp's keepalive_timeout alike)
+
+
+def retry_after(value: str | bytes | None) -> float | None:
+    """A ``Retry-After`` value in seconds (RFC 9110 10.2.3): delay-seconds, or an HTTP date as the seconds from now
+    (0 when it has passed); None when there is none or it is neither (the sender's own backoff then)."""
+    if isinstance(value, bytes):
+        value = value.decode("latin-1")
+    value = (value or "").strip()
+    if not value:
+        return None
+    try:
+        seconds = float(value)  # delay-seconds is an integer; a fraction is taken too
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return None
+        if when.tzinfo is None:  # "-0000": no zone given, read as UTC (as HTTP dates are)
+            when = when.replace(tzinfo=UTC)
+        return max(0.0, when.timestamp() - time.time())
+    return seconds if math.isfinite(seconds) and seconds >= 0 else None  # not nan, inf or negative
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,10 +84,7 @@ class _Body:
         if line[:5] == b"HTTP/":
             self.retry_after = None  # a new response's head (after an interim 1xx): only the last one's counts
         elif line[:12].lower() == b"retry-after:":
-            try:
-                self.retry_after = float(line[12:])
-            except ValueError:
-                self.retry_after = None  # an HTTP date: the caller's own backoff, as with aiohttp
+            self.retry_after = retry_after(line[12:])
 
     def write(self, data: bytes) -> None:
         if self.left is None:

@@ -25,7 +25,15 @@ import aiohttp
 
 from pointcast import __version__
 from pointcast.channels.webhook.breaker import Breaker, HostDown
-from pointcast.channels.webhook.curl import KEEPALIVE_SECONDS, CurlSession, PostFailed, Reply, pycurl, trust_of
+from pointcast.channels.webhook.curl import (
+    KEEPALIVE_SECONDS,
+    CurlSession,
+    PostFailed,
+    Reply,
+    pycurl,
+    retry_after,
+    trust_of,
+)
 from pointcast.channels.webhook.verify import certificate_reason
 
 Transport = aiohttp.ClientSession | CurlSession  # the client of deliveries: libcurl, or aiohttp
@@ -137,7 +145,7 @@ async def _post(
                 text = await response.read()
             else:
                 text = await response.content.read(RESPONSE_KEEP)
-            return Reply(response.status, text, _retry_after(response.headers.get("Retry-After")))
+            return Reply(response.status, text, retry_after(response.headers.get("Retry-After")))
     except TimeoutError:
         raise PostFailed(f"timed out after {timeout} s") from None
     except aiohttp.ClientConnectorCertificateError as exc:
@@ -149,15 +157,6 @@ async def _post(
         raise PostFailed("the server closed the connection without a response") from None
     except aiohttp.ClientError as exc:
         raise PostFailed(f"{type(exc).__name__}: {exc}") from None
-
-
-def _retry_after(value: str | None) -> float | None:
-    if not value:
-        return None
-    try:
-        return float(value)
-    except ValueError:
-        return None  # an HTTP date: fall back to our own backoff
 
 
 async def post_batch(
