@@ -36,7 +36,7 @@ from pathlib import Path
 
 from bench.receivers import BenchCA, nginx_or_say, nginx_receiver
 from bench.webhook_campaign import post_all
-from pointcast.channels.webhook.deliver import BATCH_ID_HEADER, RESPONSE_KEEP
+from pointcast.channels.webhook.deliver import BATCH_ID_HEADER, DRAIN, RESPONSE_KEEP
 from pointcast.channels.webhook.verify import make_ssl_context
 
 ACCOUNT = "000000000000"
@@ -156,7 +156,7 @@ def with_curl_session(url: str, payloads: list[tuple[str, bytes, int]], concurre
 
         async def post(batch_id: str, body: bytes) -> int:
             lines = [f"{name}: {value}" for name, value in _headers(batch_id).items()] + ["Expect:"]
-            return (await session.post(url, body, lines, 10.0, RESPONSE_KEEP)).status
+            return (await session.post(url, body, lines, 10.0, RESPONSE_KEEP, DRAIN)).status
 
         try:
             return await _post_each("curl", payloads, concurrency, post)

@@ -19,6 +19,9 @@ from pointcast import __version__
 from pointcast.channels.webhook.breaker import Breaker, Breakers, HostDown
 from pointcast.channels.webhook.deliver import (
     BATCH_ID_HEADER,
+    DRAIN,
+    MAX_ANSWER,
+    RESPONSE_KEEP,
     RetryPolicy,
     Transport,
     client_name,
@@ -406,6 +409,41 @@ def test_the_body_is_kept_whole_only_when_asked_and_successful(receiver, test_ca
     assert answered.ok and answered.body == big and answered.attempts[0].response == "x" * 1024
     plain = post_once(kind, test_ca, receiver.url)
     assert plain.ok and plain.body is None and plain.attempts[0].response == "x" * 1024
+
+
+async def endless(chunk: bytes = b"y" * 16384, most: int = 2000):
+    """A body that goes on (bounded: 2,000 chunks at 5 ms, 10 s) until the client stops reading it."""
+    for _ in range(most):
+        yield chunk
+        await asyncio.sleep(0.005)
+
+
+def test_a_body_that_does_not_end_is_cut_off_after_its_first_bytes(receiver, test_ca, kind) -> None:
+    receiver.responder = replies((500, {}, endless()))
+    delivery = post_once(kind, test_ca, receiver.url)
+    [attempt] = delivery.attempts
+    assert attempt.status == 500 and attempt.error is None and attempt.response == "y" * RESPONSE_KEEP
+    assert attempt.duration_ms < 1000  # not read until the attempt's timeout (ONCE: 2 s)
+
+
+def test_a_short_body_is_read_to_its_end_and_the_connection_reused(receiver, test_ca, kind) -> None:
+    if kind == "aiohttp":
+        pytest.skip("aiohttp reuses a connection only if the body had all arrived when the first 1 KiB was read")
+    receiver.responder = replies((500, {}, b"z" * (DRAIN // 2)))
+    delivery = deliver(receiver.url, test_ca, kind)
+    assert delivery.ok and [a.status for a in delivery.attempts] == [500, 200]
+    assert delivery.attempts[0].response == "z" * RESPONSE_KEEP
+    first, second = receiver.wait_for_requests(2, method="POST")
+    assert first.peer == second.peer  # one connection for both
+
+
+def test_a_hook_answer_may_be_as_large_as_a_lambda_response_and_no_larger(receiver, test_ca, kind) -> None:
+    receiver.responder = replies((200, {}, b"a" * MAX_ANSWER), (200, {}, b"b" * (MAX_ANSWER + 1)))
+    largest = post_once(kind, test_ca, receiver.url, keep_body=True)
+    assert largest.ok and largest.body == b"a" * MAX_ANSWER
+    larger = post_once(kind, test_ca, receiver.url, keep_body=True)
+    assert not larger.ok and larger.body is None
+    assert larger.attempts[0].error == f"the answer is larger than {MAX_ANSWER} bytes"
 
 
 def test_a_retry_after_date_is_followed(receiver, test_ca, kind) -> None:

@@ -23,7 +23,7 @@ import socket
 import ssl
 import threading
 import time
-from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterable, Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -49,8 +49,9 @@ ACCOUNT_ID_HEADER = "X-Amz-Pinpoint-AccountId"
 _STOP_TIMEOUT = 5.0
 
 HeadersLike: TypeAlias = Mapping[str, str] | Sequence[tuple[str, str]]
-Reply: TypeAlias = tuple[int, HeadersLike, bytes | str]
-"""What a responder returns: (status, headers, body)."""
+Reply: TypeAlias = tuple[int, HeadersLike, bytes | str | AsyncIterable[bytes]]
+"""What a responder returns: (status, headers, body); a body that is an async iterable is streamed (chunked), chunk
+by chunk, until it ends or the client goes away."""
 
 
 @dataclass(frozen=True)
@@ -63,6 +64,7 @@ class RequestRecord:
     headers: CIMultiDictProxy[str]
     body: bytes
     received_at: float = field(default_factory=time.monotonic)
+    peer: tuple[str, int] | None = None  # the client's address: the same for requests over one connection
 
 
 Responder: TypeAlias = Callable[[RequestRecord], Reply | Awaitable[Reply]]
@@ -253,6 +255,7 @@ class TLSReceiver:
             query_string=request.query_string,
             headers=CIMultiDictProxy(CIMultiDict(request.headers)),
             body=body,
+            peer=request.transport.get_extra_info("peername") if request.transport else None,
         )
         with self._cond:
             self._records.append(record)
@@ -270,7 +273,15 @@ class TLSReceiver:
         status, headers, payload = reply
         if isinstance(payload, str):
             payload = payload.encode()
-        return web.Response(status=status, headers=CIMultiDict(headers), body=payload)
+        if isinstance(payload, bytes):
+            return web.Response(status=status, headers=CIMultiDict(headers), body=payload)
+        streamed = web.StreamResponse(status=status, headers=CIMultiDict(headers))
+        await streamed.prepare(request)
+        with contextlib.suppress(ConnectionError):
+            async for chunk in payload:
+                await streamed.write(chunk)
+            await streamed.write_eof()
+        return streamed
 
 
 # -- servers that do not answer -----------------------------------------------------------

@@ -6,8 +6,10 @@ multi handle's cache and reused by every request to the same host. docs/benchmar
 the numbers that chose it: a 34 KB POST over TLS costs the server 0.54-0.67 of aiohttp's CPU.
 
 Only what a webhook delivery needs: a POST with a body and headers, a total timeout, no redirects, no proxies from
-the environment (aiohttp's default), and back the status, the body (whole, or its first ``keep`` bytes) and
-``Retry-After`` in seconds (``retry_after``: the header's delay-seconds, or its HTTP date as seconds from now).
+the environment (aiohttp's default), and back the status, the body's first ``keep`` bytes and ``Retry-After`` in
+seconds (``retry_after``: the header's delay-seconds, or its HTTP date as seconds from now). A body is read to its
+end up to ``most`` bytes, so that a short one leaves the connection reusable; a longer one is cut off there
+(``Reply.cut``) and its connection closed.
 """
 
 from __future__ import annotations
@@ -57,8 +59,9 @@ def retry_after(value: str | bytes | None) -> float | None:
 @dataclass(frozen=True, slots=True)
 class Reply:
     status: int
-    body: bytes
+    body: bytes  # the body's first bytes, as many as the caller keeps
     retry_after: float | None
+    cut: bool = False  # the body went on past what was read of it
 
 
 class PostFailed(Exception):
@@ -70,14 +73,16 @@ class PostFailed(Exception):
 
 
 class _Body:
-    """A response body, kept whole or up to ``limit`` bytes (libcurl still reads the rest off the socket), and its
-    ``Retry-After`` header."""
+    """A response body's first ``keep`` bytes, read on up to ``most`` bytes in all (then the transfer is cut off),
+    and its ``Retry-After`` header."""
 
-    __slots__ = ("chunks", "left", "retry_after")
+    __slots__ = ("chunks", "cut", "left", "retry_after", "unread")
 
-    def __init__(self, limit: int | None) -> None:
+    def __init__(self, keep: int, most: int) -> None:
         self.chunks: list[bytes] = []
-        self.left = limit
+        self.left = keep  # bytes still to keep
+        self.unread = max(keep, most)  # bytes still to read before the transfer is cut off
+        self.cut = False
         self.retry_after: float | None = None
 
     def header(self, line: bytes) -> None:
@@ -86,12 +91,15 @@ class _Body:
         elif line[:12].lower() == b"retry-after:":
             self.retry_after = retry_after(line[12:])
 
-    def write(self, data: bytes) -> None:
-        if self.left is None:
-            self.chunks.append(data)
-        elif self.left > 0:
-            self.chunks.append(data[: self.left])
+    def write(self, data: bytes) -> int | None:
+        if self.left > 0:
+            self.chunks.append(data[: self.left] if len(data) > self.left else data)
             self.left -= len(data)
+        self.unread -= len(data)
+        if self.unread < 0:
+            self.cut = True
+            return 0  # fewer bytes taken than given: libcurl ends the transfer (CURLE_WRITE_ERROR)
+        return None
 
 
 class CurlSession:
@@ -165,9 +173,9 @@ class CurlSession:
             handle.close()
             return
         future, body, timeout = waiting
-        if code is None:
+        if code is None or (code == pycurl.E_WRITE_ERROR and body.cut):
             status = handle.getinfo(pycurl.RESPONSE_CODE)
-            result: Reply | PostFailed = Reply(status, b"".join(body.chunks), body.retry_after)
+            result: Reply | PostFailed = Reply(status, b"".join(body.chunks), body.retry_after, body.cut)
         else:
             result = PostFailed(_reason(handle, code, message, timeout))
         handle.setopt(pycurl.WRITEFUNCTION, _discard)  # let go of the body's buffer
@@ -198,12 +206,13 @@ class CurlSession:
             handle.setopt(pycurl.CAPATH, self._capath)
         return handle
 
-    async def post(self, url: str, body: bytes, headers: list[str], timeout: float, keep: int | None = None) -> Reply:
-        """POST ``body``; the reply, or PostFailed. ``keep``: bytes of the response body kept (None: all)."""
+    async def post(self, url: str, body: bytes, headers: list[str], timeout: float, keep: int, most: int) -> Reply:
+        """POST ``body``; the reply, or PostFailed. Of the response body ``keep`` bytes are kept, and it is read up
+        to ``most`` bytes (at least ``keep``): past that the transfer is cut off and its connection closed."""
         if self._closed:
             raise PostFailed("the delivery session is closed")
         handle = self._handle()
-        sink = _Body(keep)
+        sink = _Body(keep, most)
         handle.setopt(pycurl.URL, url)
         handle.setopt(pycurl.POSTFIELDS, body)
         handle.setopt(pycurl.HTTPHEADER, headers)

@@ -41,6 +41,8 @@ Transport = aiohttp.ClientSession | CurlSession  # the client of deliveries: lib
 BATCH_ID_HEADER = "X-Pointcast-Batch-Id"
 RETRYABLE = frozenset({408, 429})
 RESPONSE_KEEP = 1024  # bytes of a response body kept with an attempt
+DRAIN = 64 * 1024  # bytes of a response body read in all when only RESPONSE_KEEP are kept (the connection is reused)
+MAX_ANSWER = 6_291_556  # bytes a hook's answer may have (keep_body), as a Lambda function's response
 USER_AGENT = f"pointcast/{__version__}"
 
 
@@ -132,20 +134,32 @@ def client_name(session: Transport) -> str:
 async def _post(
     session: Transport, url: str, body: bytes, headers: dict[str, str], timeout: float, keep_body: bool
 ) -> Reply:
-    """One POST over either client, its failure worded the same way (PostFailed)."""
+    """One POST over either client, its failure worded the same way (PostFailed). ``keep_body``: the whole answer
+    (at most MAX_ANSWER bytes; a longer 2xx answer is a failure), else its first RESPONSE_KEEP bytes."""
+    keep = MAX_ANSWER if keep_body else RESPONSE_KEEP
     if isinstance(session, CurlSession):
         lines = [f"{name}: {value}" for name, value in headers.items()]
         lines.append("Expect:")  # no 100-continue round trip for a large body
-        return await session.post(url, body, lines, timeout, None if keep_body else RESPONSE_KEEP)
+        reply = await session.post(url, body, lines, timeout, keep, max(keep, DRAIN))
+    else:
+        reply = await _aiohttp_post(session, url, body, headers, timeout, keep)
+    if reply.cut and keep_body and 200 <= reply.status < 300:
+        raise PostFailed(f"the answer is larger than {MAX_ANSWER} bytes")
+    return reply
+
+
+async def _aiohttp_post(
+    session: aiohttp.ClientSession, url: str, body: bytes, headers: dict[str, str], timeout: float, keep: int
+) -> Reply:
     try:
         async with session.post(
             url, data=body, headers=headers, timeout=aiohttp.ClientTimeout(total=timeout), allow_redirects=False
         ) as response:
-            if keep_body and 200 <= response.status < 300:
-                text = await response.read()
-            else:
-                text = await response.content.read(RESPONSE_KEEP)
-            return Reply(response.status, text, retry_after(response.headers.get("Retry-After")))
+            # Not read to its end, the connection is closed rather than reused (aiohttp's release).
+            most = keep if 200 <= response.status < 300 else min(keep, RESPONSE_KEEP)
+            text = await _read_at_most(response.content, most + 1)
+            retry = retry_after(response.headers.get("Retry-After"))
+            return Reply(response.status, text[:most], retry, len(text) > most)
     except TimeoutError:
         raise PostFailed(f"timed out after {timeout} s") from None
     except aiohttp.ClientConnectorCertificateError as exc:
@@ -157,6 +171,15 @@ async def _post(
         raise PostFailed("the server closed the connection without a response") from None
     except aiohttp.ClientError as exc:
         raise PostFailed(f"{type(exc).__name__}: {exc}") from None
+
+
+async def _read_at_most(content: aiohttp.StreamReader, size: int) -> bytes:
+    """Up to ``size`` bytes of a body (``StreamReader.read(n)`` returns what has arrived, which may be fewer)."""
+    chunks: list[bytes] = []
+    while size > 0 and (chunk := await content.read(size)):
+        chunks.append(chunk)
+        size -= len(chunk)
+    return b"".join(chunks)
 
 
 async def post_batch(
