@@ -200,6 +200,41 @@ def a_b_test(server: Server, pinpoint: Any, receiver: Receiver, test_ca: Any, co
         assert len(set(a_ids)) == len(a_ids) == count - b_endpoints
 
 
+def test_a_treatment_back_while_its_run_is_planned_sends_what_waited_in_the_store_first(
+    server, pinpoint, receiver, test_ca
+) -> None:
+    """20,000 endpoints, A/B: planning hands on 4 chunks of 5,000, each once B's read-ahead has room, and B's webhook
+    takes 0.1 s a batch. A is down while the first chunks are planned: its batches beyond the read-ahead are left in
+    the store. A comes back while planning goes on, and those are sent before A's batches planned after them (they
+    were read only once planning had ended, after the last chunk's), and none is lost or sent twice."""
+    count, chunk = 20_000, 5_000  # engine.plan.CHUNK
+    receiver.responder = down = Down()
+    with Receiver(test_ca, responder=slow(0.1)) as other:
+        app_id = new_app(pinpoint, "back")
+        b = {
+            "SizePercent": 50,
+            "TreatmentName": "B",
+            "MessageConfiguration": {"CustomMessage": {"Data": "b"}},
+            "CustomDeliveryConfiguration": {"DeliveryUri": other.url, "EndpointTypes": ["CUSTOM"]},
+        }
+        ab = start(pinpoint, app_id, count, receiver.url, AdditionalTreatments=[b])
+        wait_for(lambda: progress(server, app_id, ab)["DestinationsDown"], timeout=60, what="A's breaker open")
+        wait_for(lambda: other.post_count() >= 40, timeout=30, what="B's first 40 batches")  # the 2nd chunk's
+        down.up()
+        wait_for_runs(server, pinpoint, app_id, ab, 1, "COMPLETED", timeout=120)
+        found = outcomes(server, app_id, ab)
+        assert len(found) == count and {o["Status"] for o in found} == {"SENT"}
+        position = {endpoint_id: n for n, endpoint_id in enumerate(sorted(f"ep-{i:04d}" for i in range(count)))}
+        # The chunk each of A's batches was begun in (a part-filled batch is filled on in the next), in the order A's
+        # webhook got them.
+        order = [min(position[i] for i in json.loads(r.body)["Endpoints"]) // chunk for r in down.taken]
+        last = count // chunk - 1
+        assert order.index(last) > max(i for i, c in enumerate(order) if c == 0), order  # the 1st chunk's first
+        a_ids = [i for request in down.taken for i in json.loads(request.body)["Endpoints"]]
+        b_ids = [i for post in other.posts() for i in post.payload["Endpoints"]]
+        assert len(set(a_ids)) == len(a_ids) and len(set(b_ids)) == len(b_ids) and len(a_ids) + len(b_ids) == count
+
+
 def test_runs_take_turns(server, pinpoint, receiver, test_ca) -> None:
     """A 40-batch campaign to a webhook that takes 0.5 s a batch needs 5 s of the 4 slots; a campaign started after
     it does not wait for the 16 batches it has read ahead (2 s of the slots), only for the next slot to free."""

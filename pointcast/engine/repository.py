@@ -206,6 +206,23 @@ def due_batches(
     return [row for row in conn.execute(query) if row.id not in exclude][:limit]
 
 
+def lane_batches(
+    conn: sa.Connection, lane: tuple[str, str], through: str, now: str, exclude: set[str], limit: int
+) -> list[str]:
+    """The ids of a lane's (run, treatment) pending batches that are due, in planning order, up to and including the
+    batch ``through`` (none if it is gone), but for those in ``exclude``."""
+    b = m.batches
+    bound = sa.select(b.c.pk).where(b.c.id == through).scalar_subquery()
+    query = (
+        sa.select(b.c.id)
+        .where(b.c.run_id == lane[0], b.c.state == "PENDING", b.c.treatment_id == lane[1])
+        .where(b.c.pk <= bound, b.c.not_before <= now)
+        .order_by(b.c.pk)
+        .limit(limit + len(exclude))  # the batches in flight are still PENDING: look past them
+    )
+    return [batch_id for (batch_id,) in conn.execute(query) if batch_id not in exclude][:limit]
+
+
 def get_batch_if_any(conn: sa.Connection, batch_id: str) -> sa.Row[Any] | None:
     return conn.execute(sa.select(m.batches).where(m.batches.c.id == batch_id)).first()
 

@@ -109,6 +109,11 @@ def start_due_runs(conn: sa.Connection, now: datetime) -> list[str]:
     return started
 
 
+def _lane_items(lane: Lane, through: str, now: str, busy: set[str], limit: int, conn: sa.Connection) -> list[Prepared]:
+    """A lane's pending due batches up to ``through`` in planning order, read for sending (Runner._read_spilled)."""
+    return prepare(conn, repo.lane_batches(conn, lane, through, now, busy, limit))
+
+
 class _Either:
     """Stop planning on this thread when the runner stops, or when the planning process is ready to take over."""
 
@@ -162,6 +167,7 @@ class Runner:
             max_workers=PLANNING_THREADS, thread_name_prefix="pointcast-planning"
         )
         self._children: dict[str, BaseProcess] = {}  # run id -> the process planning it
+        self._spilled: dict[Lane, str] = {}  # a lane of a run being planned -> the last batch it left in the store
         self._planned_limit = 4 * self.concurrency  # a run's planned batches read ahead before its planning waits
         self._started = asyncio.Event()  # a batch left the look-ahead
         self.breakers = Breakers(  # per webhook destination (channels/webhook/breaker.py)
@@ -300,6 +306,8 @@ class Runner:
             await asyncio.sleep(self.interval)
         finally:
             self._planning.pop(run_id, None)
+            for lane in [lane for lane in self._spilled if lane[0] == run_id]:
+                del self._spilled[lane]  # the store is read for the whole run again (_dispatch)
 
     async def _on_planning_thread(self, work: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """Run ``work`` on a thread of the runner's own for planning: planning waits there while its run's
@@ -339,15 +347,19 @@ class Runner:
         """Queue freshly planned batches that are due (a local-time batch for later is read when it is due), then
         hold the run's planning back until its read-ahead has room again. The batches of a treatment whose webhook
         is down do not count: they wait, and would hold the run's other treatments back (see ``_queue``)."""
-        await self._queue(items)
+        await self._queue(items, planned=True)
         self._wake.set()
         while self._ready.queued(run_id, unless=self._down) >= self._planned_limit:
             self._started.clear()
             await self._started.wait()
 
-    async def _queue(self, items: list[Prepared]) -> None:
+    async def _queue(self, items: list[Prepared], planned: bool = False) -> None:
         """Put due batches that are not already queued, in flight or waiting to be recorded into the read-ahead
-        (their runs' specs read first: whether a run may start a batch is decided from it), and start what can."""
+        (their runs' specs read first: whether a run may start a batch is decided from it), and start what can.
+
+        A lane that is down keeps at most a run's read-ahead here; the rest stay in the store. Of a run being planned
+        (``planned``: handed on by its planning), the last batch so left is remembered, and the lane's later batches
+        are left there too until it is read back (``_read_spilled``), so that the lane keeps planning order."""
         now = iso_ms(self.clock.now())
         due = [item for item in items if item.batch.not_before <= now]
         for run_id in dict.fromkeys(item.batch.run_id for item in due):
@@ -359,7 +371,12 @@ class Runner:
             if item.batch.id in taken:
                 continue
             lane = lane_of(item)
+            if planned and lane in self._spilled:
+                self._spilled[lane] = item.batch.id  # behind the lane's batches in the store, so there too
+                continue
             if self._ready.in_lane(lane) >= self._planned_limit and down.setdefault(lane, self._down(lane)):
+                if planned:
+                    self._spilled[lane] = item.batch.id
                 continue  # left in the store (it is PENDING there): read again once its lane has room
             self._ready.add(item)
         self._start_ready()
@@ -519,6 +536,8 @@ class Runner:
         endpoints, read two queries at a time) that is refilled before it runs dry, so a freed slot does not wait
         for a store round trip."""
         self._start_ready()
+        if self._spilled:
+            await self._read_spilled()
         startable = self._ready.startable(self._hold)
         if startable >= max(1, self.concurrency // 2):
             return  # enough read ahead
@@ -527,10 +546,10 @@ class Runner:
         busy = self._taken()
         # A run being planned here gets its batches from planning (_take_planned), not from the store: a batch read
         # here, sent and recorded before planning handed it on would be sent again. What planning does not hand on
-        # (a batch begun before a restart, one _queue left in the store) is read once planning has ended. A run with
-        # a full read-ahead (one that is held) is not read further, so that the others' batches are; nor is a
-        # treatment whose webhook is down and that has a full read-ahead of its own, so that its run's other
-        # treatments' batches are.
+        # (a batch begun before a restart) is read once planning has ended; what _queue left in the store, by
+        # _read_spilled. A run with a full read-ahead (one that is held) is not read further, so that the others'
+        # batches are; nor is a treatment whose webhook is down and that has a full read-ahead of its own, so that
+        # its run's other treatments' batches are.
         limit = self._planned_limit
         down = {lane for lane in self._ready.lanes() if self._down(lane)}
         held = {r for r in self._ready.runs() if self._ready.queued(r, down.__contains__) >= limit}
@@ -541,6 +560,22 @@ class Runner:
             return prepare(conn, [row.id for row in repo.due_batches(conn, now, busy, wanted, skip, full)])
 
         await self._queue(await self.ctx.read(work))
+
+    async def _read_spilled(self) -> None:
+        """Read back, oldest first, the batches a lane of a run being planned left in the store while it was down
+        (``_queue``), once the lane is up and has room for half a read-ahead: the store is not read for a run being
+        planned otherwise, and the lane would wait for the end of its planning. Only batches planning has handed on
+        are read (up to the one remembered), so none can be handed on again."""
+        for lane in list(self._spilled):
+            through = self._spilled.get(lane)  # gone if its run's planning ended meanwhile
+            room = self._planned_limit - self._ready.in_lane(lane)
+            if through is None or 2 * room < self._planned_limit or self._down(lane):
+                continue
+            read = functools.partial(_lane_items, lane, through, iso_ms(self.clock.now()), self._taken(), room)
+            items = await self.ctx.read(read)
+            if len(items) < room and self._spilled.get(lane) == through:
+                del self._spilled[lane]  # caught up: the lane's next batches from planning go to the read-ahead
+            await self._queue(items)
 
     async def _send(self, item: Prepared) -> None:
         try:
