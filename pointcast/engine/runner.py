@@ -377,6 +377,8 @@ class Runner:
             if self._ready.in_lane(lane) >= self._planned_limit and down.setdefault(lane, self._down(lane)):
                 if planned:
                     self._spilled[lane] = item.batch.id
+                elif item.batch.run_id in self._planning:  # read back, and the lane went down again meanwhile
+                    self._spilled.setdefault(lane, item.batch.id)  # (a later batch remembered stays)
                 continue  # left in the store (it is PENDING there): read again once its lane has room
             self._ready.add(item)
         self._start_ready()
