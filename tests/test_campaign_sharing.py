@@ -174,17 +174,23 @@ def test_a_down_treatment_with_more_batches_than_the_read_ahead_holds(server, pi
     a_b_test(server, pinpoint, receiver, test_ca, 4000)
 
 
+def start_a_b(pinpoint: Any, name: str, count: int, a_url: str, b_url: str) -> tuple[str, str]:
+    """A project of ``count`` endpoints and a campaign to them that starts now: treatment A to ``a_url``, treatment B
+    (SizePercent 50) to ``b_url``. Returns (app id, campaign id)."""
+    app_id = new_app(pinpoint, name)
+    b = {
+        "SizePercent": 50,
+        "TreatmentName": "B",
+        "MessageConfiguration": {"CustomMessage": {"Data": "b"}},
+        "CustomDeliveryConfiguration": {"DeliveryUri": b_url, "EndpointTypes": ["CUSTOM"]},
+    }
+    return app_id, start(pinpoint, app_id, count, a_url, AdditionalTreatments=[b])
+
+
 def a_b_test(server: Server, pinpoint: Any, receiver: Receiver, test_ca: Any, count: int) -> None:
     receiver.responder = down = Down()
     with Receiver(test_ca) as other:
-        app_id = new_app(pinpoint, "ab")
-        b = {
-            "SizePercent": 50,
-            "TreatmentName": "B",
-            "MessageConfiguration": {"CustomMessage": {"Data": "b"}},
-            "CustomDeliveryConfiguration": {"DeliveryUri": other.url, "EndpointTypes": ["CUSTOM"]},
-        }
-        ab = start(pinpoint, app_id, count, receiver.url, AdditionalTreatments=[b])
+        app_id, ab = start_a_b(pinpoint, "ab", count, receiver.url, other.url)
         wait_for(lambda: progress(server, app_id, ab)["DestinationsDown"], timeout=30, what="A's breaker open")
         b_endpoints = sum(1 for i in range(count) if bucket(ab, f"ep-{i:04d}") < 50)  # B takes buckets [0, 50)
         b_batches = -(-b_endpoints // 50)
@@ -210,14 +216,7 @@ def test_a_treatment_back_while_its_run_is_planned_sends_what_waited_in_the_stor
     count, chunk = 20_000, 5_000  # engine.plan.CHUNK
     receiver.responder = down = Down()
     with Receiver(test_ca, responder=slow(0.1)) as other:
-        app_id = new_app(pinpoint, "back")
-        b = {
-            "SizePercent": 50,
-            "TreatmentName": "B",
-            "MessageConfiguration": {"CustomMessage": {"Data": "b"}},
-            "CustomDeliveryConfiguration": {"DeliveryUri": other.url, "EndpointTypes": ["CUSTOM"]},
-        }
-        ab = start(pinpoint, app_id, count, receiver.url, AdditionalTreatments=[b])
+        app_id, ab = start_a_b(pinpoint, "back", count, receiver.url, other.url)
         wait_for(lambda: progress(server, app_id, ab)["DestinationsDown"], timeout=60, what="A's breaker open")
         wait_for(lambda: other.post_count() >= 40, timeout=30, what="B's first 40 batches")  # the 2nd chunk's
         down.up()
