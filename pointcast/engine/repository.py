@@ -193,17 +193,18 @@ def due_batches(
     """Pending batches that are due, oldest first, but for the batches in ``exclude``, the runs in ``exclude_runs``
     and the (run, treatment) pairs in ``exclude_lanes``."""
     b = m.batches
-    query = (
-        sa.select(b.c.id)
-        .where(b.c.state == "PENDING", b.c.not_before <= now)
-        .order_by(b.c.not_before, b.c.pk)
-        .limit(limit + len(exclude))  # the batches in flight are still PENDING: look past them
-    )
+    query = sa.select(b.c.id).where(b.c.state == "PENDING", b.c.not_before <= now).order_by(b.c.not_before, b.c.pk)
     if runs := list(exclude_runs):
         query = query.where(b.c.run_id.not_in(runs))
     for run_id, treatment_id in exclude_lanes:
         query = query.where(sa.or_(b.c.run_id != run_id, b.c.treatment_id != treatment_id))
-    return [row for row in conn.execute(query) if row.id not in exclude][:limit]
+    return _first(conn, query, exclude, limit)
+
+
+def _first(conn: sa.Connection, query: sa.Select[Any], exclude: set[str], limit: int) -> list[sa.Row[Any]]:
+    """The first ``limit`` rows of a query of batch ids that are not in ``exclude`` (batches in flight are still
+    PENDING: the query looks past them)."""
+    return [row for row in conn.execute(query.limit(limit + len(exclude))) if row.id not in exclude][:limit]
 
 
 def lane_batches(
@@ -218,9 +219,8 @@ def lane_batches(
         .where(b.c.run_id == lane[0], b.c.state == "PENDING", b.c.treatment_id == lane[1])
         .where(b.c.pk <= bound, b.c.not_before <= now)
         .order_by(b.c.pk)
-        .limit(limit + len(exclude))  # the batches in flight are still PENDING: look past them
     )
-    return [batch_id for (batch_id,) in conn.execute(query) if batch_id not in exclude][:limit]
+    return [row.id for row in _first(conn, query, exclude, limit)]
 
 
 def get_batch_if_any(conn: sa.Connection, batch_id: str) -> sa.Row[Any] | None:
