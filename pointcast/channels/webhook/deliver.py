@@ -140,7 +140,7 @@ async def _post(
     if isinstance(session, CurlSession):
         lines = [f"{name}: {value}" for name, value in headers.items()]
         lines.append("Expect:")  # no 100-continue round trip for a large body
-        reply = await session.post(url, body, lines, timeout, keep, max(keep, DRAIN))
+        reply = await session.post(url, body, lines, timeout, keep, DRAIN)  # read on to DRAIN, or to keep if more
     else:
         reply = await _aiohttp_post(session, url, body, headers, timeout, keep)
     if reply.cut and keep_body and 200 <= reply.status < 300:
