@@ -174,7 +174,7 @@ async def _handle(
     api = next((a for a in apis if a.owns(raw_path)), None)
     limit = api.max_body if api else MAX_BODY_BYTES
     length = headers.get("content-length")
-    if length and length.isdigit() and int(length) > limit:
+    if length and length.isascii() and length.isdigit() and int(length) > limit:
         raise PayloadTooLarge(f"The request body is {length} bytes; at most {limit} are accepted")
     body = await request.body()
     if len(body) > limit:

@@ -452,6 +452,8 @@ CAMPAIGNS, ENDPOINT, ENDPOINTS = "/v1/apps/{app}/campaigns", "/v1/apps/{app}/end
 VALID_CAMPAIGN = {"Name": "c", "SegmentId": "s", "Schedule": {"StartTime": START}}
 TAGS = "/v1/tags/" + quote(f"arn:aws:mobiletargeting:{REGION}:{ACCOUNT_ID}:apps/x", safe="")
 
+YEAR_0_EVENT = {"EventType": "t", "Timestamp": "0001-01-01T00:00:00+01:00"}  # year 0 in UTC
+
 BAD_REQUESTS = [
     # wrong types
     ("POST", "/v1/apps", {"Name": 5}, "CreateApplicationRequest.Name"),
@@ -494,6 +496,27 @@ BAD_REQUESTS = [
     ("GET", "/v1/apps?page-size=abc", None, "page-size"),
     ("GET", "/v1/apps?page-size=0", None, "page-size"),
     ("GET", "/v1/apps?token=bogus", None, "token"),
+    ("GET", "/v1/apps?token=p" + "9" * 40, None, "token"),  # past SQL's BIGINT
+    ("GET", "/v1/apps?token=p%C2%B2", None, "token"),  # "²": str.isdigit says yes, int() says no
+    ("GET", "/v1/apps?page-size=%C2%B2", None, "page-size"),
+    ("GET", CAMPAIGNS + "/x/versions/%C2%B2", None, "Version must be a whole number"),
+    ("GET", "/v1/apps/{app}/segments/x/versions/" + "9" * 30, None, "Version must be a whole number"),
+    # date-times that leave Python's years once moved to UTC
+    ("PUT", ENDPOINT, {"EffectiveDate": "0001-01-01T00:00:00+01:00"}, "EndpointRequest.EffectiveDate is out of range"),
+    ("PUT", ENDPOINT, {"EffectiveDate": "9999-12-31T23:59:59-01:00"}, "EndpointRequest.EffectiveDate is out of range"),
+    ("POST", "/v1/apps/{app}/events",
+     {"BatchItem": {"e": {"Endpoint": {}, "Events": {"v": YEAR_0_EVENT}}}},
+     "EventsRequest.BatchItem.e.Events.v.Timestamp is out of range"),
+    ("POST", CAMPAIGNS, {**VALID_CAMPAIGN, "Schedule": {"StartTime": "9999-12-31T23:59:59-05:00"}},
+     "WriteCampaignRequest.Schedule.StartTime is out of range"),
+    ("POST", CAMPAIGNS, {**VALID_CAMPAIGN, "Schedule": {"StartTime": "0001-01-01T00:00:00+05:00"}},
+     "WriteCampaignRequest.Schedule.StartTime is out of range"),
+    ("POST", CAMPAIGNS, {**VALID_CAMPAIGN, "Schedule": {"StartTime": "9999-06-01T00:00:00Z"}},
+     "WriteCampaignRequest.Schedule.StartTime must fall in the years 1970 to 9998"),
+    ("POST", CAMPAIGNS, {**VALID_CAMPAIGN, "Schedule": {"StartTime": START, "EndTime": "9999-12-31T23:59:59-05:00"}},
+     "WriteCampaignRequest.Schedule.EndTime is out of range"),
+    ("POST", CAMPAIGNS, {**VALID_CAMPAIGN, "Schedule": {"StartTime": "IMMEDIATE", "EndTime": "2000-01-01T00:00:00Z"}},
+     "WriteCampaignRequest.Schedule.EndTime has passed"),
 ]  # fmt: skip
 
 ROUTING = [

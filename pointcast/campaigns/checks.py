@@ -3,25 +3,32 @@
 from __future__ import annotations
 
 import re
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pointcast.aws.errors import BadRequest
+from pointcast.aws.wire import parse_instant
 from pointcast.pinpoint import limits, targets
 
 ROOT = "WriteCampaignRequest"
+MIN_YEAR, MAX_YEAR = 1970, 9998
 _UTC_OFFSET = re.compile(r"^UTC([+-](0\d|1[0-4])(:[0-5]\d)?)?$")
 
 
 def parse_time(value: str, path: str) -> datetime:
+    """A schedule's date-time in UTC. It must carry a time zone, and fall in the years 1970 to 9998 in UTC, so that
+    the engine's arithmetic on it (periods, local time in every zone) stays within Python's dates."""
     try:
         moment = datetime.fromisoformat(value)
     except ValueError:
         raise BadRequest(f"{path} must be IMMEDIATE or an ISO 8601 date-time (got {value!r})") from None
     if moment.tzinfo is None:
         raise BadRequest(f"{path} must carry a time zone, for example 2026-12-01T09:00:00.000Z (got {value!r})")
-    return moment
+    utc = parse_instant(value, path)
+    if not MIN_YEAR <= utc.year <= MAX_YEAR:
+        raise BadRequest(f"{path} must fall in the years {MIN_YEAR} to {MAX_YEAR} (got {value!r})")
+    return utc
 
 
 def check_timezone(value: str, path: str) -> None:
@@ -45,6 +52,8 @@ def check_schedule(schedule: dict[str, Any] | None, path: str, *, required: bool
         end_at = parse_time(end, f"{path}.EndTime")
         if start_at is not None and end_at <= start_at:
             raise BadRequest(f"{path}.EndTime must be after {path}.StartTime")
+        if start_at is None and end_at <= datetime.now(UTC):
+            raise BadRequest(f"{path}.EndTime has passed, so a campaign that starts IMMEDIATE would never run")
     frequency = schedule.get("Frequency", "ONCE")
     if frequency in ("HOURLY", "DAILY", "WEEKLY", "MONTHLY") and end is None:
         raise BadRequest(f"{path}.EndTime is required when {path}.Frequency is {frequency}")

@@ -9,7 +9,6 @@ one or the time of the update.
 from __future__ import annotations
 
 import hashlib
-from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -17,7 +16,7 @@ import sqlalchemy as sa
 
 from pointcast.apps import repository as apps
 from pointcast.aws.errors import BadRequest, NotFound
-from pointcast.aws.wire import iso_ms, now_iso
+from pointcast.aws.wire import iso_ms, now_iso, parse_instant
 from pointcast.endpoints import repository
 from pointcast.pinpoint import limits
 
@@ -105,11 +104,7 @@ def write(conn: sa.Connection, app_id: str, items: list[tuple[str, dict[str, Any
 
 def instant(value: str, path: str) -> str:
     """An ISO 8601 time in pointcast's canonical form (UTC, milliseconds, Z); naive times are UTC."""
-    try:
-        moment = datetime.fromisoformat(value)
-    except (TypeError, ValueError):
-        raise BadRequest(f"{path} must be an ISO 8601 date-time (got {str(value)[:40]!r})") from None
-    return iso_ms(moment if moment.tzinfo else moment.replace(tzinfo=UTC))
+    return iso_ms(parse_instant(value, path))
 
 
 def check_id(endpoint_id: str | None, path: str) -> str:

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
 
 from pointcast.apps import repository as apps
 from pointcast.aws.errors import AwsError, BadRequest
+from pointcast.aws.wire import parse_instant
 from pointcast.endpoints import repository as endpoint_repository
 from pointcast.endpoints import service as endpoints
 from pointcast.events import repository
@@ -24,10 +24,7 @@ def check(request: dict[str, Any]) -> None:
     for endpoint_id, item in batch.items():
         for event_id, event in item["Events"].items():
             path = f"EventsRequest.BatchItem.{endpoint_id}.Events.{event_id}.Timestamp"
-            try:
-                datetime.fromisoformat(event["Timestamp"])
-            except ValueError:
-                raise BadRequest(f"{path} must be an ISO 8601 date-time (got {event['Timestamp'][:40]!r})") from None
+            parse_instant(event["Timestamp"], path)
     count = sum(len(item["Events"]) for item in batch.values())
     if count > limits.MAX_EVENTS:
         raise BadRequest(f"EventsRequest has {count} events in all; at most {limits.MAX_EVENTS} are allowed per call")

@@ -28,7 +28,7 @@ async def invocations(ctx: Context, request: Request) -> Any:
     """The newest invocations of a function (a hosted one by name, another by its ARN), oldest first."""
     function = request.path_params["name"]
     raw = request.query_params.get("limit", "20")
-    if not raw.isdigit() or not 1 <= int(raw) <= 1000:
+    if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= 1000:
         raise BadRequest(f"limit must be an integer from 1 to 1000 (got {raw!r})")
     if ctx.functions is not None:
         await ctx.functions.flush()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -11,6 +12,7 @@ from pointcast.aws.errors import BadRequest
 
 DEFAULT_PAGE_SIZE = 100
 MAX_PAGE_SIZE = 1000
+_NUMBER = re.compile(r"[0-9]{1,18}")  # ASCII digits only (str.isdigit takes "²"), and within SQL's BIGINT
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,12 +24,12 @@ class Page:
     def from_params(cls, page_size: str | None, token: str | None) -> Page:
         size = DEFAULT_PAGE_SIZE
         if page_size not in (None, ""):
-            if not str(page_size).isdigit() or not 1 <= int(page_size) <= MAX_PAGE_SIZE:
+            if not _NUMBER.fullmatch(str(page_size)) or not 1 <= int(page_size) <= MAX_PAGE_SIZE:
                 raise BadRequest(f"page-size must be a whole number from 1 to {MAX_PAGE_SIZE} (got {page_size!r})")
             size = int(page_size)
         after = 0
         if token not in (None, ""):
-            if not str(token).startswith("p") or not str(token)[1:].isdigit():
+            if not str(token).startswith("p") or not _NUMBER.fullmatch(str(token)[1:]):
                 raise BadRequest(f"token {token!r} is not a NextToken this server issued")
             after = int(str(token)[1:])
         return cls(size, after)

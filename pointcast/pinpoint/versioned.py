@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -10,6 +11,8 @@ import sqlalchemy as sa
 from pointcast.apps import repository as apps
 from pointcast.aws.errors import BadRequest, NotFound
 from pointcast.pinpoint.paging import Page, page_response
+
+_VERSION = re.compile(r"[0-9]{1,9}")  # ASCII digits (str.isdigit takes "²"), within an INTEGER column
 
 
 @dataclass(frozen=True)
@@ -64,7 +67,7 @@ class VersionedRepository:
         return page_response([row.doc for row in rows], token)
 
     def version(self, conn: sa.Connection, app_id: str, resource_id: str, version: str) -> dict[str, Any]:
-        if not str(version).isdigit():
+        if not _VERSION.fullmatch(str(version)):
             raise BadRequest(f"Version must be a whole number (got {version!r})")
         v = self.versions
         row = conn.execute(
