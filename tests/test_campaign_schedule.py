@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from pointcast.campaigns.repository import campaigns
 from tests.conftest import running_server
 from tests.support.campaigns import (
     Gate,
@@ -34,6 +35,7 @@ from tests.support.campaigns import (
     wait_for,
     wait_for_runs,
     webhook_campaign,
+    write_store,
 )
 from tests.support.functions import deploy
 from tests.support.server import ACCOUNT_ID, REGION, Server
@@ -115,6 +117,33 @@ def test_future_start_time_waits_for_the_clock(clock_server, pinpoint, app_id, r
     set_clock(clock_server, start + timedelta(days=3))  # a one-time campaign never runs again
     settle()
     assert len(activities(pinpoint, app_id, cid)) == 1 and status(pinpoint, app_id, cid) == "COMPLETED"
+
+
+def test_a_campaign_the_engine_cannot_read_is_invalid_and_the_others_run(clock_server, pinpoint, app_id, receiver):
+    """A schedule the API now refuses (a start in year 10000 once in UTC) but an older store might hold: that
+    campaign becomes INVALID, once, and every other campaign's runs go on; fixing it with an update schedules it."""
+    load(pinpoint, app_id, [endpoint(f"ep-{i:02d}") for i in range(30)])
+    segment = audience_segment(pinpoint, app_id)
+    start = utc("2030-04-01T12:00:00Z")
+    set_clock(clock_server, start - timedelta(hours=1))
+    broken = webhook_campaign(pinpoint, app_id, segment, receiver.url, {"StartTime": iso(start)})
+    fine = webhook_campaign(pinpoint, app_id, segment, receiver.url, {"StartTime": iso(start)})
+    bad_schedule = {"StartTime": "9999-12-31T23:59:59-05:00"}
+    write_store(clock_server, lambda conn: campaigns.set_current(conn, app_id, {**broken, "Schedule": bad_schedule}))
+
+    set_clock(clock_server, start)
+    wait_for_runs(clock_server, pinpoint, app_id, fine["Id"], 1, "COMPLETED")
+    assert status(pinpoint, app_id, fine["Id"]) == "COMPLETED"
+    assert status(pinpoint, app_id, broken["Id"]) == "INVALID"
+    assert activities(pinpoint, app_id, broken["Id"]) == []
+    assert receiver.delivered() == Counter({f"ep-{i:02d}": 1 for i in range(30)})
+
+    request = {"Schedule": {"StartTime": iso(start + timedelta(hours=1))}}
+    updated = pinpoint.update_campaign(ApplicationId=app_id, CampaignId=broken["Id"], WriteCampaignRequest=request)
+    assert updated["CampaignResponse"]["State"]["CampaignStatus"] == "SCHEDULED"
+    set_clock(clock_server, start + timedelta(hours=1))
+    wait_for_runs(clock_server, pinpoint, app_id, broken["Id"], 1, "COMPLETED")
+    assert receiver.delivered() == Counter({f"ep-{i:02d}": 2 for i in range(30)})
 
 
 # --- recurring schedules ------------------------------------------------------------------------------------
@@ -378,6 +407,7 @@ LOCAL = {
     "America/New_York": ("23:00", True),
     "Europe/Lisbon": ("04:00", True),
     None: ("03:00", True),  # no zone: UTC
+    "UTC+99": ("03:00", True),  # no such zone (Demographic.Timezone is any text): UTC, as with none
 }
 
 

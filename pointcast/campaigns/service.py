@@ -50,7 +50,7 @@ def _status(doc: dict[str, Any]) -> dict[str, str]:
     previous = (doc.get("State") or {}).get("CampaignStatus")
     if doc.get("IsPaused"):
         return {"CampaignStatus": "PAUSED"}
-    if previous in (None, "PAUSED"):
+    if previous in (None, "PAUSED", "INVALID"):  # INVALID: the engine could not read it (engine.runner)
         return {"CampaignStatus": "SCHEDULED"}
     return {"CampaignStatus": previous}
 

@@ -54,59 +54,75 @@ T = TypeVar("T")
 
 
 def start_due_runs(conn: sa.Connection, now: datetime) -> list[str]:
-    """Create a run (and one activity per treatment) for every campaign with a due occurrence."""
+    """Create a run (and one activity per treatment) for every campaign with a due occurrence.
+
+    A campaign whose document the engine cannot read (a schedule stored before the API refused it, say) is marked
+    INVALID and logged once, so that it does not stop every other campaign's runs at each tick."""
     started = []
     for row in conn.execute(sa.select(m.campaigns.c.app_id, m.campaigns.c.doc)):
         doc = row.doc
         if doc.get("IsPaused") or doc.get("State", {}).get("CampaignStatus") not in _RUNNABLE:
             continue
-        sched = doc.get("Schedule") or {}
-        open_run = repo.has_open_run(conn, row.app_id, doc["Id"])
-        if open_run and not sched.get("IsLocalTime"):
-            continue  # local-time runs overlap: one may wait for the west while the next starts in the east
-        last = repo.last_run_time(conn, row.app_id, doc["Id"])
-        created = schedule.parse_time(doc["CreationDate"])
-        last_at = schedule.parse_time(last) if last else None
-        moment = schedule.due(sched, created, last_at, now)
-        if moment is None:
-            if not open_run and last_at is not None and schedule.finished(sched, created, last_at):
-                campaigns.set_current(conn, row.app_id, {**doc, "State": {"CampaignStatus": "COMPLETED"}})
+        try:
+            with conn.begin_nested():
+                run_id = _start_if_due(conn, row.app_id, doc, now)
+        except (ArithmeticError, LookupError, TypeError, ValueError) as exc:
+            log.error("campaign %s of application %s is INVALID: %r", doc.get("Id"), row.app_id, exc)
+            campaigns.set_current(conn, row.app_id, {**doc, "State": {"CampaignStatus": "INVALID"}})
             continue
-        run_id = new_id()
-        repo.insert_run(
+        if run_id is not None:
+            started.append(run_id)
+    return started
+
+
+def _start_if_due(conn: sa.Connection, app_id: str, doc: dict[str, Any], now: datetime) -> str | None:
+    """The run started for the campaign's due occurrence, if it has one (start_due_runs)."""
+    sched = doc.get("Schedule") or {}
+    open_run = repo.has_open_run(conn, app_id, doc["Id"])
+    if open_run and not sched.get("IsLocalTime"):
+        return None  # local-time runs overlap: one may wait for the west while the next starts in the east
+    last = repo.last_run_time(conn, app_id, doc["Id"])
+    created = schedule.parse_time(doc["CreationDate"])
+    last_at = schedule.parse_time(last) if last else None
+    moment = schedule.due(sched, created, last_at, now)
+    if moment is None:
+        if not open_run and last_at is not None and schedule.finished(sched, created, last_at):
+            campaigns.set_current(conn, app_id, {**doc, "State": {"CampaignStatus": "COMPLETED"}})
+        return None
+    run_id = new_id()
+    repo.insert_run(
+        conn,
+        {
+            "id": run_id,
+            "app_id": app_id,
+            "campaign_id": doc["Id"],
+            "campaign_version": doc["Version"],
+            "scheduled_time": iso_ms(moment),
+            "state": "PLANNING",
+            "created": iso_ms(now),
+        },
+    )
+    for treatment_id in ["0"] + [t["Id"] for t in doc.get("AdditionalTreatments") or []]:
+        repo.insert_activity(
             conn,
             {
-                "id": run_id,
-                "app_id": row.app_id,
-                "campaign_id": doc["Id"],
-                "campaign_version": doc["Version"],
-                "scheduled_time": iso_ms(moment),
-                "state": "PLANNING",
-                "created": iso_ms(now),
+                "ApplicationId": app_id,
+                "CampaignId": doc["Id"],
+                "Id": new_id(),
+                "TreatmentId": treatment_id,
+                "State": "INITIALIZING",
+                "ScheduledStart": iso_ms(moment),
+                "TotalEndpointCount": 0,
+                "SuccessfulEndpointCount": 0,
+                "TimezonesTotalCount": 1,
+                "TimezonesCompletedCount": 0,
             },
+            run_id,
         )
-        for treatment_id in ["0"] + [t["Id"] for t in doc.get("AdditionalTreatments") or []]:
-            repo.insert_activity(
-                conn,
-                {
-                    "ApplicationId": row.app_id,
-                    "CampaignId": doc["Id"],
-                    "Id": new_id(),
-                    "TreatmentId": treatment_id,
-                    "State": "INITIALIZING",
-                    "ScheduledStart": iso_ms(moment),
-                    "TotalEndpointCount": 0,
-                    "SuccessfulEndpointCount": 0,
-                    "TimezonesTotalCount": 1,
-                    "TimezonesCompletedCount": 0,
-                },
-                run_id,
-            )
-        current = dict(doc)
-        current["State"] = {"CampaignStatus": "EXECUTING"}
-        campaigns.set_current(conn, row.app_id, current)
-        started.append(run_id)
-    return started
+    current = dict(doc)
+    current["State"] = {"CampaignStatus": "EXECUTING"}
+    campaigns.set_current(conn, app_id, current)
+    return run_id
 
 
 def _lane_items(lane: Lane, through: str, now: str, busy: set[str], limit: int, conn: sa.Connection) -> list[Prepared]:

@@ -37,6 +37,8 @@ def zone(name: str | None) -> tzinfo | None:
         if sign is None:
             return UTC
         delta = timedelta(hours=int(hours), minutes=int(minutes or 0))
+        if delta >= timedelta(hours=24):
+            return None  # UTC+99: no such zone (an endpoint's Demographic.Timezone is any text)
         return timezone(-delta if sign == "-" else delta)
     try:
         return ZoneInfo(name)

@@ -345,6 +345,18 @@ class Gate:
 # --- the store, read directly (for what no route shows, such as delivery attempts) -------------------------
 
 
+def write_store(server: Server, work: Callable[[sa.Connection], Any]) -> Any:
+    """``work`` in one transaction on the server's store: what the API would refuse, written as an older version
+    of pointcast might have left it."""
+    url = Settings(data_dir=server.data_dir, database_url=server.env.get("POINTCAST_DATABASE_URL"))
+    engine = sa.create_engine(url.resolved_database_url())
+    try:
+        with engine.begin() as conn:
+            return work(conn)
+    finally:
+        engine.dispose()
+
+
 def attempts_of(server: Server, batch_ids: Iterable[str]) -> dict[str, list[Any]]:
     """Every recorded delivery attempt per batch id, in order, read from the server's store."""
     url = Settings(data_dir=server.data_dir, database_url=server.env.get("POINTCAST_DATABASE_URL"))
