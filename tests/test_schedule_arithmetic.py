@@ -1,0 +1,111 @@
+"""engine.schedule finds a campaign's due occurrence by arithmetic; it must agree with walking the occurrences one by
+one (the reference below, how it was done before), and it must not stop at any number of occurrences."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from pointcast.engine import schedule
+
+BASE = datetime(2030, 1, 31, 9, 0, tzinfo=UTC)
+
+
+def walk(sched: dict[str, Any], written: datetime) -> Iterator[datetime]:
+    """Every occurrence in order, one at a time (the reference)."""
+    start = written if sched["StartTime"] == "IMMEDIATE" else schedule.parse_time(sched["StartTime"])
+    end = schedule.parse_time(sched["EndTime"]) if sched.get("EndTime") else None
+    frequency = sched.get("Frequency", "ONCE")
+    if frequency in schedule.ONE_TIME:
+        if frequency == "ONCE" and (end is None or start < end):
+            yield start
+        return
+    index = 0
+    while True:
+        moment = (
+            schedule._add_months(start, index)
+            if frequency == "MONTHLY"
+            else start + schedule.PERIODS[frequency] * index
+        )
+        if end is not None and moment >= end:
+            return
+        yield moment
+        index += 1
+
+
+def reference_due(sched: dict[str, Any], written: datetime, last_run: datetime | None, now: datetime) -> Any:
+    latest = None
+    for moment in walk(sched, written):
+        if schedule.earliest_send(moment, sched) > now:
+            break
+        if last_run is None or moment > last_run:
+            latest = moment
+    return latest
+
+
+def reference_finished(sched: dict[str, Any], written: datetime, last_run: datetime | None) -> bool:
+    return all(last_run is not None and moment <= last_run for moment in walk(sched, written))
+
+
+def iso(moment: datetime) -> str:
+    return moment.isoformat().replace("+00:00", "Z")
+
+
+schedules = st.fixed_dictionaries(
+    {
+        "start": st.integers(min_value=-400, max_value=400),  # hours from BASE
+        "length": st.integers(min_value=1, max_value=3000),  # hours to EndTime
+        "frequency": st.sampled_from(["ONCE", "HOURLY", "DAILY", "WEEKLY", "MONTHLY", "EVENT"]),
+        "local": st.booleans(),
+        "zone": st.sampled_from([None, "UTC", "UTC+14", "UTC-12", "America/New_York", "Asia/Kolkata"]),
+        "immediate": st.booleans(),
+    }
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    spec=schedules,
+    now_hours=st.integers(min_value=-500, max_value=4000),
+    last_hours=st.one_of(st.none(), st.integers(min_value=-500, max_value=4000)),
+)
+def test_due_and_finished_agree_with_walking_every_occurrence(spec, now_hours, last_hours) -> None:
+    start = BASE + timedelta(hours=spec["start"])
+    sched: dict[str, Any] = {
+        "StartTime": "IMMEDIATE" if spec["immediate"] else iso(start),
+        "EndTime": iso(start + timedelta(hours=spec["length"])),
+        "Frequency": spec["frequency"],
+    }
+    if spec["local"]:
+        sched["IsLocalTime"] = True
+    if spec["zone"]:
+        sched["Timezone"] = spec["zone"]
+    written = start  # an IMMEDIATE campaign starts when it was written
+    now = BASE + timedelta(hours=now_hours)
+    last = None if last_hours is None else BASE + timedelta(hours=last_hours)
+    assert schedule.due(sched, written, last, now) == reference_due(sched, written, last, now)
+    assert schedule.finished(sched, written, last) == reference_finished(sched, written, last)
+
+
+def test_an_hourly_campaign_of_a_century_runs_its_latest_occurrence_and_is_not_finished() -> None:
+    """Before, occurrences stopped at 100,000 (11.4 years of hours): the run was 2021's and the campaign ended."""
+    sched = {"StartTime": "2010-01-01T00:00:00Z", "EndTime": "2100-01-01T00:00:00Z", "Frequency": "HOURLY"}
+    now = datetime(2026, 11, 24, 18, 30, tzinfo=UTC)
+    written = datetime(2009, 12, 1, tzinfo=UTC)
+    assert schedule.due(sched, written, None, now) == datetime(2026, 11, 24, 18, 0, tzinfo=UTC)
+    assert not schedule.finished(sched, written, datetime(2026, 11, 24, 18, 0, tzinfo=UTC))
+    last = datetime(2099, 12, 31, 23, 0, tzinfo=UTC)
+    assert schedule.finished(sched, written, last)
+    assert schedule.due(sched, written, last, datetime(2200, 1, 1, tzinfo=UTC)) is None
+
+
+def test_monthly_occurrences_clamp_to_short_months_and_come_back() -> None:
+    sched = {"StartTime": "2030-01-31T09:00:00Z", "EndTime": "2031-01-01T00:00:00Z", "Frequency": "MONTHLY"}
+    due = schedule.due(sched, BASE, None, datetime(2030, 3, 30, tzinfo=UTC))
+    assert due == datetime(2030, 2, 28, 9, 0, tzinfo=UTC)
+    due = schedule.due(sched, BASE, None, datetime(2030, 3, 31, 9, 0, tzinfo=UTC))
+    assert due == datetime(2030, 3, 31, 9, 0, tzinfo=UTC)
