@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+import struct
 import uuid
 import zipfile
 from pathlib import Path
@@ -28,6 +29,9 @@ def lambda_handler(event, context):
             "function": context.function_name, "arn": context.invoked_function_arn,
             "memory": context.memory_limit_in_mb, "remaining": context.get_remaining_time_in_millis()}
 """
+
+
+KEY = f"arn:aws:kms:{REGION}:{ACCOUNT_ID}:key/1234abcd-12ab-34cd-56ef-1234567890ab"
 
 
 def _name() -> str:
@@ -125,6 +129,80 @@ def test_permissions(lam) -> None:
     lam.remove_permission(FunctionName=name, StatementId="sid0")
     with pytest.raises(lam.exceptions.ResourceNotFoundException):
         lam.remove_permission(FunctionName=name, StatementId="sid0")
+
+
+def test_permission_members_become_conditions_and_revisions_are_checked(lam) -> None:
+    name = _name()
+    deploy(lam, name, allow=None)
+    added = lam.add_permission(FunctionName=name, StatementId="org-only", Action="lambda:InvokeFunction",
+                               Principal="*", PrincipalOrgID="o-abcdefghij")  # fmt: skip
+    assert json.loads(added["Statement"])["Condition"] == {"StringEquals": {"aws:PrincipalOrgID": "o-abcdefghij"}}
+    added = lam.add_permission(FunctionName=name, StatementId="url", Action="lambda:InvokeFunctionUrl",
+                               Principal="*", FunctionUrlAuthType="NONE", SourceAccount=ACCOUNT_ID)  # fmt: skip
+    equals = {"AWS:SourceAccount": ACCOUNT_ID, "lambda:FunctionUrlAuthType": "NONE"}
+    assert json.loads(added["Statement"])["Condition"] == {"StringEquals": equals}
+    with pytest.raises(lam.exceptions.InvalidParameterValueException, match="StatementId"):
+        lam.add_permission(FunctionName=name, StatementId="bad sid!", Action="lambda:InvokeFunction", Principal="*")
+    with pytest.raises(lam.exceptions.PreconditionFailedException):
+        lam.remove_permission(FunctionName=name, StatementId="url", RevisionId="not-the-revision")
+    revision = lam.get_policy(FunctionName=name)["RevisionId"]
+    lam.remove_permission(FunctionName=name, StatementId="url", RevisionId=revision)
+    assert [s["Sid"] for s in json.loads(lam.get_policy(FunctionName=name)["Policy"])["Statement"]] == ["org-only"]
+
+
+def test_deleting_latest_alone_is_refused_and_keeps_the_function(lam) -> None:
+    name = _name()
+    deploy(lam, name, allow=None)
+    for reference in ({"FunctionName": name, "Qualifier": "$LATEST"}, {"FunctionName": f"{name}:$LATEST"}):
+        with pytest.raises(lam.exceptions.InvalidParameterValueException, match="cannot be deleted"):
+            lam.delete_function(**reference)
+    assert lam.get_function_configuration(FunctionName=name)["FunctionName"] == name
+    lam.delete_function(FunctionName=name)
+
+
+def test_configuration_members_are_applied_or_refused_not_dropped(lam) -> None:
+    name = _name()
+    created = deploy(lam, name, allow=None, LoggingConfig={"LogFormat": "JSON"}, EphemeralStorage={"Size": 1024},
+                     VpcConfig={"SubnetIds": [], "SecurityGroupIds": []})  # fmt: skip
+    assert created["LoggingConfig"]["LogFormat"] == "JSON" and created["EphemeralStorage"] == {"Size": 1024}
+    updated = lam.update_function_configuration(FunctionName=name, EphemeralStorage={"Size": 2048},
+                                                LoggingConfig={"LogFormat": "Text"}, KMSKeyArn=KEY,
+                                                VpcConfig={"SubnetIds": [], "SecurityGroupIds": []})  # fmt: skip
+    assert updated["EphemeralStorage"] == {"Size": 2048} and updated["LoggingConfig"]["LogFormat"] == "Text"
+    assert updated["KMSKeyArn"] == KEY
+    arm = lam.update_function_code(
+        FunctionName=name, ZipFile=zip_code({"index.py": "x = 1\n"}), Architectures=["arm64"]
+    )
+    assert arm["Architectures"] == ["arm64"]
+    for change, words in (
+        ({"VpcConfig": {"SubnetIds": ["subnet-1"]}}, "VpcConfig is not supported"),
+        ({"DeadLetterConfig": {"TargetArn": f"arn:aws:sqs:{REGION}:{ACCOUNT_ID}:dlq"}}, "DeadLetterConfig"),
+        ({"EphemeralStorage": {"Size": 20000}}, "between 512 and 10240"),
+    ):
+        with pytest.raises(lam.exceptions.InvalidParameterValueException, match=words):
+            lam.update_function_configuration(FunctionName=name, **change)
+
+
+def test_a_zip_is_refused_by_its_declared_size_before_anything_is_inflated(lam) -> None:
+    """A zip whose directory declares 4 GB: refused for its size at once. Before, every member was inflated to test
+    it first (seconds for a 2 MB zip of 2 GiB of zeros, inside the write transaction all other writes wait for), and
+    this one, whose data is short of what it declares, failed as unreadable instead."""
+    data = bytearray(zip_code({"index.py": "def handler(e, c): return 1\n"}))
+    entry = data.index(b"PK\x01\x02")  # the central directory's entry: its uncompressed size is at offset 24
+    data[entry + 24 : entry + 28] = struct.pack("<I", 0xFFFF0000)
+    with pytest.raises(lam.exceptions.InvalidParameterValueException, match="Unzipped size must be smaller"):
+        lam.create_function(FunctionName=_name(), Runtime="python3.12", Role=ROLE, Handler="index.handler",
+                            Code={"ZipFile": bytes(data)})  # fmt: skip
+
+
+def test_a_function_may_set_its_own_tz(lam) -> None:
+    name = _name()
+    source = "import os, time\ndef handler(e, c):\n    return [os.environ['TZ'], time.strftime('%z')]\n"
+    deploy(lam, name, source, allow=None, Environment={"Variables": {"TZ": "Asia/Tokyo"}})
+    assert json.loads(lam.invoke(FunctionName=name)["Payload"].read()) == ["Asia/Tokyo", "+0900"]
+    other = _name()
+    deploy(lam, other, source, allow=None)
+    assert json.loads(lam.invoke(FunctionName=other)["Payload"].read()) == [":UTC", "+0000"]
 
 
 @pytest.mark.parametrize(

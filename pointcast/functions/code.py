@@ -30,13 +30,15 @@ def decode_zip(encoded: str) -> bytes:
     try:
         with zipfile.ZipFile(io.BytesIO(data)) as archive:
             size = sum(info.file_size for info in archive.infolist())
-            bad = archive.testzip()
+            if size > MAX_UNZIPPED_BYTES:  # before inflating anything: a 2 MB zip may hold gigabytes of zeros
+                raise InvalidParameterValue(
+                    f"Unzipped size must be smaller than {MAX_UNZIPPED_BYTES} bytes (is {size})"
+                )
+            bad = archive.testzip()  # inflates each member up to its declared size, checking its CRC
     except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError):
         raise InvalidParameterValue(_UNZIP_ERROR) from None
     if bad is not None:
         raise InvalidParameterValue(f"{_UNZIP_ERROR} ({bad} is corrupt)")
-    if size > MAX_UNZIPPED_BYTES:
-        raise InvalidParameterValue(f"Unzipped size must be smaller than {MAX_UNZIPPED_BYTES} bytes (is {size})")
     return data
 
 

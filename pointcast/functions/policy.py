@@ -25,8 +25,13 @@ def statement(
     resource: str,
     source_arn: str | None = None,
     source_account: str | None = None,
+    principal_org_id: str | None = None,
+    event_source_token: str | None = None,
+    function_url_auth_type: str | None = None,
 ) -> dict[str, Any]:
-    """The statement AWS Lambda's AddPermission stores (and returns as a JSON string)."""
+    """The statement AWS Lambda's AddPermission stores (and returns as a JSON string). Each optional member is a
+    condition, as Lambda writes it; a condition on a key a Pinpoint invocation does not carry never holds for it
+    (``pinpoint_may_invoke``)."""
     if principal == "*":
         who: Any = "*"
     elif re.fullmatch(r"\d{12}", principal):
@@ -37,8 +42,18 @@ def statement(
         who = {"Service": principal}
     doc: dict[str, Any] = {"Sid": sid, "Effect": "Allow", "Principal": who, "Action": action, "Resource": resource}
     condition: dict[str, Any] = {}
-    if source_account:
-        condition["StringEquals"] = {"AWS:SourceAccount": source_account}
+    equals = {
+        key: value
+        for key, value in (
+            ("AWS:SourceAccount", source_account),
+            ("aws:PrincipalOrgID", principal_org_id),
+            ("lambda:EventSourceToken", event_source_token),
+            ("lambda:FunctionUrlAuthType", function_url_auth_type),
+        )
+        if value
+    }
+    if equals:
+        condition["StringEquals"] = equals
     if source_arn:
         condition["ArnLike"] = {"AWS:SourceArn": source_arn}
     if condition:

@@ -14,9 +14,10 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
-from pointcast.aws.errors import BadRequest, Forbidden
+from pointcast.aws.errors import BadRequest, Forbidden, NotFound
 from pointcast.context import Context
-from pointcast.functions import service
+from pointcast.functions import repository, service
+from pointcast.functions.names import function_arn, parse_ref
 
 
 def code_token(ctx: Context, name: str, code_sha256: str) -> str:
@@ -25,14 +26,21 @@ def code_token(ctx: Context, name: str, code_sha256: str) -> str:
 
 
 async def invocations(ctx: Context, request: Request) -> Any:
-    """The newest invocations of a function (a hosted one by name, another by its ARN), oldest first."""
+    """The newest invocations of a function (a hosted one by name, partial or full ARN; another by its ARN), oldest
+    first. A hosted function that does not exist and has no records is a 404."""
     function = request.path_params["name"]
+    parsed = parse_ref(function)
+    local = parsed is not None and parsed.is_local(ctx.region, ctx.account_id)
+    if parsed is not None and local:
+        function = parsed.name  # hosted functions' invocations are recorded under their name
     raw = request.query_params.get("limit", "20")
     if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= 1000:
         raise BadRequest(f"limit must be an integer from 1 to 1000 (got {raw!r})")
     if ctx.functions is not None:
         await ctx.functions.flush()
     rows = await ctx.read(lambda conn: service.invocation_rows(conn, function, int(raw)))
+    if not rows and local and not await ctx.read(lambda conn: repository.get(conn, function) is not None):
+        raise NotFound(f"Function not found: {function_arn(ctx.region, ctx.account_id, function)}")
     return {"FunctionName": function, "Invocations": rows}
 
 

@@ -49,7 +49,15 @@ _RESERVED_ENV = {
     "LAMBDA_RUNTIME_DIR",
 }
 _ENV_MAX_BYTES = 4096
-_UNSUPPORTED = ("VpcConfig", "Layers", "FileSystemConfigs", "ImageConfig", "CodeSigningConfigArn", "SnapStart")
+_UNSUPPORTED = (
+    "VpcConfig",
+    "Layers",
+    "FileSystemConfigs",
+    "ImageConfig",
+    "CodeSigningConfigArn",
+    "SnapStart",
+    "DeadLetterConfig",  # pointcast has no queue or topic to send a failed event invocation to
+)
 
 
 def _timestamp() -> str:
@@ -116,14 +124,45 @@ def _check_settings(request: dict[str, Any], prefix: str) -> None:
         )
     if len(orjson.dumps(variables)) > _ENV_MAX_BYTES:
         raise InvalidParameterValue(f"{prefix}.Environment.Variables exceed Lambda's limit of 4 KB")
+    storage = (request.get("EphemeralStorage") or {}).get("Size")
+    if storage is not None and not 512 <= storage <= 10240:
+        raise InvalidParameterValue(f"{prefix}.EphemeralStorage.Size must be between 512 and 10240 MB (got {storage})")
     for member in _UNSUPPORTED:
-        if request.get(member):
+        if _given(request.get(member)):
             raise InvalidParameterValue(f"{prefix}.{member} is not supported by pointcast")
 
 
+def _given(value: Any) -> bool:
+    """A member that asks for something: ``VpcConfig: {SubnetIds: [], SecurityGroupIds: []}`` is how tools say
+    "no VPC", and ``DeadLetterConfig: {}`` "no queue", which is what pointcast has."""
+    if isinstance(value, dict):
+        return any(_given(v) for v in value.values())
+    return bool(value)
+
+
+def _stored_settings(request: dict[str, Any], doc: dict[str, Any]) -> None:
+    """The members pointcast keeps and reports without acting on them (as Lambda would, but for their effect)."""
+    if request.get("EphemeralStorage"):
+        doc["EphemeralStorage"] = {"Size": request["EphemeralStorage"]["Size"]}
+    if request.get("LoggingConfig"):
+        doc["LoggingConfig"] = {**doc["LoggingConfig"], **request["LoggingConfig"]}
+    if "KMSKeyArn" in request:
+        if request["KMSKeyArn"]:
+            doc["KMSKeyArn"] = request["KMSKeyArn"]
+        else:
+            doc.pop("KMSKeyArn", None)
+
+
 def create(
-    conn: sa.Connection, request: dict[str, Any], region: str, account: str, *, node_available: bool
+    conn: sa.Connection,
+    request: dict[str, Any],
+    region: str,
+    account: str,
+    *,
+    node_available: bool,
+    data: bytes | None = None,
 ) -> dict[str, Any]:
+    """A new function; ``data`` is ``Code.ZipFile`` already decoded and checked, if the caller did that first."""
     parsed = parse_ref(request["FunctionName"])
     if parsed is None or not parsed.is_local(region, account) or parsed.qualifier:
         raise InvalidParameterValue(f"FunctionName '{request['FunctionName']}' is not a valid function name")
@@ -138,7 +177,7 @@ def create(
             raise InvalidParameterValue(f"{member} is required for a Zip package")
     _check_runtime(request["Runtime"], node_available)
     _check_settings(request, "CreateFunctionRequest")
-    data = decode_zip(code["ZipFile"])
+    data = decode_zip(code["ZipFile"]) if data is None else data
     if repo.get(conn, name) is not None:
         raise ResourceConflict(f"Function already exist: {name}")
     arn = function_arn(region, account, name)
@@ -161,11 +200,12 @@ def create(
         "LastUpdateStatus": "Successful",
         "PackageType": "Zip",
         "Architectures": request.get("Architectures") or ["x86_64"],
-        "EphemeralStorage": request.get("EphemeralStorage") or {"Size": 512},
+        "EphemeralStorage": {"Size": 512},
         "LoggingConfig": {"LogFormat": "Text", "LogGroup": f"/aws/lambda/{name}"},
     }
     if request.get("Environment"):
         doc["Environment"] = {"Variables": dict(request["Environment"].get("Variables") or {})}
+    _stored_settings(request, doc)
     repo.insert(conn, name, doc, data, dict(request.get("Tags") or {}))
     return doc
 
@@ -203,13 +243,17 @@ def _touch(doc: dict[str, Any]) -> dict[str, Any]:
     return {**doc, "LastModified": _timestamp(), "RevisionId": str(uuid.uuid4())}
 
 
-def update_code(conn: sa.Connection, name: str, request: dict[str, Any], region: str, account: str) -> dict[str, Any]:
+def update_code(
+    conn: sa.Connection, name: str, request: dict[str, Any], region: str, account: str, *, data: bytes | None = None
+) -> dict[str, Any]:
     row = require(conn, name, region, account)
     _check_revision(row.doc, request)
     if not request.get("ZipFile"):
         raise InvalidParameterValue("ZipFile is required (pointcast takes the zip with the request, not from S3)")
-    data = decode_zip(request["ZipFile"])
+    data = decode_zip(request["ZipFile"]) if data is None else data
     doc = _touch({**row.doc, "CodeSize": len(data), "CodeSha256": sha256_b64(data)})
+    if request.get("Architectures"):
+        doc["Architectures"] = list(request["Architectures"])
     if request.get("DryRun"):
         return doc
     repo.update(conn, name, doc=doc, code=data)
@@ -236,6 +280,7 @@ def update_configuration(
             doc.pop("Environment", None)
     if "TracingConfig" in request:
         doc["TracingConfig"] = {"Mode": request["TracingConfig"].get("Mode", "PassThrough")}
+    _stored_settings(request, doc)
     doc = _touch(doc)
     repo.update(conn, name, doc=doc)
     return doc
@@ -257,6 +302,8 @@ def add_permission(
     if not re.fullmatch(r"(lambda:[*]|lambda:[a-zA-Z]+|[*])", action):
         raise InvalidParameterValue(f"Action '{action}' is not a Lambda action (e.g. lambda:InvokeFunction)")
     sid = request["StatementId"]
+    if not re.fullmatch(r"[a-zA-Z0-9_-]{1,100}", sid):
+        raise InvalidParameterValue(f"StatementId '{sid}' must be 1 to 100 letters, digits, hyphens or underscores")
     statements = list(row.policy or [])
     if any(s.get("Sid") == sid for s in statements):
         raise ResourceConflict(
@@ -270,14 +317,20 @@ def add_permission(
         resource=row.doc["FunctionArn"],
         source_arn=request.get("SourceArn"),
         source_account=request.get("SourceAccount"),
+        principal_org_id=request.get("PrincipalOrgID"),
+        event_source_token=request.get("EventSourceToken"),
+        function_url_auth_type=request.get("FunctionUrlAuthType"),
     )
     statements.append(stmt)
     repo.update(conn, name, policy=statements, doc=_touch(row.doc))
     return {"Statement": orjson.dumps(stmt).decode()}
 
 
-def remove_permission(conn: sa.Connection, name: str, sid: str, region: str, account: str) -> None:
+def remove_permission(
+    conn: sa.Connection, name: str, sid: str, region: str, account: str, revision: str | None = None
+) -> None:
     row = require(conn, name, region, account)
+    _check_revision(row.doc, {"RevisionId": revision})
     statements = [s for s in row.policy or [] if s.get("Sid") != sid]
     if len(statements) == len(row.policy or []):
         raise ResourceNotFound(f"Statement {sid} is not found in resource policy.")

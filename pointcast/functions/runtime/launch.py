@@ -90,6 +90,7 @@ def environment(
     """
     env = {key: os.environ[key] for key in PASSTHROUGH if key in os.environ}
     env.update(base_env)
+    env["TZ"] = ":UTC"  # Lambda's default; not reserved, so the function's Environment may set its own
     env.update(spec.environment)
     env.update({key: base_env[key] for key in RESERVED_FROM_BASE if key in base_env})
     env.update(
@@ -105,7 +106,6 @@ def environment(
             "_HANDLER": spec.handler,
             "PYTHONUNBUFFERED": "1",
             "PYTHONPYCACHEPREFIX": str(pycache),
-            "TZ": ":UTC",
         }
     )
     if api_address is not None:  # None: the worker talks over pipes (ric.py), and there is no Runtime API to name
