@@ -11,8 +11,10 @@ import json
 import os
 import shutil
 import threading
+import time
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -35,7 +37,7 @@ from tests.support.campaigns import (
     wait_for_runs,
     webhook_campaign,
 )
-from tests.support.functions import deploy
+from tests.support.functions import deploy, zip_code
 from tests.support.server import ACCOUNT_ID, REGION, Server
 
 HERE = Path(__file__).parent / "functions"
@@ -445,6 +447,40 @@ def test_permission_removed_after_create_fails_at_run_time(server, pinpoint, lam
     assert all("PERMISSION_DENIED" in o["Reason"] and "no resource policy" in o["Reason"] for o in found.values())
     assert receiver.posts() == []
     assert [c["Outcome"] for c in invocations(server, fn)] == ["Refused"]  # refused once: no retries
+
+
+SLOW_CHANNEL = "import time\ndef handler(event, context):\n    time.sleep(2)\n    return 'v1'\n"
+
+
+def test_calls_waiting_for_a_worker_are_checked_again_after_a_permission_is_removed(server, pinpoint, lam) -> None:
+    """10 batches for a function that takes 2 s, 4 at a time: the permission goes while 6 wait for a worker. Those
+    are refused, as a call made after the change would be (before, they ran with the policy read when they
+    started waiting)."""
+    fn = name()
+    deploy(lam, fn, SLOW_CHANNEL)
+    ids = [f"w-{i:03d}" for i in range(500)]
+    app_id, segment = loaded_app(pinpoint, ids)
+    campaign_id = function_campaign(pinpoint, app_id, segment, function_arn(fn))
+    time.sleep(1.0)  # the first 4 calls are running (workers start in about 0.5 s); the other 6 wait
+    lam.remove_permission(FunctionName=fn, StatementId="pinpoint")
+    found = finish(server, pinpoint, app_id, campaign_id)
+    assert set(found) == set(ids)
+    refused = [o for o in found.values() if o["Status"] == "FAILED"]
+    assert refused and all("PERMISSION_DENIED" in o["Reason"] for o in refused), {o["Reason"] for o in refused}
+    assert len(refused) >= 300  # at most 4 batches were under way when the permission went
+
+
+def test_a_call_waiting_for_a_worker_runs_the_code_updated_meanwhile(lam) -> None:
+    fn = name()
+    deploy(lam, fn, SLOW_CHANNEL, allow=None)
+    with ThreadPoolExecutor(5) as pool:
+        calls = [pool.submit(lambda: lam.invoke(FunctionName=fn, Payload=b"{}")["Payload"].read()) for _ in range(5)]
+        time.sleep(1.0)  # 4 running, 1 waiting for a worker (the function's concurrency is 4)
+        lam.update_function_code(
+            FunctionName=fn, ZipFile=zip_code({"index.py": "def handler(e, c):\n    return 'v2'\n"})
+        )
+        answers = sorted(json.loads(call.result(timeout=60)) for call in calls)
+    assert answers == ["v1", "v1", "v1", "v1", "v2"]
 
 
 # --- functions that misbehave -------------------------------------------------------------------------------

@@ -28,7 +28,7 @@ from pointcast.functions import repository as repo
 from pointcast.functions.code import unpack
 from pointcast.functions.names import FunctionRef, parse_ref
 from pointcast.functions.remote import RemoteLambda
-from pointcast.functions.runtime.pool import FunctionSpec, WorkerPool, node_available
+from pointcast.functions.runtime.pool import FunctionSpec, Stale, WorkerPool, node_available
 from pointcast.functions.runtime.spec import InvokeResult
 
 if TYPE_CHECKING:
@@ -38,6 +38,7 @@ log = logging.getLogger("pointcast.functions")
 SPEC_TTL = 2.0  # seconds a function's configuration and policy are reused before being read again
 LOG_KEEP = 4096  # bytes of an invocation's log kept with its record (and returned by LogType: Tail)
 FLUSH_SECONDS = 0.25
+STALE_TRIES = 3  # look-ups again for a call whose function changed while it waited for a worker; then it runs
 VERDICTS_KEPT = 1024  # policy answers kept per function (one per campaign that invokes it), for its statements
 
 
@@ -214,7 +215,11 @@ class FunctionHost:
             try:
                 statements = await self.remote.policy_statements(parsed, settings.region, settings.account_id)
             except Exception as exc:  # whatever AWS said is the reason
-                return f"function {ref} is not hosted here, and its policy in AWS Lambda could not be read: {exc}"
+                local = parsed.is_local(settings.region, settings.account_id)
+                missing = f"no function {parsed.name} is hosted here" if local else f"function {ref} is not hosted here"
+                return (
+                    f"{missing} (deleted, or not created yet?), and its policy in AWS Lambda could not be read: {exc}"
+                )
             reason = policy.pinpoint_may_invoke(statements, settings.region, source_arn, settings.account_id)
         return f"the policy of function {ref} does not allow this campaign: {reason}" if reason else None
 
@@ -239,34 +244,53 @@ class FunctionHost:
         clock = time.monotonic()
         key = ref  # what the record is kept under: a hosted function's name, else the reference as given
         try:
-            if source_arn is not None:
-                problem = await self.permission_problem(ref, source_arn)
-                if problem:
-                    result = Invocation.refusal(f"PERMISSION_DENIED: {problem}")
-                    self._record(await self._key(ref), kind, source_arn, started, result)
+            for tries_left in range(STALE_TRIES, -1, -1):
+                # A call may wait for a worker; a function deleted, changed or no longer permitted meanwhile is
+                # looked up and checked again (``current``), as a call made after the change would be.
+                if source_arn is not None:
+                    problem = await self.permission_problem(ref, source_arn)
+                    if problem:
+                        result = Invocation.refusal(f"PERMISSION_DENIED: {problem}")
+                        self._record(await self._key(ref), kind, source_arn, started, result)
+                        return result
+                try:
+                    parsed, hosted = await self._where(ref)
+                except ValueError as exc:
+                    result = Invocation.refusal(f"FUNCTION_NOT_FOUND: {exc}")
+                    self._record(key, kind, source_arn, started, result)
                     return result
-            try:
-                parsed, hosted = await self._where(ref)
-            except ValueError as exc:
-                result = Invocation.refusal(f"FUNCTION_NOT_FOUND: {exc}")
-                self._record(key, kind, source_arn, started, result)
-                return result
-            if hosted is not None:
-                key = hosted.spec.name
-                spec = hosted.spec
-                if timeout is not None and timeout < spec.timeout:
-                    spec = dataclasses.replace(spec, timeout=timeout)
-                ran = await self.pool.invoke(spec, event, client_context=client_context, idle=idle)
-                result = Invocation(
-                    ran.request_id, ran.payload, ran.function_error, ran.logs, ran.duration_ms, ran.timed_out
-                )
-            elif self.remote is not None:
-                settings = self.ctx.settings
-                result = await self.remote.invoke(parsed, event, settings.region, settings.account_id, timeout)
-            else:
-                result = Invocation.refusal(
-                    f"FUNCTION_NOT_FOUND: pointcast hosts no function {ref}, and AWS Lambda is turned off"
-                )
+                if hosted is not None:
+                    key = hosted.spec.name
+                    spec = hosted.spec
+                    if timeout is not None and timeout < spec.timeout:
+                        spec = dataclasses.replace(spec, timeout=timeout)
+                    seen = self._changes.get(key, 0)
+
+                    def current(name: str = key, seen: int = seen) -> bool:
+                        return self._changes.get(name, 0) == seen
+
+                    try:
+                        ran = await self.pool.invoke(
+                            spec,
+                            event,
+                            client_context=client_context,
+                            idle=idle,
+                            current=current if tries_left else None,
+                        )
+                    except Stale:
+                        continue
+                    result = Invocation(
+                        ran.request_id, ran.payload, ran.function_error, ran.logs, ran.duration_ms, ran.timed_out
+                    )
+                elif self.remote is not None:
+                    key = await self._key(ref)
+                    settings = self.ctx.settings
+                    result = await self.remote.invoke(parsed, event, settings.region, settings.account_id, timeout)
+                else:
+                    result = Invocation.refusal(
+                        f"FUNCTION_NOT_FOUND: pointcast hosts no function {ref}, and AWS Lambda is turned off"
+                    )
+                break
         except Exception as exc:  # an invocation that pointcast could not make is a failed one
             log.exception("invoking %s failed inside pointcast", ref)
             payload = orjson.dumps(
@@ -277,11 +301,11 @@ class FunctionHost:
         return result
 
     async def _key(self, ref: str) -> str:
-        try:
-            _, hosted = await self._where(ref)
-        except ValueError:
-            return ref
-        return hosted.spec.name if hosted else ref
+        """What a call's record is kept under: the name, for a reference of this pointcast's account and region
+        (hosted or not: ``functions logs NAME`` finds it either way); otherwise the reference as given."""
+        parsed = parse_ref(ref)
+        settings = self.ctx.settings
+        return parsed.name if parsed is not None and parsed.is_local(settings.region, settings.account_id) else ref
 
     def invoke_later(self, ref: str, event: bytes) -> None:
         """InvocationType Event: run it in the background; the record is the only trace."""

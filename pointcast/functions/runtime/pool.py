@@ -36,6 +36,11 @@ QUEUE_TIMEOUT = 900.0  # seconds an invocation may wait for a slot: Lambda's lon
 STOP_TIMEOUT = 10.0  # seconds stop() waits for killed workers to be reaped
 
 
+class Stale(Exception):
+    """The function changed (code, configuration, policy) or went away while a call waited for a worker
+    (``WorkerPool.invoke``'s ``current``): the caller looks it up again instead of running what it was."""
+
+
 class PoolStopped(RuntimeError):
     """The pool is stopped (or stopping): nothing more runs."""
 
@@ -160,12 +165,14 @@ class WorkerPool:
         *,
         client_context: str | None = None,
         idle: Callable[[], AbstractAsyncContextManager[None]] | None = None,
+        current: Callable[[], bool] | None = None,
     ) -> InvokeResult:
         """Run ``spec``'s handler once on ``event``; what the handler did is in the result, never raised.
 
         Raises ``PoolStopped`` when the pool is not running. ``client_context`` is the ClientContext JSON text.
         ``idle``, when given, is entered around a wait for one of the function's concurrency slots (a campaign's
-        runner may lend the batch's delivery slot out meanwhile).
+        runner may lend the batch's delivery slot out meanwhile). ``current``, when given, is asked once the slot
+        is taken whether ``spec`` still holds; if not, the slot goes back and ``Stale`` is raised.
         """
         self._check_running()
         request_id = str(uuid.uuid4())
@@ -177,6 +184,9 @@ class WorkerPool:
                 await self._acquire(fn, deadline)
         except TimeoutError:
             return _failed(request_id, "TooManyRequestsException", f"no worker for {spec.name} within {QUEUE_TIMEOUT}s")
+        if current is not None and not current():
+            self._release(fn)
+            raise Stale(spec.name)
         worker: Worker | None = None
         try:
             worker = await self._checkout(fn, spec, deadline)
