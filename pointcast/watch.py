@@ -34,7 +34,7 @@ def watch(client: Any, app_id: str, campaign_id: str, timeout: float, console: C
         while time.monotonic() < deadline:
             progress = client.request("GET", path)
             state = pinpoint.get_campaign(ApplicationId=app_id, CampaignId=campaign_id)["CampaignResponse"]["State"]
-            done = progress["Sent"] + progress["Failed"]
+            done = progress["Sent"] + progress["Failed"] + progress["Filtered"]  # of Planned: batches' endpoints
             if first_done is None and done:
                 first_done = (time.monotonic(), done)
             rate = (done - first_done[1]) / max(time.monotonic() - first_done[0], 1e-6) if first_done else 0.0

@@ -33,6 +33,7 @@ from tests.support.campaigns import (
     load,
     outcomes,
     own,
+    progress,
     wait_for,
     wait_for_runs,
     webhook_campaign,
@@ -180,6 +181,9 @@ def test_filter_hook_narrows_and_enriches_the_batch(server, pinpoint, lam, recei
     [activity] = activities(pinpoint, app_id, campaign_id)
     assert activity["SuccessfulEndpointCount"] == len(seen) and activity["TotalEndpointCount"] == 120
     assert {c["Kind"] for c in invocations(server, fn)} == {"FILTER"}
+    counts = progress(server, app_id, campaign_id)
+    assert (counts["Sent"], counts["Filtered"], counts["Skipped"]) == (len(seen), len(dropped), 0)
+    assert counts["Sent"] + counts["Failed"] + counts["Filtered"] == counts["Planned"] == 120  # watch's bar is full
 
 
 def test_seed_003_filter_in_node_unchanged(server, pinpoint, lam, receiver) -> None:

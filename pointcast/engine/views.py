@@ -14,6 +14,7 @@ from pointcast.apps import repository as apps
 from pointcast.aws.errors import BadRequest
 from pointcast.campaigns.repository import campaigns
 from pointcast.channels.webhook.breaker import destination_of
+from pointcast.engine.hooks import FILTERED
 from pointcast.store import models as m
 
 # Outcome reason -> campaign_send_status in the event stream record.
@@ -47,8 +48,11 @@ def progress(conn: sa.Connection, app_id: str, campaign_id: str, down: Sequence[
         )
     )
     run_ids = [row.id for row in run_rows]
+    # A FILTER hook's leavings are SKIPPED with FILTERED_BY_HOOK: counted apart, since unlike the endpoints
+    # skipped while planning they were in batches (Planned).
+    kind = sa.case((o.c.reason == FILTERED, "FILTERED"), else_=o.c.status)
     status: dict[str, int] = dict(
-        conn.execute(sa.select(o.c.status, sa.func.count()).where(o.c.run_id.in_(run_ids)).group_by(o.c.status)).all()
+        conn.execute(sa.select(kind, sa.func.count()).where(o.c.run_id.in_(run_ids)).group_by(kind)).all()
     )
     batch_states: dict[str, int] = dict(
         conn.execute(sa.select(b.c.state, sa.func.count()).where(b.c.run_id.in_(run_ids)).group_by(b.c.state)).all()
