@@ -6,6 +6,7 @@ import time
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 POLL_SECONDS = 0.5
@@ -65,4 +66,7 @@ def watch(client: Any, app_id: str, campaign_id: str, timeout: float, console: C
         f"{state['CampaignStatus']}: {progress['Sent']} sent, {progress['Failed']} failed, "
         f"{progress['Skipped']} skipped, {progress['Filtered']} filtered ({elapsed:.1f} s watched)"
     )
-    return 1 if progress["Failed"] else 0
+    errors = [run for run in progress.get("Runs") or [] if run.get("Error")]
+    for run in errors:  # a run that ended without planning its audience
+        console.print(f"[red]run {run['Id']} ({run['ScheduledTime']}): {escape(run['Error'])}[/red]")
+    return 1 if progress["Failed"] or errors else 0

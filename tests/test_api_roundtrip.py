@@ -203,6 +203,34 @@ def test_segment_round_trip_and_versions(pinpoint, app_id) -> None:
         pinpoint.get_segment(ApplicationId=app_id, SegmentId=combined["Id"])
 
 
+def _source_of(segment_id: str) -> dict[str, Any]:
+    return {"Groups": [{"SourceSegments": [{"Id": segment_id}], "SourceType": "ANY"}], "Include": "ALL"}
+
+
+def test_segments_that_cannot_be_evaluated_are_refused_when_written(pinpoint, app_id) -> None:
+    """Before, these were stored, and a campaign on them stayed EXECUTING while its planning failed every second."""
+    bad = pinpoint.exceptions.BadRequestException
+    metric = {"Metrics": {"score": {"ComparisonOperator": "BOGUS", "Value": 1}}}
+    with pytest.raises(bad, match=r"cannot be evaluated.*ComparisonOperator: unknown value 'BOGUS'"):
+        pinpoint.create_segment(ApplicationId=app_id, WriteSegmentRequest={"Name": "m", "Dimensions": metric})
+    dated = {"Attributes": {"Joined": {"AttributeType": "BEFORE", "Values": ["yesterday"]}}}
+    with pytest.raises(bad, match=r"Dimensions\.Attributes\.Joined\.Values must be an ISO 8601 date-time"):
+        pinpoint.create_segment(ApplicationId=app_id, WriteSegmentRequest={"Name": "d", "Dimensions": dated})
+    between = {"Attributes": {"Joined": {"AttributeType": "BETWEEN", "Values": ["2026-01-01"]}}}
+    with pytest.raises(bad, match="BETWEEN takes 2 date"):
+        pinpoint.create_segment(ApplicationId=app_id, WriteSegmentRequest={"Name": "b", "Dimensions": between})
+
+    x = pinpoint.create_segment(ApplicationId=app_id, WriteSegmentRequest={"Name": "x"})["SegmentResponse"]["Id"]
+    y = pinpoint.create_segment(ApplicationId=app_id, WriteSegmentRequest={"Name": "y", "SegmentGroups": _source_of(x)})
+    y = y["SegmentResponse"]["Id"]
+    with pytest.raises(bad, match="nest deeper than 10 levels \\(a cycle\\?\\)"):
+        pinpoint.update_segment(ApplicationId=app_id, SegmentId=x, WriteSegmentRequest={"SegmentGroups": _source_of(y)})
+    with pytest.raises(bad, match=f"Segment '{x}' is a source segment of segment\\(s\\) {y}"):
+        pinpoint.delete_segment(ApplicationId=app_id, SegmentId=x)
+    pinpoint.delete_segment(ApplicationId=app_id, SegmentId=y)
+    pinpoint.delete_segment(ApplicationId=app_id, SegmentId=x)
+
+
 def _segment(pinpoint, app_id: str) -> str:
     return pinpoint.create_segment(ApplicationId=app_id, WriteSegmentRequest={"Name": "all"})["SegmentResponse"]["Id"]
 

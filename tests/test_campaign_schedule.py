@@ -15,8 +15,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 
 from pointcast.campaigns.repository import campaigns
+from pointcast.segments.repository import segments
+from pointcast.store import models as m
 from tests.conftest import running_server
 from tests.support.campaigns import (
     Gate,
@@ -144,6 +147,33 @@ def test_a_campaign_the_engine_cannot_read_is_invalid_and_the_others_run(clock_s
     set_clock(clock_server, start + timedelta(hours=1))
     wait_for_runs(clock_server, pinpoint, app_id, broken["Id"], 1, "COMPLETED")
     assert receiver.delivered() == Counter({f"ep-{i:02d}": 2 for i in range(30)})
+
+
+def test_a_run_whose_segment_cannot_be_evaluated_fails_with_the_reason(clock_server, pinpoint, app_id, receiver):
+    """A segment the API now refuses (an unknown operator) but an older store might hold: the run ends at once, its
+    activity FAILs and the reason is on the run, instead of planning failing again every tick."""
+    load(pinpoint, app_id, [endpoint(f"ep-{i:02d}") for i in range(10)])
+    segment_id = audience_segment(pinpoint, app_id)
+    start = utc("2030-05-01T12:00:00Z")
+    set_clock(clock_server, start - timedelta(hours=1))
+    campaign = webhook_campaign(pinpoint, app_id, segment_id, receiver.url, {"StartTime": iso(start)})
+    stored = pinpoint.get_segment(ApplicationId=app_id, SegmentId=segment_id)["SegmentResponse"]
+    broken = {**stored, "Dimensions": {"Metrics": {"score": {"ComparisonOperator": "BOGUS", "Value": 1}}}}
+    versions = m.segment_versions  # the campaign reads the version it was written against
+
+    def store(conn: Any) -> None:
+        segments.set_current(conn, app_id, broken)
+        conn.execute(sa.update(versions).where(versions.c.segment_id == segment_id).values(doc=broken))
+
+    write_store(clock_server, store)
+
+    set_clock(clock_server, start)
+    [run] = wait_for_runs(clock_server, pinpoint, app_id, campaign["Id"], 1, "COMPLETED")
+    assert "the segment cannot be evaluated" in run["Error"] and "BOGUS" in run["Error"]
+    [activity] = activities(pinpoint, app_id, campaign["Id"])
+    assert (activity["State"], activity["Result"], activity["TotalEndpointCount"]) == ("COMPLETED", "FAIL", 0)
+    assert status(pinpoint, app_id, campaign["Id"]) == "COMPLETED"
+    assert receiver.post_count() == 0
 
 
 # --- recurring schedules ------------------------------------------------------------------------------------

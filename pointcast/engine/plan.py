@@ -12,6 +12,7 @@ planned (and perhaps sent) is planned again. Activities stay open until the plan
 
 from __future__ import annotations
 
+import logging
 from collections import Counter, defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -22,6 +23,7 @@ import orjson
 import sqlalchemy as sa
 
 from pointcast.apps import repository as apps
+from pointcast.aws.errors import AwsError
 from pointcast.aws.wire import iso_ms, new_id
 from pointcast.campaigns.repository import campaigns
 from pointcast.engine import repository as repo
@@ -35,6 +37,7 @@ from pointcast.segments.query import Selection, select_segment
 from pointcast.segments.repository import segments
 from pointcast.store import Database
 
+log = logging.getLogger("pointcast.engine")
 BATCH_SIZE = 50  # seed 000: "Each payload can contain up to 50 endpoints"
 CHUNK = 5_000
 MAX_CACHED_ZONES = 10_000  # distinct Demographic.Timezone values whose send time is kept while planning
@@ -325,12 +328,23 @@ def plan_run(
     way; ``max_chunks`` ends it after that many chunks. Returns True when the plan is whole (or there is nothing to
     plan), False when it stopped early.
     """
+    error: str | None = None
     with db.read() as conn:
         run = repo.get_run_if_any(conn, run_id)
         if run is None or run.state != "PLANNING":
             return True
         spec = load_spec(conn, run_id)
-        who = audience(conn, spec, now)
+        try:
+            who = audience(conn, spec, now)
+        except (ValueError, AwsError) as exc:  # the segment cannot be evaluated: planning again would fail again
+            error = f"the segment cannot be evaluated: {exc}"
+    if error is not None:
+        log.error("run %s of campaign %s ends unplanned: %s", run_id, spec.campaign.get("Id"), error)
+        with db.write() as conn:
+            repo.end_planning_with_error(conn, run_id, error)
+            for row in repo.activities_of_run(conn, run_id):
+                finish_activity(conn, row.id, now)  # each FAILs, with what was planned before (if anything)
+        return True
     # An exact selection holds only rows it is sure of: no need to work the condition out a second time per row.
     sure = sa.true() if who.selection.exact else who.selection.sure
     planner = _Planner(spec, now)

@@ -25,7 +25,8 @@ def finish_activity(conn: sa.Connection, activity_id: str, now: datetime) -> Non
     row = conn.execute(sa.select(m.activities).where(m.activities.c.id == activity_id)).first()
     if row is None:
         return  # the campaign or its app was deleted meanwhile
-    run_state = conn.execute(sa.select(m.runs.c.state).where(m.runs.c.id == row.run_id).with_for_update()).scalar()
+    run = conn.execute(sa.select(m.runs.c.state, m.runs.c.error).where(m.runs.c.id == row.run_id).with_for_update())
+    run_state, run_error = run.one_or_none() or (None, None)
     if run_state == "PLANNING":
         return
     if row.zone_sends is not None:  # local time over several send times: count the zones as they end
@@ -46,7 +47,7 @@ def finish_activity(conn: sa.Connection, activity_id: str, now: datetime) -> Non
         SuccessfulEndpointCount=counts.get("SENT", 0),
         TotalEndpointCount=repo.batch_endpoint_count(conn, activity_id),
         TimezonesCompletedCount=doc.get("TimezonesTotalCount", 1),
-        Result="FAIL" if counts.get("FAILED") else "SUCCESS",
+        Result="FAIL" if counts.get("FAILED") or run_error else "SUCCESS",
     )
     repo.save_activity(conn, doc)
     finish_run(conn, row.run_id, now)

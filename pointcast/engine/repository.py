@@ -48,6 +48,10 @@ def set_run_state(conn: sa.Connection, run_id: str, state: str) -> None:
     conn.execute(sa.update(m.runs).where(m.runs.c.id == run_id).values(state=state, plan_state=None))
 
 
+def end_planning_with_error(conn: sa.Connection, run_id: str, error: str) -> None:
+    conn.execute(sa.update(m.runs).where(m.runs.c.id == run_id).values(state="EXECUTING", plan_state=None, error=error))
+
+
 def save_plan_state(conn: sa.Connection, run_id: str, state: str, previous: str | None) -> bool:
     """Where planning got to, if it was still at ``previous``; False if the run is no longer PLANNING (or was
     deleted), or another planner moved it on meanwhile (then this one must not write what it planned)."""

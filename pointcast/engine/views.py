@@ -42,7 +42,7 @@ def progress(conn: sa.Connection, app_id: str, campaign_id: str, down: Sequence[
     r, b, o = m.runs, m.batches, m.outcomes
     run_rows = list(
         conn.execute(
-            sa.select(r.c.id, r.c.state, r.c.scheduled_time)
+            sa.select(r.c.id, r.c.state, r.c.scheduled_time, r.c.error)
             .where(r.c.app_id == app_id, r.c.campaign_id == campaign_id)
             .order_by(r.c.pk)
         )
@@ -61,7 +61,11 @@ def progress(conn: sa.Connection, app_id: str, campaign_id: str, down: Sequence[
     planned = sum(len(orjson.loads(ids)) for ids in lists)
     mine = destinations(doc) if down else set()
     return {
-        "Runs": [{"Id": row.id, "State": row.state, "ScheduledTime": row.scheduled_time} for row in run_rows],
+        "Runs": [
+            {"Id": row.id, "State": row.state, "ScheduledTime": row.scheduled_time}
+            | ({"Error": row.error} if row.error else {})
+            for row in run_rows
+        ],
         "Sent": int(status.get("SENT", 0)),
         "Failed": int(status.get("FAILED", 0)),
         "Skipped": int(status.get("SKIPPED", 0)),

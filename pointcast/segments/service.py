@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
 
 from pointcast.apps import repository as apps
 from pointcast.aws.arns import child_arn
-from pointcast.aws.errors import BadRequest
-from pointcast.aws.wire import new_id, now_iso
+from pointcast.aws.errors import BadRequest, NotFound
+from pointcast.aws.wire import new_id, now_iso, parse_instant
 from pointcast.imports import repository as imports
 from pointcast.pinpoint import limits
-from pointcast.segments.repository import campaigns_using, segments
+from pointcast.segments.evaluate import compile_segment
+from pointcast.segments.repository import campaigns_using, segments, segments_using
 
 _MEMBERS = ("Dimensions", "Name", "SegmentGroups")
 
@@ -32,6 +34,56 @@ def _check(conn: sa.Connection, app_id: str, request: dict[str, Any], own_id: st
                 raise BadRequest(f"{path}.Version: segment '{source['Id']}' has no version {version}")
 
 
+def _check_compiles(conn: sa.Connection, app_id: str, doc: dict[str, Any]) -> None:
+    """The segment as it will be stored must compile, with its sources as they are (and itself as it will be):
+    an unknown operator or a cycle through other segments would otherwise surface only when a campaign runs."""
+
+    def load(segment_id: str, version: int | None) -> dict[str, Any]:
+        if version is None:
+            return doc if segment_id == doc["Id"] else segments.get(conn, app_id, segment_id)
+        return segments.version(conn, app_id, segment_id, str(version))
+
+    dimensions = [("Dimensions", doc.get("Dimensions"))] + [
+        (f"SegmentGroups.Groups[{g}].Dimensions[{d}]", dims)
+        for g, group in enumerate((doc.get("SegmentGroups") or {}).get("Groups") or [])
+        for d, dims in enumerate(group.get("Dimensions") or [])
+    ]
+    for where, dims in dimensions:
+        _check_dates(where, dims or {})
+    try:
+        compile_segment(doc, now=datetime.now(UTC), load_segment=load)
+    except (ValueError, NotFound) as exc:
+        message = exc.message if isinstance(exc, NotFound) else str(exc)
+        raise BadRequest(f"WriteSegmentRequest: the segment cannot be evaluated: {message}") from None
+
+
+_DATE_KINDS = {"BEFORE": 1, "AFTER": 1, "ON": 1, "BETWEEN": 2}
+
+
+def _check_dates(where: str, dimensions: dict[str, Any]) -> None:
+    """A date comparison's Values are ISO 8601 dates, one (two for BETWEEN, in order): evaluated, a segment whose
+    dates cannot be read matches nobody, which is not what anyone writing it meant."""
+    for member in ("Attributes", "UserAttributes"):
+        for name, dimension in (dimensions.get(member) or {}).items():
+            kind = dimension.get("AttributeType")
+            if kind not in _DATE_KINDS:
+                continue
+            path = f"WriteSegmentRequest.{where}.{member}.{name}.Values"
+            values = list(dimension.get("Values") or [])
+            if len(values) != _DATE_KINDS[kind]:
+                raise BadRequest(f"{path}: AttributeType {kind} takes {_DATE_KINDS[kind]} date(s) (got {len(values)})")
+            moments = [parse_instant(value, path) for value in values]
+            if len(moments) == 2 and moments[0] > moments[1]:
+                raise BadRequest(f"{path}: BETWEEN takes the earlier date first (got {values[0]}, {values[1]})")
+
+
+def _some(kind: str, ids: list[str], shown: int = 5) -> str:
+    """``campaign(s) a, b, c`` or ``7 campaigns, among them a, b, c, d, e``: a message stays short."""
+    if len(ids) <= shown:
+        return f"{kind}(s) {', '.join(ids)}"
+    return f"{len(ids)} {kind}s, among them {', '.join(ids[:shown])}"
+
+
 def create(conn: sa.Connection, app_id: str, request: dict[str, Any], region: str, account: str) -> dict[str, Any]:
     apps.require(conn, app_id)
     _check(conn, app_id, request, None)
@@ -47,6 +99,7 @@ def create(conn: sa.Connection, app_id: str, request: dict[str, Any], region: st
         "Version": 1,
     }
     doc.update({k: request[k] for k in _MEMBERS if k in request})
+    _check_compiles(conn, app_id, doc)
     segments.insert(conn, app_id, doc)
     return doc
 
@@ -59,6 +112,7 @@ def update(conn: sa.Connection, app_id: str, segment_id: str, request: dict[str,
         doc["tags"] = request["tags"]
     doc["Version"] += 1
     doc["LastModifiedDate"] = now_iso()
+    _check_compiles(conn, app_id, doc)
     segments.replace(conn, app_id, doc)
     return doc
 
@@ -67,7 +121,12 @@ def delete(conn: sa.Connection, app_id: str, segment_id: str) -> dict[str, Any]:
     segments.get(conn, app_id, segment_id)
     users = campaigns_using(conn, app_id, segment_id)
     if users:
-        raise BadRequest(f"Segment '{segment_id}' is used by campaign(s) {', '.join(users)}; delete those first")
+        raise BadRequest(f"Segment '{segment_id}' is used by {_some('campaign', users)}; delete those first")
+    sources = segments_using(conn, app_id, segment_id)
+    if sources:
+        raise BadRequest(
+            f"Segment '{segment_id}' is a source segment of {_some('segment', sources)}; change those first"
+        )
     doc = segments.delete(conn, app_id, segment_id)
     if doc.get("SegmentType") == "IMPORT":  # its members (a row per imported endpoint) go with it
         imports.forget_members(conn, app_id, segment_id=segment_id)

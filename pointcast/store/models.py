@@ -117,6 +117,8 @@ runs = sa.Table(
     # While PLANNING: where planning got to (JSON: the last endpoint id planned, the part-filled batches, the time
     # zones seen), written with each chunk's batches, so a restart resumes planning instead of starting over.
     sa.Column("plan_state", sa.Text, nullable=True),
+    # Why the run ended without planning its audience (its segment cannot be evaluated); its activities FAIL.
+    sa.Column("error", sa.Text, nullable=True),
     sa.Index("ix_runs_state", "state"),
     sa.Index("ix_runs_campaign", "app_id", "campaign_id"),
 )
