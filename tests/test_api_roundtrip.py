@@ -309,6 +309,29 @@ def test_campaign_round_trip_and_versions(pinpoint, app_id) -> None:
     pinpoint.delete_segment(ApplicationId=app_id, SegmentId=segment_id)
 
 
+def test_campaign_updates_are_checked_against_what_they_keep(pinpoint, app_id) -> None:
+    """Members left out are kept, so an update is checked on the campaign as it will be: a new message needs no
+    CustomDeliveryConfiguration when the campaign has one, and the holdout may not push the split past 100%."""
+    created = pinpoint.create_campaign(
+        ApplicationId=app_id, WriteCampaignRequest=campaign_request(_segment(pinpoint, app_id))
+    )
+    campaign_id = created["CampaignResponse"]["Id"]
+
+    def update(**request: Any) -> dict[str, Any]:
+        answer = pinpoint.update_campaign(ApplicationId=app_id, CampaignId=campaign_id, WriteCampaignRequest=request)
+        return dict(answer["CampaignResponse"])
+
+    message = {"CustomMessage": {"Data": "new"}}
+    assert update(MessageConfiguration=message)["MessageConfiguration"] == message
+    treatments = [{"SizePercent": 40, "MessageConfiguration": {"CustomMessage": {"Data": "c"}}}]  # the root's channel
+    assert update(AdditionalTreatments=treatments)["AdditionalTreatments"][0]["SizePercent"] == 40
+    assert update(HoldoutPercent=60)["HoldoutPercent"] == 60  # 40 + 60
+    with pytest.raises(pinpoint.exceptions.BadRequestException, match="add up to 101"):
+        update(HoldoutPercent=61)
+    with pytest.raises(pinpoint.exceptions.BadRequestException, match="add up to 110"):
+        update(AdditionalTreatments=[{"SizePercent": 50}])
+
+
 @pytest.mark.parametrize(
     ("change", "member"),
     [

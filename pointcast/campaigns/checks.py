@@ -62,13 +62,20 @@ def check_schedule(schedule: dict[str, Any] | None, path: str, *, required: bool
     limits.check_quiet_time(schedule.get("QuietTime"), f"{path}.QuietTime")
 
 
-def check_request(request: dict[str, Any], *, creating: bool) -> list[tuple[str, str]]:
-    """Check the request; return the (field, url) webhook targets that still need the HEAD check."""
+def check_request(request: dict[str, Any], *, stored: dict[str, Any] | None = None) -> list[tuple[str, str]]:
+    """Check a CreateCampaign request, or an UpdateCampaign one against the ``stored`` campaign (members left out
+    are kept, so the rules that tie members together are checked on the campaign as it will be). Returns the
+    (field, url) webhook targets the request names that still need the HEAD check."""
+    creating = stored is None
     if creating and not request.get("SegmentId"):
         raise BadRequest(f"{ROOT}.SegmentId is required")
     check_schedule(request.get("Schedule"), f"{ROOT}.Schedule", required=creating)
     limits.check_limits(request.get("Limits"), f"{ROOT}.Limits")
     limits.check_tags(request.get("tags"), f"{ROOT}.tags")
+    given = request
+    if stored is not None:
+        kept = ("HoldoutPercent", "AdditionalTreatments", "MessageConfiguration", "CustomDeliveryConfiguration")
+        request = {**{k: stored[k] for k in kept if k in stored}, **request}
     holdout = request.get("HoldoutPercent", 0)
     if not 0 <= holdout <= 100:
         raise BadRequest(f"{ROOT}.HoldoutPercent must be from 0 to 100 (got {holdout})")
@@ -103,11 +110,12 @@ def check_request(request: dict[str, Any], *, creating: bool) -> list[tuple[str,
             raise BadRequest(
                 f"{path}.CustomDeliveryConfiguration is required when {path}.MessageConfiguration.CustomMessage is set"
             )
-        if unit is not request:
+        written = "CustomDeliveryConfiguration" in given if unit is request else "AdditionalTreatments" in given
+        if unit is not request and written:
             check_schedule(unit.get("Schedule"), f"{path}.Schedule", required=False)
-        if cdc:
+        if cdc and written:  # a stored target was checked when it was written
             field = f"{path}.CustomDeliveryConfiguration.DeliveryUri"
             if targets.check_delivery_uri(cdc["DeliveryUri"], field):
                 webhooks.append((field, cdc["DeliveryUri"]))
-    webhooks += targets.check_hook(request.get("Hook"), f"{ROOT}.Hook")
+    webhooks += targets.check_hook(given.get("Hook"), f"{ROOT}.Hook")
     return webhooks

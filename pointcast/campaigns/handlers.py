@@ -18,7 +18,7 @@ from pointcast.pinpoint.paging import Page
 async def create_campaign(ctx: Context, call: Call) -> Any:
     app_id = call.param("ApplicationId")
     await ctx.read(lambda conn: apps.require(conn, app_id))
-    await targets.check_webhooks(ctx, checks.check_request(call.body, creating=True))
+    await targets.check_webhooks(ctx, checks.check_request(call.body))
     campaign_id = new_id()
     arn = child_arn(ctx.region, ctx.account_id, app_id, "campaigns", campaign_id)
     await targets.check_functions(ctx, targets.function_targets(call.body, checks.ROOT), arn)
@@ -32,7 +32,7 @@ async def create_campaign(ctx: Context, call: Call) -> Any:
 async def update_campaign(ctx: Context, call: Call) -> Any:
     app_id, campaign_id = call.param("ApplicationId"), call.param("CampaignId")
     current = await ctx.read(lambda conn: campaigns.get(conn, app_id, campaign_id))
-    await targets.check_webhooks(ctx, checks.check_request(call.body, creating=False))
+    await targets.check_webhooks(ctx, checks.check_request(call.body, stored=current))
     await targets.check_functions(ctx, targets.function_targets(call.body, checks.ROOT), current["Arn"])
     updated = await ctx.write(lambda conn: service.update(conn, app_id, campaign_id, call.body))
     ctx.wake_engine()
