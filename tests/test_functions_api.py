@@ -215,6 +215,9 @@ def test_a_function_may_set_its_own_tz(lam) -> None:
         ({"Code": {"S3Bucket": "bucket", "S3Key": "key.zip"}}, "InvalidParameterValueException", "ZipFile is required"),
         ({"Environment": {"Variables": {"AWS_REGION": "x"}}}, "InvalidParameterValueException", "AWS_REGION"),
         ({"FunctionName": "bad name!"}, "InvalidParameterValueException", "bad name!"),
+        ({"Handler": "index." + "h" * 200}, "InvalidParameterValueException", "Handler string should have at most 128"),
+        ({"Description": "d" * 300}, "InvalidParameterValueException", "Description string should have at most 256"),
+        ({"MemorySize": 40000}, "InvalidParameterValueException", "MemorySize input should be less than or equal"),
     ],
 )
 def test_create_refusals(lam, change: dict, error: str, words: str) -> None:

@@ -463,6 +463,11 @@ BAD_REQUESTS = [
     ("PUT", ENDPOINT, {"Metrics": {"score": "high"}}, "EndpointRequest.Metrics.score"),
     ("PUT", ENDPOINTS, {"Item": {"Id": "e"}}, "EndpointBatchRequest.Item"),
     ("PUT", "/v1/apps/{app}/settings", {"Limits": {"Daily": 1.5}}, "WriteApplicationSettingsRequest.Limits.Daily"),
+    # integers are AWS's 32-bit ones (every batch failed on a date overflow with 10**12 seconds)
+    ("POST", CAMPAIGNS, {**VALID_CAMPAIGN, "Limits": {"MaximumDuration": 10**12}},
+     "WriteCampaignRequest.Limits.MaximumDuration input should be less than or equal to 2147483647"),
+    ("PUT", "/v1/apps/{app}/settings", {"Limits": {"MaximumDuration": 10**18}},
+     "WriteApplicationSettingsRequest.Limits.MaximumDuration input should be less than or equal to 2147483647"),
     ("POST", TAGS, {"tags": {"k": 1}}, "TagsModel.tags.k"),
     # unknown members
     ("POST", "/v1/apps", {"Name": "x", "Colour": "red"}, "CreateApplicationRequest.Colour is not a member"),

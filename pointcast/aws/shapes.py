@@ -2,18 +2,20 @@
 
 Every structure in a model becomes a pydantic ``TypedDict`` validator (strict types, enums as ``Literal``,
 required members required, unknown members refused), so a request body is checked against exactly the shape
-botocore describes, and a failure names the member path and the rule it broke.
+botocore describes, and a failure names the member path and the rule it broke. The model's ``min`` and ``max`` hold
+for numbers, strings and lists (botocore's client checks only ``min``), and an ``integer`` is AWS's 32-bit one, a
+``long`` 64-bit. (Patterns are not checked: they are Java regular expressions.)
 """
 
 from __future__ import annotations
 
 from functools import cache
-from typing import Any, Literal, NotRequired, Required
+from typing import Annotated, Any, Literal, NotRequired, Required
 
 import botocore.session
 import orjson
 from botocore.model import ServiceModel, Shape
-from pydantic import ConfigDict, TypeAdapter, ValidationError
+from pydantic import ConfigDict, Field, TypeAdapter, ValidationError
 from typing_extensions import TypedDict
 
 from pointcast.aws.errors import BadRequest
@@ -39,16 +41,17 @@ class ShapeTypes:
         if kind == "structure":
             return self._structure(shape)
         if kind == "list":
-            return list[self.type_for(shape.member)]  # type: ignore[misc]
+            return _bounded(list[self.type_for(shape.member)], shape, "length")  # type: ignore[misc]
         if kind == "map":
             return dict[str, self.type_for(shape.value)]  # type: ignore[misc]
         if kind == "string":
             enum = shape.metadata.get("enum")
-            return Literal[tuple(enum)] if enum else str
+            return Literal[tuple(enum)] if enum else _bounded(str, shape, "length")
         if kind in ("integer", "long"):
-            return int
+            bits = 31 if kind == "integer" else 63
+            return _bounded(int, shape, "value", -(2**bits), 2**bits - 1)
         if kind in ("double", "float"):
-            return float
+            return _bounded(float, shape, "value")
         if kind == "boolean":
             return bool
         if kind in ("timestamp", "blob"):
@@ -67,6 +70,24 @@ class ShapeTypes:
         typed.__pydantic_config__ = _CONFIG  # type: ignore[attr-defined]
         self._types[shape.name] = typed
         return typed
+
+
+def _bounded(base: Any, shape: Shape, what: str, low: float | None = None, high: float | None = None) -> Any:
+    """``base`` within the shape's ``min``/``max`` (and ``low``/``high``, the type's own range)."""
+    least, most = shape.metadata.get("min"), shape.metadata.get("max")
+    if least is not None:
+        low = least if low is None else max(low, least)
+    if most is not None:
+        high = most if high is None else min(high, most)
+    if low is None and high is None:
+        return base
+    if what == "length":
+        return Annotated[base, Field(min_length=_int(low), max_length=_int(high))]
+    return Annotated[base, Field(ge=low, le=high)]
+
+
+def _int(value: float | None) -> int | None:
+    return None if value is None else int(value)
 
 
 @cache
