@@ -345,6 +345,8 @@ def test_campaign_updates_are_checked_against_what_they_keep(pinpoint, app_id) -
         ({"CustomDeliveryConfiguration": {"DeliveryUri": "ftp://x", "EndpointTypes": ["SMS"]}}, "DeliveryUri"),
         ({"CustomDeliveryConfiguration": {"DeliveryUri": "arn:aws:sns:x", "EndpointTypes": ["SMS"]}}, "DeliveryUri"),
         ({"Hook": {"Mode": "DELIVERY"}}, "Hook"),
+        ({"Hook": {"LambdaFunctionName": "filter-fn"}}, "Hook.Mode is required"),
+        ({"Hook": {"LambdaFunctionName": "f", "WebUrl": "https://x.example", "Mode": "FILTER"}}, "both"),
     ],
 )
 def test_campaign_refusals_name_the_member(pinpoint, app_id, change, member) -> None:

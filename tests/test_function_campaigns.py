@@ -396,6 +396,10 @@ def test_permission_matrix_at_create_and_update(server, pinpoint, lam) -> None:
         deploy(lam, allowed, allow=pattern)
         function_campaign(pinpoint, app_id, segment, function_arn(allowed))
     assert "only its $LATEST exists" in refused(pinpoint, app_id, segment, function_arn(allowed) + ":prod")
+    partial = {"LambdaFunctionName": f"{ACCOUNT_ID}:function:{allowed}", "Mode": "FILTER"}  # as the Lambda API takes
+    settings = {"CampaignHook": partial}
+    pinpoint.update_application_settings(ApplicationId=app_id, WriteApplicationSettingsRequest=settings)
+    pinpoint.update_application_settings(ApplicationId=app_id, WriteApplicationSettingsRequest={"CampaignHook": {}})
     # Seed 000's note: a campaign-restricted policy is added after the campaign exists; updates then pass.
     narrowed = name()
     deploy(lam, narrowed, allow=prefix + f"apps/{app_id}/*")

@@ -11,11 +11,11 @@ from typing import Any
 from pointcast.aws.errors import BadRequest
 from pointcast.channels.webhook.verify import WebhookCheckError, check_webhook_head, validate_webhook_url
 from pointcast.context import Context
+from pointcast.functions.names import parse_ref
 
 _FUNCTION_ARN = re.compile(
     r"^arn:aws[a-zA-Z-]*:lambda:[a-z0-9-]+:\d{12}:function:[a-zA-Z0-9-_]{1,64}(:[a-zA-Z0-9$_-]+)?$"
 )
-_FUNCTION_NAME = re.compile(r"^[a-zA-Z0-9-_]{1,64}(:[a-zA-Z0-9$_-]+)?$")
 
 
 def is_function_arn(uri: str) -> bool:
@@ -39,10 +39,16 @@ def check_hook(hook: dict[str, Any] | None, field: str) -> list[tuple[str, str]]
     if not hook:
         return []
     name, url = hook.get("LambdaFunctionName"), hook.get("WebUrl")
-    if name and not (_FUNCTION_NAME.match(name) or is_function_arn(name)):
-        raise BadRequest(f"{field}.LambdaFunctionName '{name}' is not a function name or ARN")
+    if name and parse_ref(name) is None:
+        raise BadRequest(
+            f"{field}.LambdaFunctionName '{name}' is not a function name, partial ARN (ACCOUNT:function:NAME) or ARN"
+        )
     if hook.get("Mode") and not (name or url):
         raise BadRequest(f"{field} sets Mode but neither LambdaFunctionName nor WebUrl")
+    if name and url:
+        raise BadRequest(f"{field} sets both LambdaFunctionName and WebUrl; a hook calls one of them")
+    if (name or url) and not hook.get("Mode"):
+        raise BadRequest(f"{field}.Mode is required (FILTER or DELIVERY) when the hook names a function or WebUrl")
     if url:
         _validate_url(url, f"{field}.WebUrl")
         return [(f"{field}.WebUrl", url)]
