@@ -188,6 +188,23 @@ def campaigns_events(
             typer.echo(orjson.dumps(item).decode())
 
 
+@campaigns_app.command("attempts")
+def campaigns_attempts(
+    application_id: str,
+    campaign_id: str,
+    batch_id: Annotated[str, typer.Argument(help="A BatchId, as /outcomes and --outcomes give it")],
+    endpoint_url: EndpointUrl = "http://127.0.0.1:8787",
+    profile: Profile = None,
+) -> None:
+    """Every attempt on one batch of the campaign (hook calls and deliveries): status, error, the response's start."""
+    client = _client(endpoint_url, profile)
+    path = f"/pointcast/v1/apps/{application_id}/campaigns/{campaign_id}/batches/{batch_id}/attempts"
+    with _one_line_errors():
+        found = client.request("GET", path)
+    for item in found["Attempts"]:
+        typer.echo(orjson.dumps(item).decode())
+
+
 @apps_app.command("webhook-secret")
 def apps_webhook_secret(
     application_id: str,

@@ -196,6 +196,13 @@ def test_a_client_error_is_final(server, pinpoint, app_id, receiver) -> None:
     [failed] = [p.batch_id for p in receiver.posts() if "ep-000" in p.endpoint_ids]
     [attempt] = attempts_of(server, [failed])[failed]
     assert attempt.status_code == 400 and attempt.response == '{"error": "bad batch"}'
+    # What the user sees of it: the outcome's last attempt, and the batch's attempts.
+    outcome = outcome_map(server, app_id, campaign_id)["ep-000"]
+    last = outcome["LastAttempt"]
+    assert (last["Attempt"], last["StatusCode"], last["Response"]) == (1, 400, '{"error": "bad batch"}')
+    assert "LastAttempt" not in outcome_map(server, app_id, campaign_id)["ep-119"]  # a SENT one has none
+    path = f"/pointcast/v1/apps/{app_id}/campaigns/{campaign_id}/batches/{failed}/attempts"
+    assert own(server, path) == {"BatchId": failed, "Attempts": [last]}
 
 
 def test_a_server_error_every_time_fails_after_all_attempts(server, pinpoint, app_id, receiver) -> None:

@@ -61,7 +61,15 @@ def test_watch_and_events(server, pinpoint, app_id, test_ca) -> None:
     assert len(records) == 300 and {r["event_type"] for r in records} == {"_campaign.send"}
     assert sum(r["attributes"]["campaign_send_status"] == "SUCCESS" for r in records) == sent
     outcomes = pointcast(server, "campaigns", "events", "--outcomes", app_id, created["Id"])
-    assert {json.loads(line)["Status"] for line in outcomes.stdout.splitlines()} == {"SENT", "SKIPPED"}
+    rows = [json.loads(line) for line in outcomes.stdout.splitlines()]
+    assert {row["Status"] for row in rows} == {"SENT", "SKIPPED"}
+    batch = next(row["BatchId"] for row in rows if row["BatchId"])
+    tries = pointcast(server, "campaigns", "attempts", app_id, created["Id"], batch)
+    assert tries.returncode == 0, tries.stderr
+    [attempt] = [json.loads(line) for line in tries.stdout.splitlines()]
+    assert attempt["Attempt"] == 1 and attempt["StatusCode"] == 200 and attempt["Error"] is None
+    missing = pointcast(server, "campaigns", "attempts", app_id, created["Id"], "0" * 32)
+    assert missing.returncode == 1 and "has no batch" in missing.stderr
 
 
 def test_cli_errors_are_one_line(server, app_id) -> None:

@@ -26,6 +26,12 @@ async def outcomes(ctx: Context, request: Request) -> Any:
     return await ctx.read(lambda conn: views.outcomes(conn, app_id, campaign_id, token, size))
 
 
+async def attempts(ctx: Context, request: Request) -> Any:
+    app_id, campaign_id = request.path_params["app_id"], request.path_params["campaign_id"]
+    batch_id = request.path_params["batch_id"]
+    return await ctx.read(lambda conn: views.attempts(conn, app_id, campaign_id, batch_id))
+
+
 async def events(ctx: Context, request: Request) -> Any:
     app_id, campaign_id = request.path_params["app_id"], request.path_params["campaign_id"]
     token, size = request.query_params.get("token"), request.query_params.get("page-size")
@@ -52,6 +58,7 @@ ROUTES = [
     ("GET", "/pointcast/v1/apps/{app_id}/campaigns/{campaign_id}/progress", progress),
     ("GET", "/pointcast/v1/apps/{app_id}/campaigns/{campaign_id}/outcomes", outcomes),
     ("GET", "/pointcast/v1/apps/{app_id}/campaigns/{campaign_id}/events", events),
+    ("GET", "/pointcast/v1/apps/{app_id}/campaigns/{campaign_id}/batches/{batch_id}/attempts", attempts),
     ("POST", "/pointcast/clock", set_clock),
 ]
 

@@ -11,7 +11,7 @@ import orjson
 import sqlalchemy as sa
 
 from pointcast.apps import repository as apps
-from pointcast.aws.errors import BadRequest
+from pointcast.aws.errors import BadRequest, NotFound
 from pointcast.campaigns.repository import campaigns
 from pointcast.channels.webhook.breaker import destination_of
 from pointcast.engine.hooks import FILTERED
@@ -148,11 +148,54 @@ def outcomes(conn: sa.Connection, app_id: str, campaign_id: str, token: str | No
             )
         if len(items) > limit:
             break
+    items = items[: limit + 1]
+    failed = {item["BatchId"] for item in items[:limit] if item["Status"] == "FAILED" and item["BatchId"]}
+    if failed:  # the last response, as the reason's words promise: what the destination said last
+        last = _last_attempts(conn, failed)
+        for item in items[:limit]:
+            if item["Status"] == "FAILED" and item["BatchId"] in last:
+                item["LastAttempt"] = last[item["BatchId"]]
     result: dict[str, Any] = {"Item": items[:limit]}
     if len(items) > limit:
-        last = items[limit - 1]
-        result["NextToken"] = _token(last["ActivityId"], last["EndpointId"])
+        last_item = items[limit - 1]
+        result["NextToken"] = _token(last_item["ActivityId"], last_item["EndpointId"])
     return result
+
+
+def _attempt(row: Any) -> dict[str, Any]:
+    return {
+        "Attempt": row.attempt,
+        "Time": row.at,
+        "DurationMs": round(row.duration_ms, 1),
+        "StatusCode": row.status_code,
+        "Error": row.error,
+        "Response": row.response,
+    }
+
+
+def _last_attempts(conn: sa.Connection, batch_ids: set[str]) -> dict[str, dict[str, Any]]:
+    t = m.attempts
+    last: dict[str, dict[str, Any]] = {}
+    query = sa.select(t).where(t.c.batch_id.in_(sorted(batch_ids))).order_by(t.c.batch_id, t.c.attempt, t.c.pk)
+    for row in conn.execute(query):
+        last[row.batch_id] = _attempt(row)
+    return last
+
+
+def attempts(conn: sa.Connection, app_id: str, campaign_id: str, batch_id: str) -> dict[str, Any]:
+    """Every attempt on one of the campaign's batches, in order: its hook's calls and its deliveries, each with the
+    status, error and (the start of) the response."""
+    _check(conn, app_id, campaign_id)
+    b, r, t = m.batches, m.runs, m.attempts
+    owner = conn.execute(
+        sa.select(b.c.id)
+        .select_from(b.join(r, r.c.id == b.c.run_id))
+        .where(b.c.id == batch_id, r.c.app_id == app_id, r.c.campaign_id == campaign_id)
+    ).first()
+    if owner is None:
+        raise NotFound(f"Campaign '{campaign_id}' has no batch '{batch_id}'")
+    rows = conn.execute(sa.select(t).where(t.c.batch_id == batch_id).order_by(t.c.attempt, t.c.pk))
+    return {"BatchId": batch_id, "Attempts": [_attempt(row) for row in rows]}
 
 
 def _ms(text: str) -> int:
