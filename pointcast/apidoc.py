@@ -21,6 +21,8 @@ PARTIAL = {
         "runtimes; Publish is ignored (only $LATEST exists)",
         "UpdateFunctionCode": "ZipFile only; Publish is ignored (only $LATEST exists)",
         "GetFunction": "Code.Location is a pointcast URL (with a token) instead of a presigned S3 URL",
+        "Invoke": "InvocationType Event runs once in the background: a failure is recorded, not retried twice as in "
+        "Lambda, and an event still waiting when the server stops is lost",
         "AddPermission": "statements are stored and returned as Lambda writes them; pointcast itself checks only "
         "what Pinpoint checks (lambda:InvokeFunction for the Pinpoint principal with AWS:SourceArn)",
     },

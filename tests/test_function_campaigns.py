@@ -387,11 +387,14 @@ def test_permission_matrix_at_create_and_update(server, pinpoint, lam) -> None:
     assert "no resource policy" in refused(pinpoint, app_id, segment, function_arn(bare))
     wrong_principal = name()
     deploy(lam, wrong_principal, principal="sns.amazonaws.com")
-    assert "does not allow this campaign" in refused(pinpoint, app_id, segment, function_arn(wrong_principal))
+    why = refused(pinpoint, app_id, segment, function_arn(wrong_principal))
+    assert "does not allow Pinpoint" in why and "is for sns.amazonaws.com, not pinpoint" in why
     other_project = name()
     deploy(lam, other_project, allow=prefix + "apps/someotherproject/*")
-    assert "does not allow" in refused(pinpoint, app_id, segment, function_arn(other_project))
-    for pattern in (prefix + f"apps/{app_id}/*", prefix + f"/apps/{app_id}/campaigns/*", prefix + "/apps/*"):
+    why = refused(pinpoint, app_id, segment, function_arn(other_project))
+    assert "does not allow" in why and "apps/someotherproject/* does not match" in why
+    project_only = (prefix + f"apps/{app_id}/*", prefix + f"apps/{app_id}")  # the second: seed 000's wording
+    for pattern in (*project_only, prefix + f"/apps/{app_id}/campaigns/*", prefix + "/apps/*"):
         allowed = name()
         deploy(lam, allowed, allow=pattern)
         function_campaign(pinpoint, app_id, segment, function_arn(allowed))

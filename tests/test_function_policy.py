@@ -31,6 +31,8 @@ def allow(source_arn: str | None, principal: str = f"pinpoint.{REGION}.amazonaws
         PREFIX + "/apps/*",  # seed 003's older form
         PREFIX + "/apps/*/campaigns/*",  # seed 001
         PREFIX + f"apps/{APP}/*",  # project-restricted
+        PREFIX + f"apps/{APP}",  # seed 000's project restriction: "replace the * ... with the unique ID of the project"
+        PREFIX + f"/apps/{APP}",
         PREFIX + f"apps/{APP}/campaigns/{CAMPAIGN}",  # campaign-restricted (seed 000)
         PREFIX + f"/apps/{APP}/campaigns/{CAMPAIGN}",
         PREFIX + f"apps/{APP}/campaigns/95fee4cd1d7f5cd67987c1436exampl?",
@@ -56,6 +58,23 @@ def test_allowed_forms(pattern: str) -> None:
 def test_refused_forms(pattern: str) -> None:
     reason = pinpoint_may_invoke([allow(pattern)], REGION, CAMPAIGN_ARN, ACCOUNT)
     assert reason and CAMPAIGN_ARN in reason
+
+
+def test_a_refusal_says_what_each_statement_lacks() -> None:
+    statements = [
+        {**allow(PREFIX + "apps/*", principal="sns.amazonaws.com"), "Sid": "sns"},
+        {**allow(PREFIX + "apps/otherapp/*"), "Sid": "other"},
+        {**allow(None), "Sid": "bare"},
+        {**allow(PREFIX + "apps/*", action="lambda:GetFunction"), "Sid": "get"},
+    ]
+    reason = str(pinpoint_may_invoke(statements, REGION, CAMPAIGN_ARN, ACCOUNT))
+    assert "statement 'sns' is for sns.amazonaws.com, not pinpoint.us-east-1.amazonaws.com" in reason
+    assert f"statement 'other': ArnLike AWS:SourceArn {PREFIX}apps/otherapp/* does not match {CAMPAIGN_ARN}" in reason
+    assert "statement 'bare' has no AWS:SourceArn condition" in reason
+    assert "statement 'get' allows 'lambda:GetFunction', not lambda:InvokeFunction" in reason
+    org = statement(sid="org", action="lambda:InvokeFunction", principal="*", resource=FUNCTION,
+                    source_arn=PREFIX + "apps/*", principal_org_id="o-abc")  # fmt: skip
+    assert "cannot hold for Pinpoint" in str(pinpoint_may_invoke([org], REGION, CAMPAIGN_ARN, ACCOUNT))
 
 
 def test_no_policy_and_missing_source_arn_are_refused() -> None:

@@ -221,7 +221,7 @@ class FunctionHost:
                     f"{missing} (deleted, or not created yet?), and its policy in AWS Lambda could not be read: {exc}"
                 )
             reason = policy.pinpoint_may_invoke(statements, settings.region, source_arn, settings.account_id)
-        return f"the policy of function {ref} does not allow this campaign: {reason}" if reason else None
+        return f"the policy of function {ref} does not allow Pinpoint to invoke it: {reason}" if reason else None
 
     # -- invoking -------------------------------------------------------------------------------------------------
 

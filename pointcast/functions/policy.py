@@ -67,26 +67,60 @@ def document(statements: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def pinpoint_may_invoke(statements: list[dict[str, Any]], region: str, source_arn: str, account: str) -> str | None:
-    """None when the policy lets Pinpoint (in ``region``) invoke for ``source_arn``; otherwise why not."""
+    """None when the policy lets Pinpoint (in ``region``) invoke for ``source_arn``; otherwise why not, statement by
+    statement.
+
+    ``AWS:SourceArn`` holds for the campaign's ARN or its project's (``.../apps/PROJECT``): seed 000 restricts a
+    policy to a project by writing the project's id in place of the ``*`` of ``apps/*``, which under ArnLike alone
+    would match no campaign (docs/contract.md).
+    """
     if not statements:
         return "the function has no resource policy (add one with lambda add-permission)"
     principals = {f"pinpoint.{region}.amazonaws.com", "pinpoint.amazonaws.com"}
+    project = _project_of(source_arn)
     allowed = False
+    why: list[str] = []
     for stmt in statements:
-        if not _names_invoke(stmt) or not _names_principal(stmt, principals):
+        sid = stmt.get("Sid")
+        if not _names_invoke(stmt):
+            why.append(f"statement {sid!r} allows {stmt.get('Action')!r}, not lambda:InvokeFunction")
             continue
-        if not _conditions_hold(stmt.get("Condition") or {}, source_arn, account):
+        if not _names_principal(stmt, principals):
+            why.append(f"statement {sid!r} is for {_principal_text(stmt)}, not pinpoint.{region}.amazonaws.com")
+            continue
+        condition = stmt.get("Condition") or {}
+        failed = _failed_condition(condition, [source_arn, project] if project else [source_arn], account)
+        if failed:
+            why.append(f"statement {sid!r}: {failed}")
             continue
         if stmt.get("Effect") == "Deny":
-            return f"statement {stmt.get('Sid')!r} denies it"
-        if stmt.get("Effect") == "Allow" and _has_source_arn(stmt):
-            allowed = True
+            return f"statement {sid!r} denies it"
+        if stmt.get("Effect") == "Allow":
+            if _has_source_arn(stmt):
+                allowed = True
+            else:
+                why.append(f"statement {sid!r} has no AWS:SourceArn condition, which Pinpoint requires")
     if allowed:
         return None
+    detail = "; ".join(why[:5]) + (f" (and {len(why) - 5} more)" if len(why) > 5 else "")
     return (
         f"no statement allows lambda:InvokeFunction to pinpoint.{region}.amazonaws.com with an AWS:SourceArn "
-        f"condition matching {source_arn}"
+        f"condition matching {source_arn}" + (f": {detail}" if detail else "")
     )
+
+
+def _project_of(source_arn: str) -> str | None:
+    """``arn:...:apps/PROJECT`` for a campaign's ``arn:...:apps/PROJECT/campaigns/ID``; None for anything else."""
+    head, _, rest = source_arn.rpartition(":")
+    parts = rest.lstrip("/").split("/")
+    return f"{head}:apps/{parts[1]}" if len(parts) == 4 and parts[0] == "apps" and parts[2] == "campaigns" else None
+
+
+def _principal_text(stmt: dict[str, Any]) -> str:
+    who = stmt.get("Principal")
+    if isinstance(who, dict):
+        return ", ".join(str(v) for v in who.values())
+    return str(who)
 
 
 def _names_invoke(stmt: dict[str, Any]) -> bool:
@@ -115,20 +149,25 @@ def _has_source_arn(stmt: dict[str, Any]) -> bool:
     )
 
 
-def _conditions_hold(condition: dict[str, Any], source_arn: str, account: str) -> bool:
-    """Every condition in the block holds (IAM: AND across operators and keys, OR across a key's values)."""
-    context = {_SOURCE_ARN: source_arn, _SOURCE_ACCOUNT: account}
+def _failed_condition(condition: dict[str, Any], source_arns: list[str], account: str) -> str | None:
+    """None when every condition in the block holds (IAM: AND across operators and keys, OR across a key's values);
+    otherwise the first that does not, in words. ``AWS:SourceArn`` holds for any of ``source_arns``."""
     for operator, entries in condition.items():
         if not isinstance(entries, dict):
-            return False
+            return f"condition {operator} is not a map of keys to values"
         for key, expected in entries.items():
-            actual = context.get(key.lower())
-            if actual is None:
-                return False
-            values = [expected] if isinstance(expected, str) else list(expected or [])
-            if not any(_compare(operator, str(v), actual) for v in values):
-                return False
-    return True
+            values = [expected] if isinstance(expected, str) else [str(v) for v in expected or []]
+            lowered = key.lower()
+            if lowered == _SOURCE_ARN:
+                actual = source_arns
+            elif lowered == _SOURCE_ACCOUNT:
+                actual = [account]
+            else:
+                return f"{operator} {key} cannot hold for Pinpoint, which gives no {key}"
+            if not any(_compare(operator, v, a) for v in values for a in actual):
+                shown = ", ".join(values[:3])
+                return f"{operator} {key} {shown} does not match {actual[0]}"
+    return None
 
 
 def _compare(operator: str, expected: str, actual: str) -> bool:
