@@ -388,6 +388,12 @@ def test_put_events_updates_endpoint_and_reports_per_item(pinpoint, app_id) -> N
     assert got["Attributes"] == {"Plan": ["pro"]}
     with pytest.raises(pinpoint.exceptions.NotFoundException):
         pinpoint.get_endpoint(ApplicationId=app_id, EndpointId="ep-bad")
+    event = {"EventType": "open", "Timestamp": "2026-11-01T10:00:00.000Z"}
+    answer = pinpoint.put_events(
+        ApplicationId=app_id, EventsRequest={"BatchItem": {"": {"Endpoint": {}, "Events": {"e": event}}}}
+    )
+    item = answer["EventsResponse"]["Results"][""]["EndpointItemResponse"]
+    assert item == {"Message": "EventsRequest.BatchItem: a key (the endpoint id) is required", "StatusCode": 400}
 
 
 def test_tags_by_arn(pinpoint, app_id) -> None:

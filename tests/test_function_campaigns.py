@@ -539,10 +539,10 @@ def test_failing_functions_end_as_the_contract_says(server, pinpoint, lam, recei
 @pytest.mark.parametrize(
     ("returns", "words"),
     [
-        ("'not a map'", "not a map of endpoint id"),
-        ("[1, 2, 3]", "returned list"),
-        ("{k: 'x' for k in event['Endpoints']}", "not an object"),
-        ("None", "returned NoneType"),
+        ("'not a map'", "returned a string, not a map of endpoint id"),
+        ("[1, 2, 3]", "returned an array"),
+        ("{k: 'x' for k in event['Endpoints']}", "the definition is a string, not an object"),
+        ("None", "returned null"),
     ],
 )
 def test_filter_return_values_that_cannot_be_decoded(server, pinpoint, lam, receiver, returns, words) -> None:
@@ -552,7 +552,7 @@ def test_filter_return_values_that_cannot_be_decoded(server, pinpoint, lam, rece
     hook = {"LambdaFunctionName": fn, "Mode": "FILTER"}
     found = finish(server, pinpoint, app_id, function_campaign(pinpoint, app_id, segment, receiver.url, Hook=hook))
     assert {o["Status"] for o in found.values()} == {"FAILED"}
-    assert all(words.replace("NoneType", "NoneType") in o["Reason"] for o in found.values()), found
+    assert all(words in o["Reason"] for o in found.values()), found
     assert len(invocations(server, fn)) == 1  # the function answered; its answer is unusable: not retried
 
 

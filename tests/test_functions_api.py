@@ -209,6 +209,8 @@ def test_a_function_may_set_its_own_tz(lam) -> None:
     ("change", "error", "words"),
     [
         ({"Runtime": "java21"}, "InvalidParameterValueException", "java21 is not supported"),
+        ({"Runtime": "python3.8"}, "InvalidParameterValueException", "python3.8 is no longer supported"),
+        ({"Runtime": "nodejs12.x"}, "InvalidParameterValueException", "nodejs12.x is no longer supported"),
         ({"Runtime": "python3.12", "Handler": "nodot"}, "InvalidParameterValueException", "FILE.FUNCTION"),
         ({"Timeout": 901}, "InvalidParameterValueException", "between 1 and 900"),
         ({"Code": {"ZipFile": b"not a zip"}}, "InvalidParameterValueException", "Could not unzip"),

@@ -125,8 +125,14 @@ def _object(raw: bytes | msgspec.Raw) -> Members | None:
         return None
 
 
+_JSON_KINDS = {dict: "an object", list: "an array", str: "a string", int: "a number", float: "a number"}
+_JSON_KINDS[bool] = "a boolean"
+
+
 def _kind(raw: bytes | msgspec.Raw) -> str:
-    return type(msgspec.json.decode(raw)).__name__
+    """What a JSON value is, in JSON's words (a Node.js function's author knows no NoneType)."""
+    value = msgspec.json.decode(raw)
+    return "null" if value is None else _JSON_KINDS.get(type(value), type(value).__name__)
 
 
 def _definitions(payload: bytes, wanted: set[str]) -> tuple[dict[str, Members], bool]:

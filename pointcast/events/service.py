@@ -37,7 +37,7 @@ def put_events(conn: sa.Connection, app_id: str, request: dict[str, Any]) -> dic
     for endpoint_id, item in request["BatchItem"].items():
         path = f"EventsRequest.BatchItem.{endpoint_id}"
         try:
-            endpoints.check_id(endpoint_id, path)
+            endpoints.check_id(endpoint_id, path if endpoint_id else "EventsRequest.BatchItem: a key (the endpoint id)")
             with conn.begin_nested():
                 endpoints.write(conn, app_id, [(endpoint_id, item["Endpoint"])], f"{path}.Endpoint")
         except AwsError as exc:

@@ -89,7 +89,20 @@ def require(conn: sa.Connection, name: str, region: str, account: str, *, with_c
     return row
 
 
+# Runtimes whose function creation and update AWS Lambda has blocked (its runtime deprecation policy): AWS's answer.
+RETIRED_RUNTIMES = frozenset(
+    {"python2.7", "python3.6", "python3.7", "python3.8"}
+    | {"nodejs", "nodejs4.3", "nodejs4.3-edge", "nodejs6.10", "nodejs8.10", "nodejs10.x", "nodejs12.x"}
+    | {"nodejs14.x", "nodejs16.x"}
+)
+
+
 def _check_runtime(runtime: str, node_available: bool) -> None:
+    if runtime in RETIRED_RUNTIMES:
+        raise InvalidParameterValue(
+            f"The runtime parameter of {runtime} is no longer supported for creating or updating AWS Lambda "
+            "functions. We recommend you use a supported runtime while creating or updating functions."
+        )
     if runtime.startswith("python3"):
         return
     if runtime.startswith("nodejs"):
