@@ -219,6 +219,9 @@ def test_segments_that_cannot_be_evaluated_are_refused_when_written(pinpoint, ap
     between = {"Attributes": {"Joined": {"AttributeType": "BETWEEN", "Values": ["2026-01-01"]}}}
     with pytest.raises(bad, match="BETWEEN takes 2 date"):
         pinpoint.create_segment(ApplicationId=app_id, WriteSegmentRequest={"Name": "b", "Dimensions": between})
+    far = {"Location": {"GPSPoint": {"Coordinates": {"Latitude": 500.0, "Longitude": 0.0}}}}
+    with pytest.raises(bad, match="Latitude must be from -90 to 90"):
+        pinpoint.create_segment(ApplicationId=app_id, WriteSegmentRequest={"Name": "g", "Dimensions": far})
 
     x = pinpoint.create_segment(ApplicationId=app_id, WriteSegmentRequest={"Name": "x"})["SegmentResponse"]["Id"]
     y = pinpoint.create_segment(ApplicationId=app_id, WriteSegmentRequest={"Name": "y", "SegmentGroups": _source_of(x)})

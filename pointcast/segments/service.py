@@ -61,8 +61,9 @@ _DATE_KINDS = {"BEFORE": 1, "AFTER": 1, "ON": 1, "BETWEEN": 2}
 
 
 def _check_dates(where: str, dimensions: dict[str, Any]) -> None:
-    """A date comparison's Values are ISO 8601 dates, one (two for BETWEEN, in order): evaluated, a segment whose
-    dates cannot be read matches nobody, which is not what anyone writing it meant."""
+    """A date comparison's Values are ISO 8601 dates, one (two for BETWEEN, in order), and a GPS point is on the
+    globe with a range that is not negative: evaluated, such a segment matches nobody, which is not what anyone
+    writing it meant."""
     for member in ("Attributes", "UserAttributes"):
         for name, dimension in (dimensions.get(member) or {}).items():
             kind = dimension.get("AttributeType")
@@ -75,6 +76,18 @@ def _check_dates(where: str, dimensions: dict[str, Any]) -> None:
             moments = [parse_instant(value, path) for value in values]
             if len(moments) == 2 and moments[0] > moments[1]:
                 raise BadRequest(f"{path}: BETWEEN takes the earlier date first (got {values[0]}, {values[1]})")
+    point = (dimensions.get("Location") or {}).get("GPSPoint")
+    if point:
+        path = f"WriteSegmentRequest.{where}.Location.GPSPoint"
+        coordinates = point.get("Coordinates") or {}
+        latitude, longitude = coordinates.get("Latitude"), coordinates.get("Longitude")
+        if latitude is None or longitude is None or not (-90 <= latitude <= 90 and -180 <= longitude <= 180):
+            raise BadRequest(
+                f"{path}.Coordinates: Latitude must be from -90 to 90 and Longitude from -180 to 180 "
+                f"(got {latitude}, {longitude})"
+            )
+        if point.get("RangeInKilometers") is not None and point["RangeInKilometers"] < 0:
+            raise BadRequest(f"{path}.RangeInKilometers must not be negative (got {point['RangeInKilometers']})")
 
 
 def _some(kind: str, ids: list[str], shown: int = 5) -> str:
