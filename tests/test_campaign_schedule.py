@@ -176,6 +176,20 @@ def test_a_run_whose_segment_cannot_be_evaluated_fails_with_the_reason(clock_ser
     assert receiver.post_count() == 0
 
 
+def test_a_start_time_with_microseconds_runs_once(clock_server, pinpoint, app_id, receiver) -> None:
+    """StartTime as Python's isoformat() writes it. It ran again at every scheduler tick, to the whole segment."""
+    load(pinpoint, app_id, [endpoint(f"ep-{i:02d}") for i in range(5)])
+    segment = audience_segment(pinpoint, app_id)
+    start = utc("2030-06-01T12:00:00Z") + timedelta(microseconds=306142)
+    set_clock(clock_server, start - timedelta(minutes=1))
+    cid = webhook_campaign(pinpoint, app_id, segment, receiver.url, {"StartTime": start.isoformat()})["Id"]
+    set_clock(clock_server, start + timedelta(seconds=1))
+    wait_for_runs(clock_server, pinpoint, app_id, cid, 1, "COMPLETED")
+    settle(0.6)  # several scheduler ticks
+    assert len(progress(clock_server, app_id, cid)["Runs"]) == 1
+    assert receiver.delivered() == Counter({f"ep-{i:02d}": 1 for i in range(5)})
+
+
 # --- recurring schedules ------------------------------------------------------------------------------------
 
 RECURRING = {
@@ -594,7 +608,9 @@ def test_daily_limit_skips_endpoints_sent_within_24_hours(clock_server, pinpoint
     schedule = {"StartTime": iso(start), "EndTime": iso(start + timedelta(hours=30)), "Frequency": "HOURLY"}
     cid = webhook_campaign(pinpoint, app_id, segment, receiver.url, schedule, Limits={"Daily": 1})["Id"]
 
-    plan = [(0, "SENT"), (1, "DAILY_LIMIT"), (2, "DAILY_LIMIT"), (25, "SENT")]  # 25 h later: a new 24 h window
+    # 24 h later is a new window: a send scheduled exactly 24 hours before does not count (a DAILY campaign with
+    # Daily 1 sends every day).
+    plan = [(0, "SENT"), (1, "DAILY_LIMIT"), (23, "DAILY_LIMIT"), (24, "SENT")]
     for number, (hours, expected) in enumerate(plan, start=1):
         moment = start + timedelta(hours=hours)
         set_clock(clock_server, moment)
@@ -602,6 +618,29 @@ def test_daily_limit_skips_endpoints_sent_within_24_hours(clock_server, pinpoint
         reasons = reasons_of_run(clock_server, app_id, cid, moment)
         assert reasons == Counter({("SENT", None) if expected == "SENT" else ("SKIPPED", expected): 8}), hours
     assert receiver.delivered() == Counter({f"ep-{i}": 2 for i in range(8)})
+
+
+def test_a_daily_local_time_campaign_with_daily_1_sends_every_day(clock_server, pinpoint, app_id, receiver) -> None:
+    """Each zone's 24 hours end at its own send time. Before, the window ended when the run was planned (up to 26
+    hours before a zone's send), so yesterday's sends counted and every other day was DAILY_LIMIT."""
+    load(pinpoint, app_id, [endpoint("ep-tokyo", "Asia/Tokyo"), endpoint("ep-la", "America/Los_Angeles")])
+    segment = audience_segment(pinpoint, app_id)
+    first = utc("2031-01-02T09:00:00Z")
+    set_clock(clock_server, first - timedelta(days=1))
+    schedule = {"StartTime": iso(first), "EndTime": iso(first + timedelta(days=2, hours=12)), "Frequency": "DAILY",
+                "IsLocalTime": True}  # fmt: skip
+    cid = webhook_campaign(pinpoint, app_id, segment, receiver.url, schedule, Limits={"Daily": 1})["Id"]
+    for day in range(3):
+        occurrence = first + timedelta(days=day)
+        for moment in (
+            occurrence - timedelta(hours=14),
+            occurrence - timedelta(hours=9),
+            occurrence + timedelta(hours=8),
+        ):
+            set_clock(clock_server, moment)  # planned (UTC+14 at 09:00), Tokyo's 09:00, Los Angeles' 09:00
+            settle(0.3)
+        wait_for_runs(clock_server, pinpoint, app_id, cid, day + 1, ("PENDING_NEXT_RUN", "COMPLETED"))
+        assert receiver.delivered() == Counter({"ep-tokyo": day + 1, "ep-la": day + 1}), day
 
 
 def test_total_limit_stops_after_that_many_sends(clock_server, pinpoint, app_id, receiver) -> None:

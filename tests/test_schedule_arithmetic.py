@@ -109,3 +109,16 @@ def test_monthly_occurrences_clamp_to_short_months_and_come_back() -> None:
     assert due == datetime(2030, 2, 28, 9, 0, tzinfo=UTC)
     due = schedule.due(sched, BASE, None, datetime(2030, 3, 31, 9, 0, tzinfo=UTC))
     assert due == datetime(2030, 3, 31, 9, 0, tzinfo=UTC)
+
+
+def test_a_start_time_with_microseconds_runs_once() -> None:
+    """Runs keep their time to the millisecond; a StartTime from Python's isoformat() has microseconds, and it ran
+    again at every tick (its occurrence was always later than the run that had already sent it)."""
+    sched = {"StartTime": "2030-01-31T09:00:00.306142+00:00"}
+    now = datetime(2030, 1, 31, 9, 0, 1, tzinfo=UTC)
+    due = schedule.due(sched, BASE, None, now)
+    assert due == datetime(2030, 1, 31, 9, 0, 0, 306000, tzinfo=UTC)
+    ran = schedule.parse_time("2030-01-31T09:00:00.306Z")  # as the run stores it (iso_ms)
+    assert schedule.due(sched, BASE, ran, now) is None and schedule.finished(sched, BASE, ran)
+    hourly = {**sched, "Frequency": "HOURLY", "EndTime": "2030-01-31T12:00:00Z"}
+    assert schedule.due(hourly, BASE, ran, now) is None

@@ -232,7 +232,7 @@ class _Planner:
                 else:
                     candidates.append((endpoint_id, treatment, due_at, zone))
                     docs[endpoint_id] = doc
-        over = counts([c[0] for c in candidates]) if candidates else {}
+        over = counts([(c[0], c[2]) for c in candidates]) if candidates else {}
         for endpoint_id, treatment, due_at, zone in candidates:
             if endpoint_id in over:
                 self.skip(treatment, endpoint_id, over[endpoint_id])
@@ -290,23 +290,31 @@ class RunGone(Exception):
     moved its plan on (the transaction that would have written this planner's batches is rolled back)."""
 
 
-def _limit_counter(db: Database, spec: RunSpec, now: datetime) -> Any:
+def _limit_counter(db: Database, spec: RunSpec) -> Any:
+    """``counts(candidates)``: which of the (endpoint id, send time) pairs are over the campaign's Total, or over its
+    Daily in the 24 hours before their own send time (sends scheduled exactly 24 hours before do not count, so a
+    DAILY campaign with Daily 1 sends every day; with local time each zone's window ends at its own send time)."""
     daily, total = spec.limits.get("Daily"), spec.limits.get("Total")
 
-    def counts(ids: list[str]) -> dict[str, str]:
+    def counts(candidates: list[tuple[str, str]]) -> dict[str, str]:
         over: dict[str, str] = {}
         if not daily and not total:
             return over
         with db.read() as conn:
             if total:
+                ids = [endpoint_id for endpoint_id, _ in candidates]
                 for endpoint_id, n in repo.sent_counts(conn, spec.app_id, spec.campaign_id, ids, None).items():
                     if n >= total:
                         over[endpoint_id] = "TOTAL_LIMIT"
             if daily:
-                since = iso_ms(now - timedelta(days=1))
-                for endpoint_id, n in repo.sent_counts(conn, spec.app_id, spec.campaign_id, ids, since).items():
-                    if n >= daily:
-                        over.setdefault(endpoint_id, "DAILY_LIMIT")
+                by_time: dict[str, list[str]] = defaultdict(list)
+                for endpoint_id, due_at in candidates:
+                    by_time[due_at].append(endpoint_id)
+                for due_at, ids in by_time.items():
+                    since = iso_ms(datetime.fromisoformat(due_at) - timedelta(days=1))
+                    for endpoint_id, n in repo.sent_counts(conn, spec.app_id, spec.campaign_id, ids, since).items():
+                        if n >= daily:
+                            over.setdefault(endpoint_id, "DAILY_LIMIT")
         return over
 
     return counts
@@ -358,7 +366,7 @@ def plan_run(
                     repo.save_activity(conn, {**row.doc, "State": "RUNNING", "Start": iso_ms(now)})
         else:
             planner.restore(run.plan_state)
-        counts = _limit_counter(db, spec, now)
+        counts = _limit_counter(db, spec)
         chunks = 0
         while True:
             with db.read() as conn:  # a short read per chunk: no snapshot is held while the chunk is sent

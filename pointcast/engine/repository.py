@@ -165,11 +165,16 @@ def endpoints_after(
 def sent_counts(
     conn: sa.Connection, app_id: str, campaign_id: str, endpoint_ids: list[str], since: str | None
 ) -> dict[str, int]:
-    """How many SENT outcomes this campaign has per endpoint (since ``since``, if given): for Daily/Total."""
-    o, r = m.outcomes, m.runs
+    """How many SENT outcomes this campaign has per endpoint: for Total; for Daily, those whose batch was due after
+    ``since`` (its scheduled send time, not when it was delivered: a daily occurrence whose delivery took a second
+    longer yesterday must not count against today's)."""
+    o, r, b = m.outcomes, m.runs, m.batches
+    joined = o.join(r, r.c.id == o.c.run_id)
+    if since is not None:
+        joined = joined.join(b, b.c.id == o.c.batch_id)
     query = (
         sa.select(o.c.endpoint_id, sa.func.count())
-        .select_from(o.join(r, r.c.id == o.c.run_id))
+        .select_from(joined)
         .where(
             r.c.app_id == app_id,
             r.c.campaign_id == campaign_id,
@@ -179,7 +184,7 @@ def sent_counts(
         .group_by(o.c.endpoint_id)
     )
     if since is not None:
-        query = query.where(o.c.at >= since)
+        query = query.where(b.c.not_before > since)
     return {row[0]: int(row[1]) for row in conn.execute(query)}
 
 

@@ -25,7 +25,10 @@ _OFFSET = re.compile(r"^UTC(?:([+-])(\d{2})(?::(\d{2}))?)?$")
 
 
 def parse_time(value: str) -> datetime:
-    return datetime.fromisoformat(value).astimezone(UTC)
+    """A stored time in UTC, cut to the millisecond as runs store theirs (``iso_ms``): a StartTime written with
+    microseconds (Python's ``isoformat()``) would otherwise always be later than its own run, and run again."""
+    moment = datetime.fromisoformat(value).astimezone(UTC)
+    return moment.replace(microsecond=moment.microsecond // 1000 * 1000)
 
 
 @cache
