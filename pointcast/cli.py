@@ -10,6 +10,7 @@ from typing import Annotated, Any
 import orjson
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from pointcast import __version__
 
@@ -26,34 +27,40 @@ def _settings(**overrides: Any) -> Any:
         return Settings(**{k: v for k, v in overrides.items() if v is not None})
     except ValidationError as exc:
         first = exc.errors()[0]
-        err.print(f"[red]error:[/red] {'.'.join(str(p) for p in first['loc'])}: {first['msg']}")
+        name = str(first["loc"][0]) if first["loc"] else ""
+        given = f" (got {first['input']!r})" if "input" in first else ""
+        where = f"POINTCAST_{name.upper()}" if name else "a setting"  # every setting has one; not every one a flag
+        err.print(f"[red]error:[/red] {where}: {escape(first['msg'])}{escape(given)}")
         raise typer.Exit(2) from None
 
 
 @app.command()
 def serve(
-    host: Annotated[str | None, typer.Option(help="Address to listen on [env POINTCAST_HOST]")] = None,
-    port: Annotated[int | None, typer.Option(help="Port to listen on [env POINTCAST_PORT]")] = None,
+    host: Annotated[str | None, typer.Option(help="Address to listen on (env POINTCAST_HOST)")] = None,
+    port: Annotated[int | None, typer.Option(help="Port to listen on (env POINTCAST_PORT)")] = None,
     data_dir: Annotated[
-        Path | None, typer.Option(help="SQLite file and credentials live here [env POINTCAST_DATA_DIR]")
+        Path | None, typer.Option(help="SQLite file and credentials live here (env POINTCAST_DATA_DIR)")
     ] = None,
     database_url: Annotated[
-        str | None, typer.Option(help="PostgreSQL URL instead of SQLite [env POINTCAST_DATABASE_URL]")
+        str | None, typer.Option(help="PostgreSQL URL instead of SQLite (env POINTCAST_DATABASE_URL)")
     ] = None,
     account_id: Annotated[
-        str | None, typer.Option(help="Account id in ARNs and webhook checks [env POINTCAST_ACCOUNT_ID]")
+        str | None, typer.Option(help="Account id in ARNs and webhook checks (env POINTCAST_ACCOUNT_ID)")
     ] = None,
-    region: Annotated[str | None, typer.Option(help="Region in ARNs [env POINTCAST_REGION]")] = None,
+    region: Annotated[str | None, typer.Option(help="Region in ARNs (env POINTCAST_REGION)")] = None,
     ca_bundle: Annotated[
-        str | None, typer.Option(help="Extra trusted CAs for webhooks [env POINTCAST_CA_BUNDLE]")
+        str | None, typer.Option(help="Extra trusted CAs for webhooks (env POINTCAST_CA_BUNDLE)")
     ] = None,
     allow_any_credentials: Annotated[
         bool | None,
         typer.Option("--allow-any-credentials", help="Accept any signature (throwaway local use only)"),
     ] = None,
-    log_level: Annotated[str | None, typer.Option(help="debug, info, warning [env POINTCAST_LOG_LEVEL]")] = None,
+    log_level: Annotated[str | None, typer.Option(help="debug, info, warning (env POINTCAST_LOG_LEVEL)")] = None,
 ) -> None:
-    """Serve every API pointcast speaks on one port."""
+    """Serve every API pointcast speaks on one port.
+
+    Every setting is also an environment variable (POINTCAST_*); README.md's Configuration table lists them all.
+    """
     import uvicorn
 
     from pointcast.boot import build, credentials_path, limit_malloc_arenas, load_credentials
@@ -71,7 +78,11 @@ def serve(
     )
     if settings.malloc_arenas:
         limit_malloc_arenas(settings.malloc_arenas)
-    keys, created = load_credentials(settings)
+    try:
+        keys, created = load_credentials(settings)
+    except (OSError, ValueError) as exc:  # an unwritable data dir, a malformed POINTCAST_CREDENTIALS
+        err.print(f"[red]error:[/red] cannot start: {escape(str(exc))}")
+        raise typer.Exit(1) from None
     if settings.allow_any_credentials:
         err.print(
             "[bold red]WARNING: --allow-any-credentials: requests are NOT authenticated. "
@@ -86,7 +97,7 @@ def serve(
     try:
         asgi = build(settings, keys)
     except Exception as exc:  # a clean one-line error instead of a traceback
-        err.print(f"[red]error:[/red] cannot start: {exc}")
+        err.print(f"[red]error:[/red] cannot start: {escape(str(exc))}")
         raise typer.Exit(1) from None
     store = "PostgreSQL" if settings.database_url else f"SQLite in {settings.data_dir}"
     err.print(
@@ -132,7 +143,7 @@ app.add_typer(apps_app, name="apps")
 app.add_typer(functions_app, name="functions")
 
 EndpointUrl = Annotated[
-    str, typer.Option("--endpoint-url", envvar="POINTCAST_URL", help="pointcast's URL [env POINTCAST_URL]")
+    str, typer.Option("--endpoint-url", envvar="POINTCAST_URL", help="pointcast's URL (env POINTCAST_URL)")
 ]
 Profile = Annotated[str | None, typer.Option(help="AWS profile with the credentials pointcast accepts")]
 

@@ -27,7 +27,7 @@ class Settings(BaseSettings):
     ca_bundle: str | None = None
     webhook_check_timeout: float = Field(5.0, gt=0)
     max_clock_skew_seconds: int = Field(900, ge=1)
-    log_level: str = "info"
+    log_level: Literal["critical", "error", "warning", "info", "debug", "trace"] = "info"
     # glibc malloc arenas (0: glibc's default). 2 keeps a 1M-endpoint campaign under 300 MB; 0 is ~12% less CPU
     # per ingested endpoint (docs/benchmarks.md).
     malloc_arenas: int = Field(2, ge=0, le=64)
@@ -72,6 +72,13 @@ class Settings(BaseSettings):
     remote_lambda_access_key_id: str | None = None
     remote_lambda_secret_access_key: str | None = None
     remote_lambda_timeout: float = Field(30.0, gt=0)
+
+    @field_validator("data_dir")
+    @classmethod
+    def _absolute(cls, value: Path) -> Path:
+        """Absolute once, here: a function's LAMBDA_TASK_ROOT (its code, under the data dir) is always absolute in
+        Lambda, and a worker runs with that directory as its working directory, where a relative one is wrong."""
+        return value.expanduser().absolute()
 
     @field_validator("account_id")
     @classmethod

@@ -72,6 +72,34 @@ def test_watch_and_events(server, pinpoint, app_id, test_ca) -> None:
     assert missing.returncode == 1 and "has no batch" in missing.stderr
 
 
+def test_serve_refuses_bad_settings_in_one_line(tmp_path: Path) -> None:
+    """What a user mistypes is named, with what was given; no traceback (several were tracebacks)."""
+    (tmp_path / "afile").write_text("")
+    cases = [
+        ({"POINTCAST_DELIVERY_CONCURRENCY": "abc"}, "POINTCAST_DELIVERY_CONCURRENCY: Input should be a valid integer"),
+        ({"POINTCAST_LOG_LEVEL": "loud"}, "POINTCAST_LOG_LEVEL: Input should be"),
+        ({"POINTCAST_CREDENTIALS": "garbage"}, "is not in the form AKID:SECRET"),
+        ({"POINTCAST_DATA_DIR": str(tmp_path / "afile" / "data")}, "Not a directory"),
+    ]
+    for env, words in cases:
+        run_env = {**cli_env(), "POINTCAST_DATA_DIR": str(tmp_path / "data"), "POINTCAST_PORT": "1", "COLUMNS": "200"}
+        result = subprocess.run(
+            [str(Path(BIN) / "pointcast"), "serve"], env={**run_env, **env}, capture_output=True, text=True, timeout=60
+        )
+        assert result.returncode in (1, 2) and words in result.stderr, (env, result.stderr)
+        assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1, result.stderr
+
+
+def test_a_relative_data_dir_is_made_absolute(tmp_path: Path, monkeypatch) -> None:
+    """The default is ./pointcast-data. Functions' LAMBDA_TASK_ROOT lies under it and workers run in that directory,
+    so a relative path there named nothing: Node.js functions could not load, file paths in Python ones broke."""
+    from pointcast.settings import Settings
+
+    monkeypatch.chdir(tmp_path)
+    assert Settings().data_dir == tmp_path / "pointcast-data"
+    assert Settings(data_dir=Path("here")).data_dir == tmp_path / "here"
+
+
 def test_cli_errors_are_one_line(server, app_id) -> None:
     missing = pointcast(server, "campaigns", "events", app_id, "0" * 32)
     assert missing.returncode == 1 and "NotFoundException" in missing.stderr and "Traceback" not in missing.stderr
