@@ -474,6 +474,23 @@ def check_quiet(server: Server, app_id: str, campaign_id: str, rx: Receiver, zon
     assert rx.delivered() == Counter({i: 1 for i in zone_of if i not in expected_quiet})
 
 
+def test_local_time_quiet_time_reads_a_zoneless_endpoint_where_it_is_sent(clock_server, pinpoint, app_id, receiver):
+    """With IsLocalTime an endpoint without a zone is sent at the wall time in Schedule.Timezone; its quiet time is
+    read there too (it was read in UTC, so it was sent at 09:00 inside an 08:00-10:00 quiet time)."""
+    load(pinpoint, app_id, [endpoint("ep-ny", "UTC-05"), endpoint("ep-none"), endpoint("ep-mars", "Mars/Olympus")])
+    segment = audience_segment(pinpoint, app_id)
+    start = utc("2041-01-02T14:00:00Z")  # 09:00 at UTC-05
+    set_clock(clock_server, start - timedelta(days=1))
+    schedule = {"StartTime": "2041-01-02T09:00:00-05:00", "IsLocalTime": True, "Timezone": "UTC-05",
+                "QuietTime": {"Start": "08:00", "End": "10:00"}}  # fmt: skip
+    cid = webhook_campaign(pinpoint, app_id, segment, receiver.url, schedule)["Id"]
+    set_clock(clock_server, start + timedelta(hours=1))
+    wait_for_runs(clock_server, pinpoint, app_id, cid, 1, "COMPLETED")
+    found = {o["EndpointId"]: (o["Status"], o["Reason"]) for o in outcomes(clock_server, app_id, cid)}
+    assert found == {i: ("SKIPPED", "QUIET_TIME") for i in ("ep-ny", "ep-none", "ep-mars")}
+    assert receiver.post_count() == 0
+
+
 def test_campaign_quiet_time_skips_endpoints_inside_it(clock_server, pinpoint, app_id, receiver) -> None:
     zone_of = quiet_audience(pinpoint, app_id)
     segment = audience_segment(pinpoint, app_id)

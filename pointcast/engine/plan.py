@@ -195,8 +195,10 @@ class _Planner:
             return self.zone_times[zone]
         except KeyError:
             spec = self.spec
-            send_at = schedule.local_send_time(spec.scheduled, spec.campaign.get("Schedule") or {}, zone)
-            due = None if schedule.in_quiet_time(send_at, spec.quiet_time, zone) else iso_ms(send_at)
+            plan = spec.campaign.get("Schedule") or {}
+            send_at = schedule.local_send_time(spec.scheduled, plan, zone)
+            fallback = plan.get("Timezone") if plan.get("IsLocalTime") else None  # where a zoneless endpoint is sent
+            due = None if schedule.in_quiet_time(send_at, spec.quiet_time, zone, fallback) else iso_ms(send_at)
             if len(self.zone_times) < MAX_CACHED_ZONES:
                 self.zone_times[zone] = due
             return due

@@ -149,12 +149,15 @@ def local_send_time(scheduled: datetime, schedule: dict[str, Any], endpoint_zone
     return wall.replace(tzinfo=target).astimezone(UTC)
 
 
-def in_quiet_time(moment: datetime, quiet: dict[str, Any] | None, endpoint_zone: str | None) -> bool:
-    """Whether ``moment`` falls inside quiet time [Start, End) in the endpoint's local time (UTC if unknown)."""
+def in_quiet_time(
+    moment: datetime, quiet: dict[str, Any] | None, endpoint_zone: str | None, fallback_zone: str | None = None
+) -> bool:
+    """Whether ``moment`` falls inside quiet time [Start, End) in the endpoint's local time: its zone, else
+    ``fallback_zone`` (a local-time campaign's ``Schedule.Timezone``, where such an endpoint is sent), else UTC."""
     if not quiet or not quiet.get("Start") or not quiet.get("End"):
         return False
     start, end = time.fromisoformat(quiet["Start"]), time.fromisoformat(quiet["End"])
-    local = moment.astimezone(zone(endpoint_zone) or UTC).time()
+    local = moment.astimezone(zone(endpoint_zone) or zone(fallback_zone) or UTC).time()
     if start <= end:
         return start <= local < end
     return local >= start or local < end  # spans midnight
