@@ -9,7 +9,8 @@ PARTIAL = {
     "pinpoint": {
         "CreateCampaign": "runs custom channels (webhook or Lambda function) and CampaignHook FILTER and DELIVERY; "
         "built-in channels (email, SMS, push) are accepted and stored, and their endpoints end FAILED "
-        "(CHANNEL_UNAVAILABLE) unless a DELIVERY hook delivers for them",
+        "(CHANNEL_UNAVAILABLE) unless a DELIVERY hook delivers for them; Frequency EVENT and IN_APP_EVENT are "
+        "refused (campaigns triggered by events: not yet)",
         "UpdateCampaign": "as CreateCampaign",
         "CreateSegment": "dimensional segments and segment groups; imported segments come from CreateImportJob",
         "CreateImportJob": "S3Url is one file given as a local path, file:// or https:// URL (pointcast cannot reach "

@@ -343,6 +343,8 @@ def test_campaign_updates_are_checked_against_what_they_keep(pinpoint, app_id) -
         ({"Schedule": {"StartTime": "tomorrow"}}, "Schedule.StartTime"),
         ({"Schedule": {"StartTime": "2030-01-02T00:00:00Z", "EndTime": "2030-01-01T00:00:00Z"}}, "Schedule.EndTime"),
         ({"Schedule": {"StartTime": "IMMEDIATE", "Frequency": "DAILY"}}, "Schedule.EndTime"),
+        ({"Schedule": {"StartTime": "IMMEDIATE", "Frequency": "EVENT"}}, "Schedule.Frequency EVENT"),
+        ({"Schedule": {"StartTime": "IMMEDIATE", "Frequency": "IN_APP_EVENT"}}, "Schedule.Frequency IN_APP_EVENT"),
         ({"Schedule": {"StartTime": "IMMEDIATE", "Timezone": "Mars/Olympus"}}, "Schedule.Timezone"),
         ({"Schedule": {"StartTime": "IMMEDIATE", "QuietTime": {"Start": "25:00", "End": "01:00"}}}, "QuietTime.Start"),
         ({"CustomDeliveryConfiguration": {"DeliveryUri": "ftp://x", "EndpointTypes": ["SMS"]}}, "DeliveryUri"),

@@ -55,6 +55,11 @@ def check_schedule(schedule: dict[str, Any] | None, path: str, *, required: bool
         if start_at is None and end_at <= datetime.now(UTC):
             raise BadRequest(f"{path}.EndTime has passed, so a campaign that starts IMMEDIATE would never run")
     frequency = schedule.get("Frequency", "ONCE")
+    if frequency in ("EVENT", "IN_APP_EVENT"):
+        raise BadRequest(
+            f"{path}.Frequency {frequency}: campaigns triggered by events are not supported by pointcast yet "
+            "(docs/api.md); use ONCE or a recurring frequency"
+        )
     if frequency in ("HOURLY", "DAILY", "WEEKLY", "MONTHLY") and end is None:
         raise BadRequest(f"{path}.EndTime is required when {path}.Frequency is {frequency}")
     if schedule.get("Timezone"):
