@@ -231,8 +231,11 @@ def test_an_empty_segment_completes_with_no_endpoints(server, pinpoint, app_id, 
     assert receiver.post_count() == 0 and outcomes(server, app_id, campaign_id) == []
 
 
-def test_an_endpoint_deleted_after_planning_is_skipped(server, pinpoint, app_id, receiver) -> None:
-    """A local-time campaign is planned up to 14 h ahead: endpoints deleted before their batch is due are skipped."""
+def test_an_endpoint_deleted_opted_out_or_inactive_after_planning_is_skipped(
+    server, pinpoint, app_id, receiver
+) -> None:
+    """A local-time campaign is planned up to 14 h ahead: endpoints deleted, opted out or made inactive before their
+    batch is due are skipped (the last two were sent)."""
     ids = IDS[:60]  # ep-000..ep-049 in one batch, ep-050..ep-059 in another
     load(pinpoint, app_id, [endpoint(i) for i in ids])
     segment = audience_segment(pinpoint, app_id)
@@ -243,19 +246,25 @@ def test_an_endpoint_deleted_after_planning_is_skipped(server, pinpoint, app_id,
     deleted = ["ep-001", "ep-002", "ep-049", *ids[50:]]  # three of the first batch, the whole second one
     for endpoint_id in deleted:
         pinpoint.delete_endpoint(ApplicationId=app_id, EndpointId=endpoint_id)
+    # Opted out or made inactive since planning: checked again when the batch is read for sending.
+    changed = {"ep-010": ("OptOut", "ALL", "OPTED_OUT"), "ep-011": ("EndpointStatus", "INACTIVE", "ENDPOINT_INACTIVE")}
+    for endpoint_id, (member, value, _) in changed.items():
+        pinpoint.update_endpoint(ApplicationId=app_id, EndpointId=endpoint_id, EndpointRequest={member: value})
     if receiver.post_count() or datetime.now(UTC) >= start - timedelta(seconds=0.5):
         pytest.skip("planning and deleting took too long to time this deterministically")
     wait_for_runs(server, pinpoint, app_id, campaign_id, 1, "COMPLETED", timeout=30)
 
     [post] = receiver.posts()  # a batch whose endpoints are all gone is not sent at all
-    assert sorted(post.endpoint_ids) == sorted(set(ids[:50]) - set(deleted))
+    assert sorted(post.endpoint_ids) == sorted(set(ids[:50]) - set(deleted) - set(changed))
     found = outcome_map(server, app_id, campaign_id)
     assert sorted(found) == ids
     for endpoint_id, outcome in found.items():
         expected = ("SKIPPED", "ENDPOINT_DELETED") if endpoint_id in deleted else ("SENT", None)
-        assert (outcome["Status"], outcome["Reason"]) == expected
+        if endpoint_id in changed:
+            expected = ("SKIPPED", changed[endpoint_id][2])
+        assert (outcome["Status"], outcome["Reason"]) == expected, endpoint_id
     [activity] = activities(pinpoint, app_id, campaign_id)
-    assert activity["SuccessfulEndpointCount"] == 47 and activity["Result"] == "SUCCESS"
+    assert activity["SuccessfulEndpointCount"] == 45 and activity["Result"] == "SUCCESS"
 
 
 @pytest.mark.parametrize("deleted", ["campaign", "application"])

@@ -29,6 +29,31 @@ def docs_by_id(conn: sa.Connection, app_id: str, ids: Sequence[str]) -> dict[str
     return {row.id: (row.doc, row.request_id) for row in rows}
 
 
+def sendable_docs(conn: sa.Connection, app_id: str, ids: Sequence[str]) -> tuple[dict[str, str], dict[str, str]]:
+    """The stored JSON text of each endpoint in ``ids`` that exists and may still be sent to, and the reason for
+    each one that exists but may not (``ENDPOINT_INACTIVE``, ``OPTED_OUT``): what a batch planned earlier than it is
+    sent checks again (``docs_by_id``'s access path)."""
+    if conn.dialect.name == "postgresql":
+        rows: Any = conn.exec_driver_sql(
+            "SELECT e.id, e.doc, e.endpoint_status, e.opt_out FROM unnest(%s::text[]) AS u(id) CROSS JOIN LATERAL "
+            "(SELECT id, doc, endpoint_status, opt_out FROM endpoints WHERE app_id = %s AND id = u.id) AS e",
+            (list(ids), app_id),
+        )
+    else:
+        columns = (t.c.id, t.c.doc, t.c.endpoint_status, t.c.opt_out)
+        rows = conn.execute(sa.select(*columns).where(t.c.app_id == app_id, t.c.id.in_(ids)))
+    docs: dict[str, str] = {}
+    not_now: dict[str, str] = {}
+    for endpoint_id, doc, status, opt_out in rows:
+        if status != "ACTIVE":
+            not_now[endpoint_id] = "ENDPOINT_INACTIVE"
+        elif opt_out != "NONE":
+            not_now[endpoint_id] = "OPTED_OUT"
+        else:
+            docs[endpoint_id] = doc
+    return docs, not_now
+
+
 UPSERT_COLUMNS = (
     "app_id",
     "id",

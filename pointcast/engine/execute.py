@@ -127,7 +127,8 @@ class Result:
 
 def prepare(conn: sa.Connection, batch_ids: list[str]) -> list[Prepared]:
     """Read pending batches and their endpoints in two queries, however many batches there are."""
-    return [Prepared(batch, ids, docs) for batch, ids, docs in repo.batches_with_docs(conn, batch_ids)]
+    found = repo.batches_with_docs(conn, batch_ids)
+    return [Prepared(batch, ids, docs, None, not_now) for batch, ids, docs, not_now in found]
 
 
 def _header(spec: RunSpec, treatment: Treatment, activity_id: str, scheduled: str, delivery: bool) -> dict[str, Any]:
@@ -259,7 +260,12 @@ async def deliver(deps: ExecuteDeps, item: Prepared) -> Result:
         delivered = (activity_id, run_id, status, failure, batch_id, at, orjson.dumps(present).decode())
     rows = [(activity_id, i, run_id, "SKIPPED", hooks.FILTERED, batch_id, at) for i in filtered]
     if joined is None:
-        rows += [(activity_id, i, run_id, "SKIPPED", "ENDPOINT_DELETED", batch_id, at) for i in ids if i not in docs]
+        not_now = item.not_now or {}  # inactive or opted out since planning; otherwise deleted
+        rows += [
+            (activity_id, i, run_id, "SKIPPED", not_now.get(i, "ENDPOINT_DELETED"), batch_id, at)
+            for i in ids
+            if i not in docs
+        ]
     attempts = [
         {
             "batch_id": batch.id,

@@ -89,6 +89,7 @@ class Prepared(NamedTuple):
     ids: list[str]
     docs: dict[str, str]
     endpoints: bytes | None = None
+    not_now: dict[str, str] | None = None  # read for sending: endpoints now inactive or opted out, and which
 
 
 def load_spec(conn: sa.Connection, run_id: str) -> RunSpec:

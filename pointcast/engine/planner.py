@@ -51,7 +51,7 @@ def send_chunk(out: Connection, items: list[Prepared]) -> None:
     planning them: each ``BatchRow`` went through ``copyreg``, and the 3.5 MB of definitions were copied (and the
     fresh memory faulted in) as the pickle grew; a 34 KB message is written from where it lies."""
     rows = []
-    for batch, ids, _docs, endpoints in items:
+    for batch, ids, _docs, endpoints, _not_now in items:
         assert endpoints is not None  # planning hands on only batches it joined
         rows.append((batch.id, batch.run_id, batch.activity_id, batch.treatment_id, batch.not_before,
                      batch.attempts, batch.app_id, ids))  # fmt: skip

@@ -8,7 +8,7 @@ from typing import Any
 import orjson
 import sqlalchemy as sa
 
-from pointcast.endpoints.repository import docs_by_id
+from pointcast.endpoints.repository import sendable_docs
 from pointcast.store import models as m
 
 # --- runs and activities ---------------------------------------------------------------------------------------
@@ -236,9 +236,12 @@ def get_batch_if_any(conn: sa.Connection, batch_id: str) -> sa.Row[Any] | None:
     return conn.execute(sa.select(m.batches).where(m.batches.c.id == batch_id)).first()
 
 
-def batches_with_docs(conn: sa.Connection, batch_ids: list[str]) -> list[tuple[sa.Row[Any], list[str], dict[str, str]]]:
-    """Pending batches (in the order asked), their endpoint ids, and the stored definitions of those endpoints that
-    still exist, in two queries.
+def batches_with_docs(
+    conn: sa.Connection, batch_ids: list[str]
+) -> list[tuple[sa.Row[Any], list[str], dict[str, str], dict[str, str]]]:
+    """Pending batches (in the order asked), their endpoint ids, the stored definitions of those endpoints that
+    still exist and may be sent to, and why each of the others that exist may not be (now inactive or opted out:
+    a local-time batch is read up to a day after it was planned), in two queries.
 
     Batches that are gone (their campaign was deleted) or no longer pending are left out.
     """
@@ -253,16 +256,21 @@ def batches_with_docs(conn: sa.Connection, batch_ids: list[str]) -> list[tuple[s
     for row, ids in pending.values():
         wanted.setdefault(row.app_id, []).extend(ids)
     docs: dict[tuple[str, str], str] = {}
+    not_now: dict[tuple[str, str], str] = {}
     for app_id, ids in wanted.items():
-        docs.update(((app_id, k), v) for k, v in endpoint_docs(conn, app_id, ids).items())
+        sendable, refused = sendable_docs(conn, app_id, ids)
+        docs.update(((app_id, k), v) for k, v in sendable.items())
+        not_now.update(((app_id, k), v) for k, v in refused.items())
     found = [pending[batch_id] for batch_id in batch_ids if batch_id in pending]
     return [
-        (batch, ids, {i: docs[(batch.app_id, i)] for i in ids if (batch.app_id, i) in docs}) for batch, ids in found
+        (
+            batch,
+            ids,
+            {i: docs[(batch.app_id, i)] for i in ids if (batch.app_id, i) in docs},
+            {i: not_now[(batch.app_id, i)] for i in ids if (batch.app_id, i) in not_now},
+        )
+        for batch, ids in found
     ]
-
-
-def endpoint_docs(conn: sa.Connection, app_id: str, ids: list[str]) -> dict[str, str]:
-    return {endpoint_id: found[0] for endpoint_id, found in docs_by_id(conn, app_id, ids).items()}
 
 
 def finish_batches(conn: sa.Connection, done: Sequence[tuple[str, str, int, str | None]]) -> set[str]:
