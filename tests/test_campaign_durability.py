@@ -124,6 +124,30 @@ def test_sigkill_while_sending_resends_only_batches_in_flight(durable) -> None:
     assert 0.3 * BATCHES <= len(before) < BATCHES, "the kill must land mid-run"
 
 
+def test_a_clean_stop_while_sending_lets_the_batches_in_flight_end(durable) -> None:
+    """SIGTERM while 8 deliveries are under way, each answered in 1 s: they end and are recorded before the server
+    exits (within the runner's STOP_GRACE), so after the restart no batch is sent twice. Cancelled instead, they
+    would stay PENDING and be sent again."""
+    server, rx, app_id = durable
+    campaign_id = start_campaign(server, rx, app_id)
+    rx.wait_for_requests(int(BATCHES * 0.05), timeout=60, method="POST")
+    rx.responder = slow(1.0)  # from now on a delivery takes 1 s: the stop lands while some are in flight
+    rx.wait_for_requests(rx.post_count() + CONCURRENCY, timeout=30, method="POST")
+    server.stop(signal.SIGTERM)
+    before = Counter(post.batch_id for post in rx.posts())
+    assert len(before) < BATCHES, "the stop must land mid-run"
+    rx.responder = slow(0.0)
+    restarted = datetime.now(UTC)
+    server.start()
+    wait_for_runs(server, server.pinpoint(), app_id, campaign_id, 1, "COMPLETED", timeout=60)
+    received = Counter(post.batch_id for post in rx.posts())
+    assert len(received) == BATCHES
+    assert {batch_id for batch_id, count in received.items() if count > 1} == set(), "a batch was sent twice"
+    assert set(rx.delivered().values()) == {1}
+    recorded_at = {o["BatchId"]: utc(o["Time"]) for o in outcomes(server, app_id, campaign_id, page_size=3000)}
+    assert all(recorded_at[batch_id] < restarted for batch_id in before), "what was sent was recorded at the stop"
+
+
 def test_sigkill_while_planning_goes_on_from_where_planning_got_to(durable) -> None:
     """Batches are sent while the rest is planned; after the kill, planning resumes from its last committed chunk,
     so what was planned (and perhaps sent) keeps its batch ids and nothing is sent twice but batches in flight."""

@@ -49,6 +49,7 @@ _RUNNABLE = ("SCHEDULED", "PENDING_NEXT_RUN", "EXECUTING")  # EXECUTING: local-t
 MAX_INTERNAL_ERRORS = 5
 RECORD_GATHER_SECONDS = 0.01
 BACK: Lane = ("", "")  # _lend: the slot went to a batch back from waiting, not to a lane
+STOP_GRACE = 5.0  # seconds deliveries in flight may take to end when the server stops cleanly
 PLANNING_THREADS = 1024  # runs planned at once (beyond that, a run's planning waits for a thread)
 T = TypeVar("T")
 
@@ -222,8 +223,9 @@ class Runner:
         self._wake.set()
 
     async def stop(self) -> None:
-        """Stop dispatching and planning (after the chunk under way), cancel deliveries in flight (they stay
-        PENDING), record what was delivered."""
+        """Stop dispatching and planning (after the chunk under way), give the deliveries in flight up to
+        ``STOP_GRACE`` seconds to end, cancel the rest (they stay PENDING, and are sent again after a restart),
+        record what was delivered."""
         self._stop_planning.set()
         for process in list(self._children.values()):
             process.kill()
@@ -235,6 +237,8 @@ class Runner:
             self._timer.cancel()
         await asyncio.gather(*self._planning.values(), return_exceptions=True)
         self._planning_threads.shutdown(wait=False)
+        if self._inflight:  # a clean stop need not send them twice: most end within a round trip
+            await asyncio.wait(list(self._inflight.values()), timeout=STOP_GRACE)
         for task in list(self._inflight.values()):
             task.cancel()
         await asyncio.gather(*self._inflight.values(), return_exceptions=True)
@@ -463,6 +467,8 @@ class Runner:
                     self._away.discard(batch_id)
                     back.set_result(None)
                 continue
+            if self._stop_planning.is_set():
+                return  # stopping: only the deliveries already under way go on
             took = self._ready.take(self._hold, None if lent_to == BACK else lent_to)
             if took is None:
                 return
