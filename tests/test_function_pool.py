@@ -186,8 +186,9 @@ SLEEPER = """
 import os, time
 def handler(event, context):
     start = time.time()
+    remaining = context.get_remaining_time_in_millis()
     time.sleep(event["sleep"])
-    return {"pid": os.getpid(), "start": start, "end": time.time()}
+    return {"pid": os.getpid(), "start": start, "end": time.time(), "remaining": remaining}
 """
 
 # -- Python -----------------------------------------------------------------------------------------------------
@@ -413,6 +414,26 @@ def test_timeout_kills_and_replaces_the_worker(tmp_path: Path) -> None:
     old, new = ok(before)["pid"], ok(after)["pid"]
     assert old != new
     assert gone(old)
+
+
+def test_each_call_keeps_its_own_timeout_on_a_warm_worker(tmp_path: Path) -> None:
+    """A hook's shorter limit applies to its call only: a worker started by a 1 s call serves a 5 s call with 5 s
+    (and says so in the deadline), and a worker warmed by a 5 s call still cuts a 1 s call at 1 s."""
+    spec = function(tmp_path, "sleeper", SLEEPER, timeout=5.0, concurrency=1)
+    short = dataclasses.replace(spec, timeout=1.0)
+
+    async def main() -> tuple[InvokeResult, ...]:
+        async with running_pool(tmp_path) as pool:
+            warm = await pool.invoke(short, b'{"sleep": 0}')  # starts the worker with the 1 s limit
+            long = await pool.invoke(spec, b'{"sleep": 1.5}')  # the same worker, its own 5 s
+            warm_again = await pool.invoke(spec, b'{"sleep": 0}')
+            cut = await pool.invoke(short, b'{"sleep": 3}')
+            return warm, long, warm_again, cut
+
+    warm, long, warm_again, cut = run(main)
+    assert ok(warm)["pid"] == ok(long)["pid"] == ok(warm_again)["pid"]
+    assert ok(warm)["remaining"] <= 1000 < 4000 < ok(warm_again)["remaining"] <= 5000
+    assert cut.timed_out and "Task timed out after 1.00 seconds" in error(cut)["errorMessage"]
 
 
 def test_worker_exit_is_reported_and_replaced(tmp_path: Path) -> None:

@@ -190,7 +190,7 @@ class WorkerPool:
         worker: Worker | None = None
         try:
             worker = await self._checkout(fn, spec, deadline)
-            return await worker.invoke(request_id, event, client_context)
+            return await worker.invoke(request_id, event, client_context, spec.timeout)
         except TimeoutError:
             return _failed(request_id, "TooManyRequestsException", f"no worker for {spec.name} within {QUEUE_TIMEOUT}s")
         except LaunchError as exc:

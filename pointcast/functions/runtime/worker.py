@@ -43,6 +43,7 @@ class _Invocation:
     event: bytes
     client_context: str | None
     outcome: asyncio.Future[tuple[bytes, str | None, bool]]
+    timeout: float  # seconds: this call's, which may be shorter than the function's (a hook's limit)
     delivered: float = 0.0  # monotonic
     timer: asyncio.TimerHandle | None = field(default=None, repr=False)
 
@@ -202,10 +203,14 @@ class Worker:
 
     # -- invoking -------------------------------------------------------------------------------------------------
 
-    async def invoke(self, request_id: str, event: bytes, client_context: str | None) -> InvokeResult:
-        """Run one invocation on this worker; always returns (bounded by the init limit and the Timeout)."""
+    async def invoke(
+        self, request_id: str, event: bytes, client_context: str | None, timeout: float | None = None
+    ) -> InvokeResult:
+        """Run one invocation on this worker; always returns (bounded by the init limit and ``timeout``, the
+        function's Timeout unless the call has a shorter one: a worker outlives the call that started it)."""
         loop = asyncio.get_running_loop()
-        invocation = _Invocation(request_id, event, client_context, loop.create_future())
+        limit = self.spec.timeout if timeout is None else timeout
+        invocation = _Invocation(request_id, event, client_context, loop.create_future(), limit)
         started = time.monotonic()
         if self._init_error is not None:
             self._finish(invocation, self._init_error, "Unhandled")
@@ -234,11 +239,11 @@ class Worker:
             invocation.timer.cancel()
         invocation.delivered = time.monotonic()
         self._current = invocation
-        invocation.timer = asyncio.get_running_loop().call_later(self.spec.timeout, self._timed_out, invocation)
+        invocation.timer = asyncio.get_running_loop().call_later(invocation.timeout, self._timed_out, invocation)
         headers = {
             "Content-Type": "application/json",
             "Lambda-Runtime-Aws-Request-Id": invocation.request_id,
-            "Lambda-Runtime-Deadline-Ms": str(int((time.time() + self.spec.timeout) * 1000)),
+            "Lambda-Runtime-Deadline-Ms": str(int((time.time() + invocation.timeout) * 1000)),
             "Lambda-Runtime-Invoked-Function-Arn": self.spec.arn,
             "Lambda-Runtime-Trace-Id": _trace_id(),
         }
@@ -263,7 +268,7 @@ class Worker:
             return
         self.kill()
         stamp = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-        message = f"{stamp} {invocation.request_id} Task timed out after {self.spec.timeout:.2f} seconds"
+        message = f"{stamp} {invocation.request_id} Task timed out after {invocation.timeout:.2f} seconds"
         self._platform_log(message + "\n")
         self._finish(invocation, error_document("Sandbox.Timedout", message), "Unhandled", timeout=True)
 
