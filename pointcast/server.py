@@ -121,7 +121,7 @@ def create_app(ctx: Context, verifier: SigV4Verifier, node: str | None, node_ric
             return error_response(AwsError("Internal server error; the server log has the details"), request_id)
         headers = {"x-amzn-RequestId": request_id}
         if isinstance(payload, Response):
-            payload.headers.update(headers)
+            payload.headers.setdefault("x-amzn-RequestId", request_id)  # Invoke's is the invocation's id
             return payload
         if status == 204 or payload is None:
             return Response(status_code=status, headers=headers)

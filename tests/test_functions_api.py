@@ -6,14 +6,17 @@ import base64
 import io
 import json
 import struct
+import time
 import uuid
 import zipfile
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
 import pytest
 from botocore.exceptions import ClientError
 
+from tests.support.campaigns import own, wait_for
 from tests.support.functions import EVERY_APP, ROLE, deploy, zip_code
 from tests.support.server import ACCOUNT_ID, REGION, Server
 
@@ -90,6 +93,39 @@ def test_invoke_request_response_event_and_tail(lam) -> None:
     assert lam.invoke(FunctionName=name, InvocationType="DryRun")["StatusCode"] == 204
     with pytest.raises(lam.exceptions.InvalidRequestContentException):
         lam.invoke(FunctionName=name, Payload=b"not json")
+
+
+def test_an_invocation_answers_under_its_own_request_id(lam, server: Server) -> None:
+    """The response's x-amzn-RequestId is the invocation's (the context's aws_request_id, the log's START line), and
+    an Event invocation's 202 names the record it leaves."""
+    name = _name()
+    deploy(lam, name, COUNTER, handler="index.lambda_handler", allow=None)
+    answer = lam.invoke(FunctionName=name, Payload=b"{}", LogType="Tail")
+    request_id = answer["ResponseMetadata"]["RequestId"]
+    assert json.loads(answer["Payload"].read())["request_id"] == request_id
+    assert f"START RequestId: {request_id}" in base64.b64decode(answer["LogResult"]).decode()
+    queued = lam.invoke(FunctionName=name, InvocationType="Event", Payload=b"{}")["ResponseMetadata"]["RequestId"]
+    assert queued != request_id
+    records = f"/pointcast/v1/functions/{name}/invocations"
+    wait_for(lambda: queued in {c["RequestId"] for c in own(server, records)["Invocations"]}, 20, "the Event's record")
+
+
+def test_an_invoke_waiting_for_a_worker_of_a_function_deleted_meanwhile_is_not_found(lam) -> None:
+    """The function's 4 slots are taken by 2 s calls; a fifth call waits, the function is deleted: the fifth is a
+    ResourceNotFoundException (not an empty 200, nor a call to AWS Lambda)."""
+    name = _name()
+    deploy(
+        lam, name, "import time\ndef handler(event, context):\n    time.sleep(event['s'])\n    return 1\n", allow=None
+    )
+    with ThreadPoolExecutor(5) as pool:
+        busy = [pool.submit(lam.invoke, FunctionName=name, Payload=b'{"s": 2}') for _ in range(4)]
+        time.sleep(1.0)  # the four are running
+        late = pool.submit(lam.invoke, FunctionName=name, Payload=b'{"s": 0}')
+        time.sleep(0.3)
+        lam.delete_function(FunctionName=name)
+        assert [json.loads(f.result(timeout=30)["Payload"].read()) for f in busy] == [1, 1, 1, 1]
+        with pytest.raises(lam.exceptions.ResourceNotFoundException, match=f"function:{name}"):
+            late.result(timeout=30)
 
 
 def test_invoke_error_payload(lam) -> None:

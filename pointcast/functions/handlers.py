@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import uuid
 from typing import Any
 
 import orjson
@@ -13,9 +14,15 @@ from pointcast.aws.restjson import Call
 from pointcast.context import Context
 from pointcast.functions import service
 from pointcast.functions.code import decode_zip
-from pointcast.functions.errors import InvalidParameterValue, InvalidRequestContent, RequestTooLarge, ServiceError
+from pointcast.functions.errors import (
+    InvalidParameterValue,
+    InvalidRequestContent,
+    RequestTooLarge,
+    ResourceNotFound,
+    ServiceError,
+)
 from pointcast.functions.host import LOG_KEEP, FunctionHost, Invocation
-from pointcast.functions.names import parse_ref
+from pointcast.functions.names import function_arn, parse_ref
 from pointcast.functions.routes import code_token
 
 MAX_SYNC_PAYLOAD = 6 * 1024 * 1024  # Lambda's limit for a RequestResponse payload
@@ -153,11 +160,12 @@ async def invoke(ctx: Context, call: Call) -> Any:
     else:
         payload = b"{}"
     await ctx.read(lambda conn: service.require(conn, name, ctx.region, ctx.account_id))
-    headers = {"X-Amz-Executed-Version": "$LATEST"}
+    request_id = str(uuid.uuid4())  # the invocation's: the context's aws_request_id and the response's
+    headers = {"X-Amz-Executed-Version": "$LATEST", "x-amzn-RequestId": request_id}
     if kind == "DryRun":
         return Response(status_code=204, headers=headers)
     if kind == "Event":
-        host.invoke_later(name, payload)
+        host.invoke_later(name, payload, request_id)
         return Response(status_code=202, headers=headers)
     client_context = call.param("ClientContext")
     if client_context:
@@ -165,7 +173,9 @@ async def invoke(ctx: Context, call: Call) -> Any:
             client_context = base64.b64decode(client_context, validate=True).decode()
         except ValueError:
             raise InvalidParameterValue("X-Amz-Client-Context must be base64-encoded JSON") from None
-    result = await host.invoke(name, payload, client_context=client_context)
+    result = await host.invoke(name, payload, client_context=client_context, request_id=request_id, hosted_only=True)
+    if result.refused:  # deleted while the call waited for a worker
+        raise ResourceNotFound(f"Function not found: {function_arn(ctx.region, ctx.account_id, name)}")
     if result.function_error:
         headers["X-Amz-Function-Error"] = result.function_error
     if call.param("LogType") == "Tail":

@@ -235,10 +235,14 @@ class FunctionHost:
         timeout: float | None = None,
         client_context: str | None = None,
         idle: Callable[[], AbstractAsyncContextManager[None]] | None = None,
+        request_id: str | None = None,
+        hosted_only: bool = False,
     ) -> Invocation:
         """Run the function once with ``event``; never raises for what the function did (see ``Invocation``).
 
         ``idle`` is entered around a wait for one of a hosted function's concurrency slots (``WorkerPool.invoke``).
+        ``hosted_only`` (the Lambda API's Invoke): a function pointcast does not host, or no longer hosts once the
+        call has waited for a worker, is refused (FUNCTION_NOT_FOUND) rather than invoked in AWS Lambda.
         """
         started = datetime.now(UTC)
         clock = time.monotonic()
@@ -276,12 +280,15 @@ class FunctionHost:
                             client_context=client_context,
                             idle=idle,
                             current=current if tries_left else None,
+                            request_id=request_id,
                         )
                     except Stale:
                         continue
                     result = Invocation(
                         ran.request_id, ran.payload, ran.function_error, ran.logs, ran.duration_ms, ran.timed_out
                     )
+                elif hosted_only:
+                    result = Invocation.refusal(f"FUNCTION_NOT_FOUND: pointcast hosts no function {ref}")
                 elif self.remote is not None:
                     key = await self._key(ref)
                     settings = self.ctx.settings
@@ -307,9 +314,10 @@ class FunctionHost:
         settings = self.ctx.settings
         return parsed.name if parsed is not None and parsed.is_local(settings.region, settings.account_id) else ref
 
-    def invoke_later(self, ref: str, event: bytes) -> None:
-        """InvocationType Event: run it in the background; the record is the only trace."""
-        task = asyncio.create_task(self.invoke(ref, event, kind="Event"))
+    def invoke_later(self, ref: str, event: bytes, request_id: str | None = None) -> None:
+        """InvocationType Event (the Lambda API's): run a hosted function in the background; the record, under
+        ``request_id``, is the only trace."""
+        task = asyncio.create_task(self.invoke(ref, event, kind="Event", request_id=request_id, hosted_only=True))
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 

@@ -166,16 +166,18 @@ class WorkerPool:
         client_context: str | None = None,
         idle: Callable[[], AbstractAsyncContextManager[None]] | None = None,
         current: Callable[[], bool] | None = None,
+        request_id: str | None = None,
     ) -> InvokeResult:
         """Run ``spec``'s handler once on ``event``; what the handler did is in the result, never raised.
 
         Raises ``PoolStopped`` when the pool is not running. ``client_context`` is the ClientContext JSON text.
         ``idle``, when given, is entered around a wait for one of the function's concurrency slots (a campaign's
         runner may lend the batch's delivery slot out meanwhile). ``current``, when given, is asked once the slot
-        is taken whether ``spec`` still holds; if not, the slot goes back and ``Stale`` is raised.
+        is taken whether ``spec`` still holds; if not, the slot goes back and ``Stale`` is raised. ``request_id`` is
+        the invocation's id (the context's aws_request_id), made here when not given.
         """
         self._check_running()
-        request_id = str(uuid.uuid4())
+        request_id = request_id or str(uuid.uuid4())
         fn = self._function(spec)
         deadline = time.monotonic() + QUEUE_TIMEOUT
         try:
