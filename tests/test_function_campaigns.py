@@ -15,7 +15,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -652,3 +652,92 @@ def test_cli_functions_logs(server, lam) -> None:
         return bool(invocations(server, fn))
 
     wait_for(recorded, 5, "the invocation record")
+
+
+class LambdaProxy:
+    """AWS Lambda as far as a test can tell: a loopback proxy in front of a pointcast, logging each request and
+    answering the next ``throttle`` GetPolicy calls with AWS's 429."""
+
+    def __init__(self, target: str) -> None:
+        self.requests: list[str] = []
+        self.throttle = 0
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def forward(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                outer.requests.append(f"{self.command} {self.path}")
+                if self.command == "GET" and self.path.split("?")[0].endswith("/policy") and outer.throttle > 0:
+                    outer.throttle -= 1
+                    self.answer(429, {"x-amzn-ErrorType": "TooManyRequestsException"}, b'{"message":"Rate exceeded"}')
+                    return
+                headers = {k: v for k, v in self.headers.items() if k.lower() not in ("content-length", "connection")}
+                reply = httpx.request(self.command, target + self.path, content=body, headers=headers, timeout=30)
+                hop = ("content-length", "transfer-encoding", "connection", "content-encoding", "date", "server")
+                self.answer(reply.status_code, {k: v for k, v in reply.headers.items() if k not in hop}, reply.content)
+
+            def answer(self, status: int, headers: dict[str, str], body: bytes) -> None:
+                self.send_response(status)
+                for key, value in {**headers, "Content-Length": str(len(body))}.items():
+                    self.send_header(key, value)
+                self.end_headers()
+                self.wfile.write(body)
+
+            do_GET = do_POST = do_PUT = do_DELETE = forward
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def test_functions_in_aws_one_try_per_attempt_names_as_given_and_throttled_policy_reads_retried(
+    backend: str, ca_bundle: Path, tmp_path: Path, server, receiver
+) -> None:
+    """Against "AWS" (a pointcast of another account, behind a proxy): a bare name is sent as it is, for AWS to
+    resolve in the caller's account (not as an ARN of pointcast's own account id); a qualifier goes to GetPolicy too
+    (an alias has a policy of its own); a failing function is invoked 3 times for 3 attempts (botocore retried
+    each, making 6); a throttled GetPolicy is a failed attempt, tried again, not a refusal."""
+    near_account = "222222222222"
+    receiver.account_id = near_account  # the webhook's HEAD check names the account it belongs to
+    allow = f"arn:aws:mobiletargeting:{REGION}:{near_account}:apps/*"
+    far = server.lambda_()
+    good, bad = name(), name()
+    deploy(far, good, "def handler(event, context):\n    return event['Endpoints']\n", allow=allow)
+    deploy(far, bad, "def handler(event, context):\n    raise ValueError('no')\n", allow=allow)
+    proxy = LambdaProxy(server.url)
+    remote = {"POINTCAST_REMOTE_LAMBDA": "true", "POINTCAST_REMOTE_LAMBDA_ENDPOINT_URL": proxy.url, **FAST}
+    remote |= {"POINTCAST_ACCOUNT_ID": near_account, "POINTCAST_REMOTE_LAMBDA_ACCESS_KEY_ID": "AKIDPOINTCASTTEST"}
+    remote |= {"POINTCAST_REMOTE_LAMBDA_SECRET_ACCESS_KEY": "pointcast-test-secret"}
+    try:
+        with running_server(backend, tmp_path / "near", ca_bundle, **remote) as near:
+            pinpoint = near.pinpoint()
+            app_id, segment = loaded_app(pinpoint, IDS[:10])
+
+            hook = {"LambdaFunctionName": f"{good}:$LATEST", "Mode": "FILTER"}
+            # It starts in 3 s: by then the policy read at create time is no longer reused, each attempt reads it.
+            later = {"StartTime": (datetime.now(UTC) + timedelta(seconds=3)).isoformat(), "Frequency": "ONCE"}
+            campaign_id = str(webhook_campaign(pinpoint, app_id, segment, receiver.url, later, Hook=hook)["Id"])
+            assert f"GET /2015-03-31/functions/{good}/policy?Qualifier=%24LATEST" in proxy.requests
+            proxy.throttle = 2
+            found = finish(near, pinpoint, app_id, campaign_id)
+            assert {o["Status"] for o in found.values()} == {"SENT"}, {o.get("Reason") for o in found.values()}
+            assert proxy.throttle == 0
+            assert [c["Kind"] for c in invocations(server, good)] == ["Invoke"]
+
+            hook = {"LambdaFunctionName": bad, "Mode": "FILTER"}
+            found = finish(
+                near, pinpoint, app_id, function_campaign(pinpoint, app_id, segment, receiver.url, Hook=hook)
+            )
+            assert {o["Status"] for o in found.values()} == {"FAILED"}, {o.get("Reason") for o in found.values()}
+            assert all("ValueError: no" in o["Reason"] for o in found.values()), found
+            assert len(invocations(server, bad)) == 3
+    finally:
+        proxy.close()
+    assert not any(f"{near_account}:function" in r or "%3A222222222222" in r for r in proxy.requests), proxy.requests

@@ -27,7 +27,7 @@ from pointcast.functions import policy
 from pointcast.functions import repository as repo
 from pointcast.functions.code import unpack
 from pointcast.functions.names import FunctionRef, parse_ref
-from pointcast.functions.remote import RemoteLambda
+from pointcast.functions.remote import RemoteLambda, is_transient
 from pointcast.functions.runtime.pool import FunctionSpec, Stale, WorkerPool, node_available
 from pointcast.functions.runtime.spec import InvokeResult
 
@@ -70,6 +70,10 @@ class Invocation(InvokeResult):
         return f"{self.function_error}: {self.payload[:200].decode('utf-8', 'replace')}"
 
 
+class PolicyUnavailable(Exception):
+    """The policy of a function in AWS Lambda could not be read, for a reason that may pass."""
+
+
 @dataclass(slots=True)
 class _Hosted:
     read_at: float
@@ -98,6 +102,7 @@ class FunctionHost:
         self.concurrency = ctx.settings.function_concurrency
         self._hosted: dict[str, _Hosted] = {}
         self._reading: dict[str, asyncio.Future[_Hosted | None]] = {}  # name -> the read every caller waits on
+        self._remote_verdicts: dict[tuple[str, str], tuple[float, str | None]] = {}  # (ref, source) -> (when, why not)
         self._changes: dict[str, int] = {}  # name -> how often it was forgotten (a read from before is not kept)
         self._records: list[dict[str, Any]] = []
         self._flusher: asyncio.Task[None] | None = None
@@ -200,6 +205,15 @@ class FunctionHost:
     async def permission_problem(self, ref: str, source_arn: str) -> str | None:
         """None when Pinpoint may invoke ``ref`` for ``source_arn``; otherwise why not (for an error message)."""
         try:
+            return await self._permission(ref, source_arn)
+        except PolicyUnavailable as exc:
+            return str(exc)
+
+    async def _permission(self, ref: str, source_arn: str) -> str | None:
+        """``permission_problem``, but a policy in AWS that could not be read for a passing reason (throttling, an
+        outage) raises ``PolicyUnavailable``: at run time that is a failed attempt, retried, not a refusal. AWS's
+        answers are kept ``SPEC_TTL`` seconds, as a hosted function's are (GetPolicy is throttled per account)."""
+        try:
             parsed, hosted = await self._where(ref)
         except ValueError as exc:
             return str(exc)
@@ -212,15 +226,30 @@ class FunctionHost:
                 "(POINTCAST_REMOTE_LAMBDA)"
             )
         else:
+            key = (ref, source_arn)
+            known = self._remote_verdicts.get(key)
+            if known is not None and time.monotonic() - known[0] < SPEC_TTL:
+                return known[1]
+            local = parsed.is_local(settings.region, settings.account_id)
+            missing = f"no function {parsed.name} is hosted here" if local else f"function {ref} is not hosted here"
             try:
-                statements = await self.remote.policy_statements(parsed, settings.region, settings.account_id)
+                statements = await self.remote.policy_statements(parsed, settings.region)
             except Exception as exc:  # whatever AWS said is the reason
-                local = parsed.is_local(settings.region, settings.account_id)
-                missing = f"no function {parsed.name} is hosted here" if local else f"function {ref} is not hosted here"
-                return (
-                    f"{missing} (deleted, or not created yet?), and its policy in AWS Lambda could not be read: {exc}"
+                if is_transient(exc):
+                    raise PolicyUnavailable(
+                        f"{missing}, and its policy in AWS Lambda could not be read: {exc}"
+                    ) from exc
+                reason = f"{missing} (deleted, or not created yet?), and AWS Lambda refused to give its policy: {exc}"
+                problem: str | None = reason
+            else:
+                reason = policy.pinpoint_may_invoke(statements, settings.region, source_arn, settings.account_id)
+                problem = (
+                    f"the policy of function {ref} does not allow Pinpoint to invoke it: {reason}" if reason else None
                 )
-            reason = policy.pinpoint_may_invoke(statements, settings.region, source_arn, settings.account_id)
+            if len(self._remote_verdicts) >= VERDICTS_KEPT:
+                self._remote_verdicts.clear()
+            self._remote_verdicts[key] = (time.monotonic(), problem)
+            return problem
         return f"the policy of function {ref} does not allow Pinpoint to invoke it: {reason}" if reason else None
 
     # -- invoking -------------------------------------------------------------------------------------------------
@@ -252,7 +281,13 @@ class FunctionHost:
                 # A call may wait for a worker; a function deleted, changed or no longer permitted meanwhile is
                 # looked up and checked again (``current``), as a call made after the change would be.
                 if source_arn is not None:
-                    problem = await self.permission_problem(ref, source_arn)
+                    try:
+                        problem = await self._permission(ref, source_arn)
+                    except PolicyUnavailable as exc:  # a failed attempt: the engine tries again
+                        payload = orjson.dumps({"errorType": "pointcast.PolicyUnavailable", "errorMessage": str(exc)})
+                        result = Invocation("", payload, "Unhandled", "", (time.monotonic() - clock) * 1000)
+                        self._record(await self._key(ref), kind, source_arn, started, result)
+                        return result
                     if problem:
                         result = Invocation.refusal(f"PERMISSION_DENIED: {problem}")
                         self._record(await self._key(ref), kind, source_arn, started, result)
@@ -292,7 +327,7 @@ class FunctionHost:
                 elif self.remote is not None:
                     key = await self._key(ref)
                     settings = self.ctx.settings
-                    result = await self.remote.invoke(parsed, event, settings.region, settings.account_id, timeout)
+                    result = await self.remote.invoke(parsed, event, settings.region, timeout)
                 else:
                     result = Invocation.refusal(
                         f"FUNCTION_NOT_FOUND: pointcast hosts no function {ref}, and AWS Lambda is turned off"

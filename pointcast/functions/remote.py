@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 import boto3
 import orjson
 from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
 
 from pointcast.functions.names import FunctionRef
 
@@ -55,7 +56,9 @@ class RemoteLambda:
             client = self._clients.get(key)
             if client is None:
                 config = Config(
-                    retries={"max_attempts": 1, "mode": "standard"},  # the engine retries on its own terms
+                    # One try per call: the engine retries on its own terms (3 attempts in all, the contract's).
+                    # botocore's max_attempts counts retries, so it would make two tries of every failing call.
+                    retries={"total_max_attempts": 1, "mode": "standard"},
                     connect_timeout=CONNECT_TIMEOUT,
                     read_timeout=read_timeout,
                     max_pool_connections=self.calls,
@@ -71,17 +74,23 @@ class RemoteLambda:
                 self._clients[key] = client
             return client
 
-    def _arn(self, ref: FunctionRef, region: str, account: str) -> str:
-        arn = ref.arn(region, account)
-        return f"{arn}:{ref.qualifier}" if ref.qualifier else arn
+    @staticmethod
+    def _target(ref: FunctionRef, region: str) -> dict[str, str]:
+        """FunctionName and Qualifier as AWS should resolve them: a reference that names its account is sent as a
+        full ARN (its region, else ours); a bare name as it is, so that AWS resolves it in the account of the
+        credentials (pointcast's own account id is not that account). The qualifier, if any, is sent apart: an
+        alias or version has a resource policy of its own."""
+        name = ref.arn(region, ref.account) if ref.account else ref.name
+        return {"FunctionName": name, **({"Qualifier": ref.qualifier} if ref.qualifier else {})}
 
-    async def policy_statements(self, ref: FunctionRef, region: str, account: str) -> list[dict[str, Any]]:
-        """The function's resource policy statements ([] when it has none)."""
+    async def policy_statements(self, ref: FunctionRef, region: str) -> list[dict[str, Any]]:
+        """The resource policy statements of the function, or of the alias or version it names ([] when it has
+        none). Raises what boto3 raised otherwise (``is_transient`` tells a throttle or an outage apart)."""
         client = self._client(ref.region or region, self.default_timeout)
 
         def call() -> list[dict[str, Any]]:
             try:
-                found = client.get_policy(FunctionName=ref.arn(region, account))
+                found = client.get_policy(**self._target(ref, region))
             except client.exceptions.ResourceNotFoundException as exc:
                 if "Function not found" in str(exc):
                     raise
@@ -90,9 +99,7 @@ class RemoteLambda:
 
         return list(await self._run(call))
 
-    async def invoke(
-        self, ref: FunctionRef, event: bytes, region: str, account: str, timeout: float | None
-    ) -> Invocation:
+    async def invoke(self, ref: FunctionRef, event: bytes, region: str, timeout: float | None) -> Invocation:
         from pointcast.functions.host import Invocation
 
         client = self._client(ref.region or region, timeout or self.default_timeout)
@@ -100,7 +107,7 @@ class RemoteLambda:
 
         def call() -> Invocation:
             try:
-                answer = client.invoke(FunctionName=self._arn(ref, region, account), Payload=event, LogType="Tail")
+                answer = client.invoke(**self._target(ref, region), Payload=event, LogType="Tail")
             except Exception as exc:  # connection errors, throttling, not found: all a failed try
                 took = (time.monotonic() - started) * 1000
                 payload = orjson.dumps({"errorType": type(exc).__name__, "errorMessage": str(exc)})
@@ -117,3 +124,12 @@ class RemoteLambda:
 
         invocation: Invocation = await self._run(call)
         return invocation
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Whether a failed call to AWS may succeed if made again: throttling, AWS's own errors, the network."""
+    if isinstance(exc, ClientError):
+        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0
+        code = str(exc.response.get("Error", {}).get("Code", ""))
+        return status == 429 or status >= 500 or "Throttl" in code or code == "TooManyRequestsException"
+    return isinstance(exc, BotoCoreError)
