@@ -39,7 +39,10 @@ def test_anything_taken_out_or_reordered_is_encoded_again(answer: dict) -> None:
     assert json.loads(endpoints) == {"e1": E1, "e2": E2}
 
 
-@pytest.mark.parametrize("answer", [b"not json", b"[1, 2]", b'{"e1": "x"}'])
+DEEP = b'{"e1": {"Attributes": {"A": ' + b"[" * 100_000 + b"]" * 100_000 + b"}}}"  # JSON, nested past any decoder
+
+
+@pytest.mark.parametrize("answer", [b"not json", b"[1, 2]", b'{"e1": "x"}', DEEP])
 def test_answers_that_are_not_a_map_of_definitions_fail(answer: bytes) -> None:
     with pytest.raises(FilterError):
         decode_filter(answer, IDS)

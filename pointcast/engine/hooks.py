@@ -163,6 +163,13 @@ def _definitions(payload: bytes, wanted: set[str]) -> tuple[dict[str, Members], 
 
 def decode_filter(payload: bytes, ids: list[str]) -> Filtered:
     """Take the endpoint definitions back from a FILTER hook's return value (and nothing else)."""
+    try:
+        return _decode_filter(payload, ids)
+    except RecursionError:  # valid JSON nested deeper than a decoder goes: as unusable as text that is not JSON
+        raise FilterError("the function's return value is nested too deeply to be decoded") from None
+
+
+def _decode_filter(payload: bytes, ids: list[str]) -> Filtered:
     wanted = set(ids)
     value, whole = _definitions(payload, wanted)  # whole: the answer is the map itself (the channel can have it)
     if whole and list(value) == ids and all(map(ENDPOINT_MEMBERS.issuperset, value.values())):
