@@ -22,6 +22,7 @@ from typing import Any
 
 import httpx
 import pytest
+from standardwebhooks.webhooks import Webhook
 
 from pointcast.functions.runtime import node_ric
 from tests.conftest import IN_CI, running_server
@@ -40,6 +41,7 @@ from tests.support.campaigns import (
 )
 from tests.support.functions import deploy, zip_code
 from tests.support.server import ACCOUNT_ID, REGION, Server
+from tests.support.signing import signed_request
 
 HERE = Path(__file__).parent / "functions"
 FAST = {
@@ -237,12 +239,21 @@ def test_web_url_filter_hook(server, pinpoint, test_ca, receiver) -> None:
 
     with Receiver(test_ca, responder=answer) as hook_rx:
         app_id, segment = loaded_app(pinpoint, IDS[:10])
+        created = signed_request("POST", f"{server.url}/pointcast/v1/apps/{app_id}/webhook-secret")
+        secret = created.json()["Secret"]
         hook = {"WebUrl": hook_rx.url, "Mode": "FILTER"}
         campaign_id = function_campaign(pinpoint, app_id, segment, receiver.url, Hook=hook)
         found = finish(server, pinpoint, app_id, campaign_id)
     assert sorted(i for i, o in found.items() if o["Status"] == "SENT") == IDS[:5]
     seen = {k: v for post in receiver.posts() for k, v in post.payload["Endpoints"].items()}
     assert sorted(seen) == IDS[:5] and {v["Attributes"]["Tier"][0] for v in seen.values()} == {"gold"}
+    # Signed, each POST under its own message id: a receiver deduplicating on webhook-id keeps both.
+    [hook_post] = [r for r in hook_rx.requests if r.method == "POST"]
+    [channel_post] = [r for r in receiver.requests if r.method == "POST"]
+    for post in (hook_post, channel_post):
+        Webhook(secret).verify(post.body, dict(post.headers))
+        assert post.headers["webhook-id"] == post.headers["X-Pointcast-Batch-Id"]
+    assert hook_post.headers["webhook-id"] == channel_post.headers["webhook-id"] + ".filter"
 
 
 # --- DELIVERY hook (seed 001) -------------------------------------------------------------------------------

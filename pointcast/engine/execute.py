@@ -191,6 +191,9 @@ async def deliver(deps: ExecuteDeps, item: Prepared) -> Result:
     failure: str | None = None
     max_duration = spec.limits.get("MaximumDuration")
     secret = await deps.webhook_secret(spec.app_id)
+    # Standard Webhooks: the webhook-id is the message's, as X-Pointcast-Batch-Id is (a hook's POST is "<batch>.filter"
+    # or "<batch>.delivery"), so that a receiver deduplicating on it never takes the channel's POST for the hook's.
+    sign_as = (lambda message_id, data: signature_headers(secret, message_id, data)) if secret else None
     sign = (lambda data: signature_headers(secret, batch.id, data)) if secret else None
     too_late = f"MAXIMUM_DURATION: the run passed its MaximumDuration of {max_duration} s"
     left = (spec.scheduled + timedelta(seconds=max_duration) - deps.now()).total_seconds() if max_duration else None
@@ -202,7 +205,7 @@ async def deliver(deps: ExecuteDeps, item: Prepared) -> Result:
         event = hooks.hook_event(header, endpoints)
         called = await hooks.call(
             deps, hook_target, event, kind="FILTER", source_arn=spec.arn, batch_id=batch.id,
-            timeout=deps.hook_timeout, sign=sign, deadline=deadline,
+            timeout=deps.hook_timeout, sign=sign_as, deadline=deadline,
         )  # fmt: skip
         tries += called.attempts
         failure = _failure(called, "HOOK_FAILED", too_late, f"FILTER {hook_target}: ")
@@ -242,7 +245,7 @@ async def deliver(deps: ExecuteDeps, item: Prepared) -> Result:
             header = _header(spec, treatment, batch.activity_id, batch.not_before, True)
             event = hooks.hook_event(header, endpoints)
             called = await hooks.call(
-                deps, hook_target, event, kind="DELIVERY", source_arn=spec.arn, batch_id=batch.id, sign=sign,
+                deps, hook_target, event, kind="DELIVERY", source_arn=spec.arn, batch_id=batch.id, sign=sign_as,
                 deadline=deadline,
             )  # fmt: skip
             tries += called.attempts

@@ -209,22 +209,24 @@ async def call(
     source_arn: str,
     batch_id: str,
     timeout: float | None = None,
-    sign: Callable[[bytes], dict[str, str]] | None = None,
+    sign: Callable[[str, bytes], dict[str, str]] | None = None,
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     deadline: float | None = None,
 ) -> Called:
     """Invoke a function (by name or ARN) or POST to an https:// hook, up to ``deps.function_attempts`` times; no
-    attempt starts after ``deadline`` (``time.monotonic()``; a campaign's MaximumDuration)."""
+    attempt starts after ``deadline`` (``time.monotonic()``; a campaign's MaximumDuration). ``sign`` makes an https://
+    hook's signature headers from its message id and body."""
     attempts = deps.function_attempts
     if target.startswith("https://"):
         policy = RetryPolicy(attempts, deps.policy.base, deps.policy.cap, timeout or deps.policy.timeout)
+        message_id = f"{batch_id}.{kind.lower()}"  # X-Pointcast-Batch-Id and, when signed, webhook-id
         delivery = await post_batch(
             deps.session,
             target,
             event,
-            f"{batch_id}.{kind.lower()}",
+            message_id,
             policy,
-            sign=sign,
+            sign=(lambda data: sign(message_id, data)) if sign else None,
             keep_body=True,
             breaker=deps.breakers.for_url(target),
             idle=deps.idle_for(batch_id),
