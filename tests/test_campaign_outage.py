@@ -141,17 +141,28 @@ def test_a_webhook_down_past_the_outage_limit_fails_with_the_reason(server, pinp
     assert health["engine"]["DeliveryClient"].startswith("libcurl/")  # pycurl is a dependency: "auto" takes it
 
 
-def test_a_web_url_hook_that_is_down_has_its_own_breaker(server, pinpoint, app_id, receiver, test_ca) -> None:
-    """A FILTER hook's WebUrl gets the same rest: the channel's webhook is up, the hook's host is down."""
+@pytest.mark.parametrize("whose", ["campaign", "project"])
+def test_a_web_url_hook_that_is_down_has_its_own_breaker(server, pinpoint, app_id, receiver, test_ca, whose) -> None:
+    """A FILTER hook's WebUrl gets the same rest: the channel's webhook is up, the hook's host is down. The
+    campaign's progress names it as down, whether the hook is the campaign's own or the project's default."""
     with Receiver(test_ca) as hook_rx:
         hook_rx.responder = down = DownFor(3600)
         port = hook_rx.url.split(":")[2].split("/")[0]
         load(pinpoint, app_id, [endpoint(i) for i in IDS])
         segment = audience_segment(pinpoint, app_id)
         hook = {"WebUrl": hook_rx.url, "Mode": "FILTER"}
+        if whose == "project":
+            pinpoint.update_application_settings(
+                ApplicationId=app_id, WriteApplicationSettingsRequest={"CampaignHook": hook}
+            )
+        own_hook = {"Hook": hook} if whose == "campaign" else {}
         campaign_id = str(
-            webhook_campaign(pinpoint, app_id, segment, receiver.url, {"StartTime": "IMMEDIATE"}, Hook=hook)["Id"]
+            webhook_campaign(pinpoint, app_id, segment, receiver.url, {"StartTime": "IMMEDIATE"}, **own_hook)["Id"]
         )
+        waiting = wait_for(
+            lambda: progress(server, app_id, campaign_id)["DestinationsDown"], timeout=30, what="the hook's host down"
+        )
+        assert [d["Destination"] for d in waiting] == [f"https://127.0.0.1:{port}"]
         wait_for_runs(server, pinpoint, app_id, campaign_id, 1, "COMPLETED", timeout=60)
     found = {o["EndpointId"]: o for o in outcomes(server, app_id, campaign_id)}
     assert sorted(found) == IDS

@@ -11,10 +11,11 @@ import orjson
 import sqlalchemy as sa
 
 from pointcast.apps import repository as apps
+from pointcast.apps import service as apps_service
 from pointcast.aws.errors import BadRequest, NotFound
 from pointcast.campaigns.repository import campaigns
 from pointcast.channels.webhook.breaker import destination_of
-from pointcast.engine.hooks import FILTERED
+from pointcast.engine.hooks import FILTERED, effective_hook
 from pointcast.store import models as m
 
 # Outcome reason -> campaign_send_status in the event stream record.
@@ -65,7 +66,7 @@ def progress(conn: sa.Connection, app_id: str, campaign_id: str, down: Sequence[
     )
     lists = conn.execute(sa.select(b.c.endpoint_ids).where(b.c.run_id.in_(run_ids))).scalars()
     planned = sum(len(orjson.loads(ids)) for ids in lists)
-    mine = destinations(doc) if down else set()
+    mine = destinations(doc, apps_service.get_settings(conn, app_id)) if down else set()
     return {
         "Runs": [
             {"Id": row.id, "State": row.state, "ScheduledTime": row.scheduled_time}
@@ -83,11 +84,16 @@ def progress(conn: sa.Connection, app_id: str, campaign_id: str, down: Sequence[
     }
 
 
-def destinations(doc: dict[str, Any]) -> set[str]:
-    """Where a campaign POSTs (``scheme://host:port``): its treatments' webhooks and its hook's ``WebUrl``."""
-    urls = [(doc.get("Hook") or {}).get("WebUrl")]
-    for holder in [doc, *(doc.get("AdditionalTreatments") or [])]:
-        urls.append((holder.get("CustomDeliveryConfiguration") or {}).get("DeliveryUri"))
+def destinations(doc: dict[str, Any], app_settings: dict[str, Any]) -> set[str]:
+    """Where a campaign POSTs (``scheme://host:port``): its treatments' webhooks and the ``WebUrl`` of the hook it
+    runs (its own, else the project's default): a FILTER hook's always, a DELIVERY hook's for the treatments without
+    a custom channel."""
+    holders = [doc, *(doc.get("AdditionalTreatments") or [])]
+    channels = [(holder.get("CustomDeliveryConfiguration") or {}).get("DeliveryUri") for holder in holders]
+    urls = list(channels)
+    hook = effective_hook(doc, app_settings) or {}
+    if hook.get("Mode") == "FILTER" or not all(channels):
+        urls.append(hook.get("WebUrl"))
     return {destination_of(url) for url in urls if isinstance(url, str) and url.startswith("https://")}
 
 
