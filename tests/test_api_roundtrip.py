@@ -349,6 +349,10 @@ def test_campaign_updates_are_checked_against_what_they_keep(pinpoint, app_id) -
         ({"Schedule": {"StartTime": "IMMEDIATE", "QuietTime": {"Start": "25:00", "End": "01:00"}}}, "QuietTime.Start"),
         ({"CustomDeliveryConfiguration": {"DeliveryUri": "ftp://x", "EndpointTypes": ["SMS"]}}, "DeliveryUri"),
         ({"CustomDeliveryConfiguration": {"DeliveryUri": "arn:aws:sns:x", "EndpointTypes": ["SMS"]}}, "DeliveryUri"),
+        (
+            {"CustomDeliveryConfiguration": {"DeliveryUri": "channel", "EndpointTypes": ["SMS"]}},
+            "DeliveryUri 'channel' must be an https:// URL or a Lambda function's full ARN",
+        ),
         ({"Hook": {"Mode": "DELIVERY"}}, "Hook"),
         ({"Hook": {"LambdaFunctionName": "filter-fn"}}, "Hook.Mode is required"),
         ({"Hook": {"LambdaFunctionName": "f", "WebUrl": "https://x.example", "Mode": "FILTER"}}, "both"),

@@ -30,6 +30,12 @@ def check_delivery_uri(uri: str, field: str) -> bool:
                 f"{field} '{uri}' is not a Lambda function ARN (arn:aws:lambda:REGION:ACCOUNT:function:NAME)"
             )
         return False
+    if not uri.startswith("https://") and parse_ref(uri) is not None:  # a function's name or partial ARN
+        raise BadRequest(
+            f"{field} '{uri}' must be an https:// URL or a Lambda function's full ARN "
+            "(arn:aws:lambda:REGION:ACCOUNT:function:NAME); a name or partial ARN is taken only by "
+            "CampaignHook.LambdaFunctionName"
+        )
     _validate_url(uri, field)
     return True
 
