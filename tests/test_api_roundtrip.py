@@ -403,6 +403,26 @@ def test_put_events_updates_endpoint_and_reports_per_item(pinpoint, app_id) -> N
     )
     item = answer["EventsResponse"]["Results"][""]["EndpointItemResponse"]
     assert item == {"Message": "EventsRequest.BatchItem: a key (the endpoint id) is required", "StatusCode": 400}
+    # A bad Timestamp fails its own event, not the request: the other events of the item (and the others) land.
+    bad = {"EventType": "open", "Timestamp": "0001-01-01T00:00:00+01:00"}  # year 0 in UTC
+    answer = pinpoint.put_events(
+        ApplicationId=app_id,
+        EventsRequest={
+            "BatchItem": {
+                "ep-ts": {"Endpoint": {}, "Events": {"good": event, "bad": bad, "nope": {**event, "Timestamp": "nope"}}}
+            }
+        },
+    )
+    result = answer["EventsResponse"]["Results"]["ep-ts"]
+    assert result["EndpointItemResponse"]["StatusCode"] == 202
+    assert result["EventsItemResponse"]["good"] == {"Message": "Accepted", "StatusCode": 202}
+    assert result["EventsItemResponse"]["bad"]["StatusCode"] == 400
+    assert (
+        "EventsRequest.BatchItem.ep-ts.Events.bad.Timestamp is out of range"
+        in result["EventsItemResponse"]["bad"]["Message"]
+    )
+    assert result["EventsItemResponse"]["nope"]["StatusCode"] == 400
+    assert "EventsRequest.BatchItem.ep-ts.Events.nope.Timestamp" in result["EventsItemResponse"]["nope"]["Message"]
 
 
 def test_tags_by_arn(pinpoint, app_id) -> None:

@@ -21,10 +21,6 @@ def check(request: dict[str, Any]) -> None:
     batch = request["BatchItem"]
     if len(batch) > limits.MAX_EVENTS:
         raise BadRequest(f"EventsRequest.BatchItem has {len(batch)} items; at most {limits.MAX_EVENTS} are allowed")
-    for endpoint_id, item in batch.items():
-        for event_id, event in item["Events"].items():
-            path = f"EventsRequest.BatchItem.{endpoint_id}.Events.{event_id}.Timestamp"
-            parse_instant(event["Timestamp"], path)
     count = sum(len(item["Events"]) for item in batch.values())
     if count > limits.MAX_EVENTS:
         raise BadRequest(f"EventsRequest has {count} events in all; at most {limits.MAX_EVENTS} are allowed per call")
@@ -47,7 +43,14 @@ def put_events(conn: sa.Connection, app_id: str, request: dict[str, Any]) -> dic
                 "EventsItemResponse": {event_id: failed for event_id in item["Events"]},
             }
             continue
+        answers: dict[str, Any] = {}
         for event_id, event in item["Events"].items():
+            try:  # one event's bad Timestamp fails that event alone
+                parse_instant(event["Timestamp"], f"{path}.Events.{event_id}.Timestamp")
+            except AwsError as exc:
+                answers[event_id] = {"Message": exc.message, "StatusCode": exc.status}
+                continue
+            answers[event_id] = dict(_ACCEPTED)
             rows.append(
                 {
                     "app_id": app_id,
@@ -58,10 +61,7 @@ def put_events(conn: sa.Connection, app_id: str, request: dict[str, Any]) -> dic
                     "doc": event,
                 }
             )
-        results[endpoint_id] = {
-            "EndpointItemResponse": dict(_ACCEPTED),
-            "EventsItemResponse": {event_id: dict(_ACCEPTED) for event_id in item["Events"]},
-        }
+        results[endpoint_id] = {"EndpointItemResponse": dict(_ACCEPTED), "EventsItemResponse": answers}
     repository.insert_many(conn, rows)
     latest: dict[str, str] = {}
     for row in rows:
