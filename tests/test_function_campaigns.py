@@ -752,3 +752,37 @@ def test_functions_in_aws_one_try_per_attempt_names_as_given_and_throttled_polic
     finally:
         proxy.close()
     assert not any(f"{near_account}:function" in r or "%3A222222222222" in r for r in proxy.requests), proxy.requests
+
+
+def test_a_hook_event_carries_the_direct_message_configuration(server, pinpoint, test_ca) -> None:
+    """Seeds 001 and 003: the event's MessageConfiguration "has the same structure as the
+    DirectMessageConfiguration". An EMAIL campaign's Title/HtmlBody/Body reach a DELIVERY hook as
+    EmailMessage.SimpleEmail's Subject/HtmlPart/TextPart; Message keeps the seed's lower-cased form."""
+    with Receiver(test_ca) as hook_rx:
+        app_id = str(pinpoint.create_app(CreateApplicationRequest={"Name": "mail"})["ApplicationResponse"]["Id"])
+        mail = {"Id": "m1", "ChannelType": "EMAIL", "Address": "a@example.com", "Attributes": {"Audience": ["all"]}}
+        load(pinpoint, app_id, [mail])
+        email = {"FromAddress": "news@example.com", "Title": "Hi", "HtmlBody": "<p>Hello</p>", "Body": "Hello"}
+        request = {
+            "Name": "mail",
+            "SegmentId": audience_segment(pinpoint, app_id),
+            "Schedule": {"StartTime": "IMMEDIATE"},
+            "MessageConfiguration": {"EmailMessage": email},
+            "Hook": {"WebUrl": hook_rx.url, "Mode": "DELIVERY"},
+        }
+        campaign = pinpoint.create_campaign(ApplicationId=app_id, WriteCampaignRequest=request)["CampaignResponse"]
+        found = finish(server, pinpoint, app_id, campaign["Id"])
+    assert {o["Status"] for o in found.values()} == {"SENT"}
+    [post] = [json.loads(r.body) for r in hook_rx.requests if r.method == "POST"]
+    assert post["MessageConfiguration"] == {
+        "EmailMessage": {
+            "FromAddress": "news@example.com",
+            "SimpleEmail": {
+                "Subject": {"Data": "Hi"},
+                "HtmlPart": {"Data": "<p>Hello</p>"},
+                "TextPart": {"Data": "Hello"},
+            },
+        }
+    }
+    assert post["Message"] == {"emailmessage": {k.lower(): v for k, v in email.items()}}
+    assert list(post["Endpoints"]) == ["m1"]

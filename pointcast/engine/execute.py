@@ -133,7 +133,7 @@ def prepare(conn: sa.Connection, batch_ids: list[str]) -> list[Prepared]:
 
 def _header(spec: RunSpec, treatment: Treatment, activity_id: str, scheduled: str, delivery: bool) -> dict[str, Any]:
     """The members of a hook's event before ``Endpoints`` (seeds 001 and 003)."""
-    header: dict[str, Any] = {"MessageConfiguration": treatment.message}
+    header: dict[str, Any] = {"MessageConfiguration": treatment.hook_message}
     if delivery:
         header["Message"] = hooks.delivery_message(treatment.message)
     header.update(

@@ -6,6 +6,8 @@ import hashlib
 from dataclasses import dataclass
 from typing import Any
 
+from pointcast.engine.messages import direct_configuration
+
 # Which endpoint channel types a built-in message in MessageConfiguration reaches (when there is no custom channel).
 _CHANNELS = {
     "EmailMessage": ("EMAIL",),
@@ -29,6 +31,7 @@ class Treatment:
     delivery_uri: str | None
     data: str | None
     message: dict[str, Any]
+    hook_message: dict[str, Any]  # ``message`` in the DirectMessageConfiguration shape, as a hook's event has it
 
     @property
     def is_webhook(self) -> bool:
@@ -56,6 +59,7 @@ def _treatment(tid: str, low: float, high: float, unit: dict[str, Any], campaign
         delivery_uri=cdc.get("DeliveryUri") if cdc else None,
         data=(message.get("CustomMessage") or {}).get("Data"),
         message=message,
+        hook_message=direct_configuration(message),
     )
 
 
