@@ -6,7 +6,6 @@ Everything runs on 127.0.0.1 and stops by itself.
 from __future__ import annotations
 
 import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -21,7 +20,7 @@ from rich.console import Console
 from rich.table import Table
 
 from pointcast.channels.webhook.receiver import LocalReceiver
-from pointcast.functions.code import zip_files
+from pointcast.functions.code import remove_tree, zip_files
 
 ACCOUNT_ID = "000000000000"
 ENDPOINTS = 1000
@@ -111,7 +110,7 @@ def _endpoints(count: int) -> list[dict[str, Any]]:
 
 
 def run_demo(data_dir: Path) -> int:
-    shutil.rmtree(data_dir, ignore_errors=True)
+    remove_tree(data_dir)  # functions' code is unpacked read-only
     data_dir.mkdir(parents=True)
     port = _free_port()
     url = f"http://127.0.0.1:{port}"

@@ -1,26 +1,44 @@
-"""Function code: the uploaded zip (checked, hashed) and its unpacked copy on disk, one directory per revision."""
+"""Function code: the uploaded zip (checked, hashed) and its unpacked copy on disk, one directory per revision.
+
+The unpacked copy is read-only (files 0o444, or 0o555 where the zip gives any execute bit; directories 0o555), as
+Lambda's ``/var/task`` is, so that a handler cannot remove or change its own code by accident (``/tmp`` stays
+writable). A process running as root is not held back by permission bits, so a directory that already exists is
+checked against the zip before it is reused, and unpacked again if anything in it differs.
+"""
 
 from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import hashlib
 import io
 import os
+import secrets
 import shutil
+import stat
 import tempfile
+import threading
 import zipfile
-from pathlib import Path
+import zlib
+from pathlib import Path, PurePosixPath
 
 from pointcast.functions.errors import InvalidParameterValue, RequestTooLarge
 
 MAX_ZIP_BYTES = 50 * 1024 * 1024  # AWS Lambda's limit for a zip uploaded with the request
 MAX_UNZIPPED_BYTES = 250 * 1024 * 1024
 _UNZIP_ERROR = "Could not unzip uploaded file. Please check your file, then try to upload again."
+FILE_MODE = 0o444
+EXEC_MODE = 0o555
+DIR_MODE = 0o555
+_CHUNK = 1024 * 1024
+_locks: dict[Path, threading.Lock] = {}
+_locks_guard = threading.Lock()
 
 
 def decode_zip(encoded: str) -> bytes:
-    """The ZipFile member (base64 on the wire) as bytes, checked to be a zip within Lambda's limits."""
+    """The ZipFile member (base64 on the wire) as bytes, checked to be a zip within Lambda's limits whose entries
+    all lie inside the package (no absolute path, no ``..``)."""
     try:
         data = base64.b64decode(encoded, validate=True)
     except (binascii.Error, ValueError):
@@ -29,7 +47,18 @@ def decode_zip(encoded: str) -> bytes:
         raise RequestTooLarge(f"Code.ZipFile is {len(data)} bytes; at most {MAX_ZIP_BYTES} are accepted")
     try:
         with zipfile.ZipFile(io.BytesIO(data)) as archive:
-            size = sum(info.file_size for info in archive.infolist())
+            infos = archive.infolist()
+            outside = next((info.filename for info in infos if not _inside(info.filename)), None)
+            if outside is not None:
+                raise InvalidParameterValue(
+                    f"{_UNZIP_ERROR} (the entry '{outside[:200]}' lies outside the package: "
+                    "an absolute path or a '..' part)"
+                )
+            files, dirs = _layout(archive)
+            both = next((str(path) for path in files if path in dirs), None)
+            if both is not None:
+                raise InvalidParameterValue(f"{_UNZIP_ERROR} ('{both[:200]}' is both a file and a directory)")
+            size = sum(info.file_size for info in infos)
             if size > MAX_UNZIPPED_BYTES:  # before inflating anything: a 2 MB zip may hold gigabytes of zeros
                 raise InvalidParameterValue(
                     f"Unzipped size must be smaller than {MAX_UNZIPPED_BYTES} bytes (is {size})"
@@ -37,9 +66,45 @@ def decode_zip(encoded: str) -> bytes:
             bad = archive.testzip()  # inflates each member up to its declared size, checking its CRC
     except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError):
         raise InvalidParameterValue(_UNZIP_ERROR) from None
+    except (RuntimeError, NotImplementedError) as exc:  # an encrypted entry, an unsupported compression method
+        raise InvalidParameterValue(f"{_UNZIP_ERROR} ({exc})") from None
     if bad is not None:
         raise InvalidParameterValue(f"{_UNZIP_ERROR} ({bad} is corrupt)")
     return data
+
+
+def _inside(filename: str) -> bool:
+    """Whether a zip entry's name stays inside the directory it is unpacked into, as written."""
+    return not filename.startswith(("/", "\\")) and ".." not in filename.replace("\\", "/").split("/")
+
+
+def _member_path(filename: str) -> PurePosixPath | None:
+    """Where an entry is unpacked, relative to the code directory, named the way ``ZipFile.extract`` names it
+    (empty, ``.`` and ``..`` parts dropped); None for an entry that names no path (``/``, ``..``). Zips stored
+    before uploads were checked by ``_inside`` may still hold such entries: they are unpacked inside, never out."""
+    parts = [part for part in filename.split("/") if part not in ("", ".", "..")]
+    return PurePosixPath(*parts) if parts else None
+
+
+def _layout(archive: zipfile.ZipFile) -> tuple[dict[PurePosixPath, zipfile.ZipInfo], set[PurePosixPath]]:
+    """The files (path -> the entry that is unpacked there; a later duplicate wins, as in extractall) and the
+    directories (explicit entries and every file's parents) of the unpacked zip."""
+    files: dict[PurePosixPath, zipfile.ZipInfo] = {}
+    dirs: set[PurePosixPath] = set()
+    for info in archive.infolist():
+        path = _member_path(info.filename)
+        if path is None:
+            continue
+        if info.is_dir():
+            dirs.add(path)
+        else:
+            files[path] = info
+            dirs.update(p for p in path.parents if p != PurePosixPath("."))
+    return files, dirs
+
+
+def _file_mode(info: zipfile.ZipInfo) -> int:
+    return EXEC_MODE if (info.external_attr >> 16) & 0o111 else FILE_MODE
 
 
 def sha256_b64(data: bytes) -> str:
@@ -48,27 +113,108 @@ def sha256_b64(data: bytes) -> str:
 
 
 def unpack(root: Path, name: str, data: bytes) -> Path:
-    """The directory holding ``data`` unpacked (made once per distinct zip; safe against concurrent callers)."""
+    """The directory holding ``data`` unpacked, read-only (made once per distinct zip; safe against concurrent
+    callers). An existing directory is reused only if it is intact (``_intact``): a handler running as root may
+    have changed it, and the next caller (a new revision, the function created again, a restart) gets the zip's
+    files back."""
     digest = hashlib.sha256(data).hexdigest()[:32]
     target = root / name / digest
-    if target.is_dir():
-        return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{digest}-", dir=target.parent))
-    try:
-        with zipfile.ZipFile(io.BytesIO(data)) as archive:
-            archive.extractall(staging)  # drops absolute paths and ".." parts
-            for info in archive.infolist():
-                mode = info.external_attr >> 16
-                if mode & 0o111 and not info.is_dir():
-                    path = staging / info.filename
-                    path.chmod(path.stat().st_mode | 0o111)
-        os.rename(staging, target)
-    except OSError:
-        shutil.rmtree(staging, ignore_errors=True)
-        if not target.is_dir():
-            raise
+    with _lock(target), zipfile.ZipFile(io.BytesIO(data)) as archive:
+        files, dirs = _layout(archive)
+        if target.is_dir() and _intact(target, files, dirs):
+            return target
+        target.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{digest}-", dir=target.parent))
+        try:
+            _extract(archive, files, dirs, staging)
+            if target.is_dir():  # not intact: out of the way (a rename within the same directory), then removed
+                trash = target.parent / f".{digest}-old-{secrets.token_hex(4)}"
+                os.rename(target, trash)
+                remove_tree(trash)
+            os.rename(staging, target)
+        except OSError:
+            remove_tree(staging)
+            if not target.is_dir():
+                raise
     return target
+
+
+def _lock(target: Path) -> threading.Lock:
+    with _locks_guard:
+        return _locks.setdefault(target, threading.Lock())
+
+
+def _extract(
+    archive: zipfile.ZipFile, files: dict[PurePosixPath, zipfile.ZipInfo], dirs: set[PurePosixPath], staging: Path
+) -> None:
+    """Every entry under ``staging`` (at ``_member_path``, never outside it), then everything made read-only."""
+    for path in sorted(dirs):
+        (staging / path).mkdir(parents=True, exist_ok=True)
+    for path, info in files.items():
+        dest = staging / path
+        with archive.open(info) as source, open(dest, "wb") as sink:
+            shutil.copyfileobj(source, sink, _CHUNK)
+        dest.chmod(_file_mode(info))
+    for path in sorted(dirs, key=lambda p: len(p.parts), reverse=True):  # children before their parents
+        (staging / path).chmod(DIR_MODE)
+    staging.chmod(DIR_MODE)
+
+
+def _intact(target: Path, files: dict[PurePosixPath, zipfile.ZipInfo], dirs: set[PurePosixPath]) -> bool:
+    """Whether ``target`` holds exactly the zip's files and directories, with their contents (CRC-32) and the
+    read-only modes ``_extract`` gave them, and nothing else."""
+    seen_files: set[PurePosixPath] = set()
+    seen_dirs: set[PurePosixPath] = set()
+    try:
+        if stat.S_IMODE(target.lstat().st_mode) != DIR_MODE:
+            return False
+        for top, dirnames, filenames in os.walk(target):
+            here = PurePosixPath(Path(top).relative_to(target))
+            for entry in dirnames:
+                path = here / entry
+                st = (target / path).lstat()
+                if not stat.S_ISDIR(st.st_mode) or stat.S_IMODE(st.st_mode) != DIR_MODE or path not in dirs:
+                    return False
+                seen_dirs.add(path)
+            for entry in filenames:
+                path = here / entry
+                info = files.get(path)
+                st = (target / path).lstat()
+                if (
+                    info is None
+                    or not stat.S_ISREG(st.st_mode)
+                    or stat.S_IMODE(st.st_mode) != _file_mode(info)
+                    or st.st_size != info.file_size
+                    or _crc32(target / path) != info.CRC
+                ):
+                    return False
+                seen_files.add(path)
+    except OSError:
+        return False
+    return seen_files == files.keys() and seen_dirs == dirs
+
+
+def _crc32(path: Path) -> int:
+    crc = 0
+    with open(path, "rb") as source:
+        while chunk := source.read(_CHUNK):
+            crc = zlib.crc32(chunk, crc)
+    return crc
+
+
+def remove_tree(path: Path) -> None:
+    """Remove ``path`` and everything in it, read-only directories included (``shutil.rmtree`` alone cannot unlink
+    an entry of a directory without write permission); what cannot be removed is left."""
+    with contextlib.suppress(OSError):
+        if not path.is_symlink():
+            path.chmod(0o700)
+    for top, dirnames, _ in os.walk(path):
+        for entry in dirnames:
+            child = Path(top) / entry
+            with contextlib.suppress(OSError):
+                if not child.is_symlink():
+                    child.chmod(0o700)
+    shutil.rmtree(path, ignore_errors=True)
 
 
 def zip_files(files: dict[str, str]) -> bytes:

@@ -7,6 +7,11 @@ A worker runs one invocation at a time. Every way an invocation can end resolves
 posts a response or an error, it posts an init error, its process exits, or a timer fires (init limit, then the
 function's Timeout). Timers and the exit watcher guarantee that ``invoke`` returns in bounded time.
 
+Init: a worker's init (starting the runtime, importing the handler's module) has Lambda's 10 s limit, and more when
+the first invocation's own Timeout is longer: Lambda retries an init that ran out of its 10 s inside the first
+invocation, bounded by the function's Timeout (the "suppressed init"). Here the init simply goes on, up to
+max(10 s, that Timeout), and the time it took past 10 s counts against that invocation's Timeout.
+
 Logs: the process's stdout and stderr go to one file opened O_APPEND. A runtime writes its output before it posts
 its answer, so when the answer arrives the bytes from the previous read offset to the end of the file are exactly
 this invocation's output (a fresh worker's init output lands in its first invocation).
@@ -31,7 +36,7 @@ from pointcast.functions.runtime.pipe import PIPE_ENV, PipeChannel
 from pointcast.functions.runtime.runtime_api import Delivery, RuntimeApi
 from pointcast.functions.runtime.spec import FunctionSpec, InvokeResult, error_document
 
-INIT_TIMEOUT = 10.0  # seconds a fresh worker has to ask for its first event (Lambda's init limit)
+INIT_TIMEOUT = 10.0  # seconds of init (until a fresh worker asks for its first event) that are free: Lambda's limit
 REAP_TIMEOUT = 5.0  # seconds to wait for a killed process to be reaped
 MAX_LOGS = 4 * 1024 * 1024  # bytes of output kept per invocation (the tail)
 TRUNCATE_AT = 1024 * 1024  # the log file is emptied at the end of an invocation once it is this big
@@ -44,7 +49,9 @@ class _Invocation:
     client_context: str | None
     outcome: asyncio.Future[tuple[bytes, str | None, bool]]
     timeout: float  # seconds: this call's, which may be shorter than the function's (a hook's limit)
+    waited_from: float = 0.0  # monotonic: when it began to wait for the worker's init (0: it did not wait)
     delivered: float = 0.0  # monotonic
+    init_charged: float = 0.0  # seconds of the worker's init past INIT_TIMEOUT, taken from ``timeout``
     timer: asyncio.TimerHandle | None = field(default=None, repr=False)
 
 
@@ -111,6 +118,7 @@ class Worker:
         self._log_path = work_dir / f"worker-{self.id}.log"
         self._log_fd = -1
         self._log_offset = 0
+        self._started = 0.0  # monotonic: when the process was started (its init began)
         self._pending: _Invocation | None = None  # accepted, not yet fetched by the runtime
         self._current: _Invocation | None = None  # fetched, not yet answered
         self._waiting_next: Callable[[Delivery], None] | None = None  # the runtime's GET next, unanswered
@@ -139,6 +147,7 @@ class Worker:
             pass_fds = self._pipe.open()
             env[PIPE_ENV] = ",".join(map(str, pass_fds))
         self._log_fd = os.open(self._log_path, os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
+        self._started = time.monotonic()
         try:
             self._proc = await asyncio.create_subprocess_exec(
                 *argv,
@@ -206,12 +215,13 @@ class Worker:
     async def invoke(
         self, request_id: str, event: bytes, client_context: str | None, timeout: float | None = None
     ) -> InvokeResult:
-        """Run one invocation on this worker; always returns (bounded by the init limit and ``timeout``, the
-        function's Timeout unless the call has a shorter one: a worker outlives the call that started it)."""
+        """Run one invocation on this worker; always returns, within INIT_TIMEOUT + ``timeout`` (the function's
+        Timeout unless the call has a shorter one: a worker outlives the call that started it). On a fresh worker
+        the call waits for the init up to max(INIT_TIMEOUT, ``timeout``) (the module docstring says why)."""
         loop = asyncio.get_running_loop()
         limit = self.spec.timeout if timeout is None else timeout
-        invocation = _Invocation(request_id, event, client_context, loop.create_future(), limit)
         started = time.monotonic()
+        invocation = _Invocation(request_id, event, client_context, loop.create_future(), limit)
         if self._init_error is not None:
             self._finish(invocation, self._init_error, "Unhandled")
         elif not self.alive:
@@ -221,7 +231,9 @@ class Worker:
             deliver(self._deliver(invocation))
         else:
             self._pending = invocation
-            invocation.timer = loop.call_later(INIT_TIMEOUT, self._init_timed_out, invocation)
+            invocation.waited_from = started
+            init_ends = self._started + max(INIT_TIMEOUT, limit)
+            invocation.timer = loop.call_later(max(0.0, init_ends - started), self._init_timed_out, invocation)
         try:
             payload, function_error, timed_out = await invocation.outcome
         except asyncio.CancelledError:
@@ -234,16 +246,21 @@ class Worker:
         return InvokeResult(request_id, payload, function_error, self._take_logs(), duration, timed_out)
 
     def _deliver(self, invocation: _Invocation) -> Delivery:
-        """Hand the invocation to the runtime: its Timeout starts now."""
+        """Hand the invocation to the runtime: its Timeout runs from now, less the time the worker's init took past
+        INIT_TIMEOUT while this call waited for it."""
         if invocation.timer is not None:
             invocation.timer.cancel()
-        invocation.delivered = time.monotonic()
+        now = invocation.delivered = time.monotonic()
+        if invocation.waited_from:
+            free_until = max(invocation.waited_from, self._started + INIT_TIMEOUT)
+            invocation.init_charged = min(invocation.timeout, max(0.0, now - free_until))
+        remaining = invocation.timeout - invocation.init_charged
         self._current = invocation
-        invocation.timer = asyncio.get_running_loop().call_later(invocation.timeout, self._timed_out, invocation)
+        invocation.timer = asyncio.get_running_loop().call_later(remaining, self._timed_out, invocation)
         headers = {
             "Content-Type": "application/json",
             "Lambda-Runtime-Aws-Request-Id": invocation.request_id,
-            "Lambda-Runtime-Deadline-Ms": str(int((time.time() + invocation.timeout) * 1000)),
+            "Lambda-Runtime-Deadline-Ms": str(int((time.time() + remaining) * 1000)),
             "Lambda-Runtime-Invoked-Function-Arn": self.spec.arn,
             "Lambda-Runtime-Trace-Id": _trace_id(),
         }
@@ -269,6 +286,11 @@ class Worker:
         self.kill()
         stamp = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
         message = f"{stamp} {invocation.request_id} Task timed out after {invocation.timeout:.2f} seconds"
+        if invocation.init_charged:
+            message += (
+                f" (of which {invocation.init_charged:.2f} s were the worker's init past the "
+                f"{INIT_TIMEOUT:g} s init limit)"
+            )
         self._platform_log(message + "\n")
         self._finish(invocation, error_document("Sandbox.Timedout", message), "Unhandled", timeout=True)
 
@@ -276,7 +298,15 @@ class Worker:
         if invocation.outcome.done() or invocation.delivered:
             return
         self.kill()
-        message = f"RequestId: {invocation.request_id} Error: the runtime did not start within {INIT_TIMEOUT:.0f} s"
+        message = (
+            f"RequestId: {invocation.request_id} Error: the function's init (the runtime's start and the handler "
+            f"module's import) did not finish within {INIT_TIMEOUT:g} s, the init limit"
+        )
+        if invocation.timeout > INIT_TIMEOUT:
+            message += (
+                f", nor within the {invocation.timeout:.2f} s Timeout of the worker's first invocation, which "
+                f"Lambda grants an init that runs past {INIT_TIMEOUT:g} s"
+            )
         self._platform_log(message + "\n")
         self._finish(invocation, error_document("Runtime.InitTimeout", message), "Unhandled", timeout=True)
 
