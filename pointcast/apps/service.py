@@ -12,9 +12,16 @@ from pointcast.aws.errors import BadRequest
 from pointcast.aws.wire import new_id, now_iso
 from pointcast.pinpoint import limits
 from pointcast.pinpoint.paging import Page, page_response
+from pointcast.store import lock
+from pointcast.store.locks import Key
 
 SETTINGS_MEMBERS = ("CampaignHook", "Limits", "QuietTime", "JourneyLimits")
 WEBHOOK_SECRET_KEY = "_WebhookSecret"  # pointcast's own setting: members starting with "_" are never returned
+
+
+def lock_key(app_id: str) -> Key:
+    """What ``pointcast.store.lock`` holds while an application's row (settings, tags) is read and rewritten."""
+    return ("app", app_id)
 
 
 def response(row: Any, region: str, account: str) -> dict[str, Any]:
@@ -84,6 +91,7 @@ def check_settings(request: dict[str, Any]) -> None:
 
 def update_settings(conn: sa.Connection, app_id: str, request: dict[str, Any]) -> dict[str, Any]:
     """Members given replace the stored ones; members left out are kept."""
+    lock(conn, lock_key(app_id))
     settings = dict(get_settings(conn, app_id))
     for member in SETTINGS_MEMBERS:
         if member in request:
@@ -97,6 +105,7 @@ def update_settings(conn: sa.Connection, app_id: str, request: dict[str, Any]) -
 
 
 def set_webhook_secret(conn: sa.Connection, app_id: str, secret: str | None) -> None:
+    lock(conn, lock_key(app_id))
     settings = dict(get_settings(conn, app_id))
     if secret is None:
         settings.pop(WEBHOOK_SECRET_KEY, None)

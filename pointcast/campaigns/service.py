@@ -12,6 +12,7 @@ from pointcast.aws.errors import BadRequest
 from pointcast.aws.wire import new_id, now_iso
 from pointcast.campaigns.repository import campaigns, delete_activities, delete_runs
 from pointcast.segments.repository import segments
+from pointcast.store import lock
 
 _MEMBERS = (
     "CustomDeliveryConfiguration",
@@ -43,6 +44,15 @@ def _resolve_segment(conn: sa.Connection, app_id: str, doc: dict[str, Any], requ
             doc["SegmentVersion"] = latest
     elif not 1 <= version <= latest:
         raise BadRequest(f"WriteCampaignRequest.SegmentVersion: segment '{segment_id}' has no version {version}")
+
+
+def _lock(conn: sa.Connection, app_id: str, campaign_id: str, request: dict[str, Any]) -> None:
+    """Hold the campaign and the segment the request names (``pointcast.store.lock``): the next ``Version`` is
+    computed from the stored one, and the segment must not be deleted before the campaign naming it commits."""
+    keys = [campaigns.lock_key(app_id, campaign_id)]
+    if request.get("SegmentId"):
+        keys.append(segments.lock_key(app_id, request["SegmentId"]))
+    lock(conn, *keys)
 
 
 def _status(doc: dict[str, Any]) -> dict[str, str]:
@@ -83,6 +93,7 @@ def create(
     """A new campaign; ``campaign_id`` is given when the caller needed the ARN first (to check function policies)."""
     apps.require(conn, app_id)
     campaign_id, now = campaign_id or new_id(), now_iso()
+    _lock(conn, app_id, campaign_id, request)
     doc: dict[str, Any] = {
         "ApplicationId": app_id,
         "Arn": child_arn(region, account, app_id, "campaigns", campaign_id),
@@ -100,7 +111,8 @@ def create(
 
 def update(conn: sa.Connection, app_id: str, campaign_id: str, request: dict[str, Any]) -> dict[str, Any]:
     """Members given replace the stored ones; members left out are kept (docs/contract.md)."""
-    doc = dict(campaigns.get(conn, app_id, campaign_id))
+    _lock(conn, app_id, campaign_id, request)
+    doc = dict(campaigns.get(conn, app_id, campaign_id, for_update=True))
     if doc["State"]["CampaignStatus"] == "COMPLETED":
         raise BadRequest(f"Campaign '{campaign_id}' is COMPLETED and cannot be changed; create a new campaign")
     _apply(doc, request)
@@ -112,6 +124,7 @@ def update(conn: sa.Connection, app_id: str, campaign_id: str, request: dict[str
 
 
 def delete(conn: sa.Connection, app_id: str, campaign_id: str) -> dict[str, Any]:
+    lock(conn, campaigns.lock_key(app_id, campaign_id))
     doc = campaigns.delete(conn, app_id, campaign_id)
     delete_activities(conn, app_id, campaign_id)
     delete_runs(conn, app_id, campaign_id)

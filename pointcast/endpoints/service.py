@@ -9,6 +9,7 @@ one or the time of the update.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterable
 from typing import Any
 
 import orjson
@@ -19,6 +20,7 @@ from pointcast.aws.errors import BadRequest, NotFound
 from pointcast.aws.wire import iso_ms, now_iso, parse_instant
 from pointcast.endpoints import repository
 from pointcast.pinpoint import limits
+from pointcast.store import lock
 
 # The order of members in a stored endpoint definition (and so in a campaign payload).
 _ORDER = (
@@ -66,12 +68,29 @@ def merge(stored: dict[str, Any] | None, request: dict[str, Any], now: str) -> d
     return {k: doc[k] for k in _ORDER if k in doc}
 
 
+LOCK_BUCKETS = 128  # an application's endpoints are locked in this many groups (by a hash of the id)
+
+
+def lock_ids(conn: sa.Connection, app_id: str, ids: Iterable[str]) -> None:
+    """Hold these endpoints until the transaction ends (``pointcast.store.lock``): what a transaction reads of them
+    next is what it rewrites, with no other writer's change in between.
+
+    The lock is on the id's group (one of ``LOCK_BUCKETS`` per application), not on the id itself: PostgreSQL keeps
+    advisory locks in a shared table of ``max_locks_per_transaction`` (64) times ``max_connections`` entries, and an
+    import's chunk of 500 endpoints, on many connections at once, would fill it. Two writers of different endpoints
+    of one group take turns; their transactions are short."""
+    groups = {hashlib.blake2b(endpoint_id.encode(), digest_size=4).digest() for endpoint_id in ids}
+    lock(conn, *(("endpoints", app_id, str(int.from_bytes(g, "big") % LOCK_BUCKETS)) for g in groups))
+
+
 def write(conn: sa.Connection, app_id: str, items: list[tuple[str, dict[str, Any]]], path: str) -> None:
     """Create or update each (id, EndpointRequest) of a batch in two statements; later items win over earlier.
 
-    ``path`` names the items in error messages; ``{index}`` in it is replaced by the item's position.
+    ``path`` names the items in error messages; ``{index}`` in it is replaced by the item's position. The batch's
+    endpoints are locked first (``lock_ids``), so concurrent writes of one endpoint merge one after the other.
     """
     apps.require(conn, app_id)
+    lock_ids(conn, app_id, [endpoint_id for endpoint_id, _ in items])
     now = now_iso()
     stored = repository.docs_by_id(conn, app_id, [endpoint_id for endpoint_id, _ in items])
     merged: dict[str, dict[str, Any]] = {}
@@ -137,6 +156,7 @@ def get(conn: sa.Connection, app_id: str, endpoint_id: str) -> dict[str, Any]:
 
 
 def delete(conn: sa.Connection, app_id: str, endpoint_id: str) -> dict[str, Any]:
+    lock_ids(conn, app_id, [endpoint_id])
     result = get(conn, app_id, endpoint_id)
     repository.delete(conn, app_id, [endpoint_id])
     return result
@@ -151,6 +171,12 @@ def user_endpoints(conn: sa.Connection, app_id: str, user_id: str) -> list[dict[
 
 
 def delete_user(conn: sa.Connection, app_id: str, user_id: str) -> list[dict[str, Any]]:
-    items = user_endpoints(conn, app_id, user_id)
+    """Delete the user's endpoints, as they are once locked: one moved to another user meanwhile is kept, and the
+    answer shows each deleted endpoint as it was when deleted."""
+    found = {item["Id"] for item in user_endpoints(conn, app_id, user_id)}
+    lock_ids(conn, app_id, found)
+    items = [item for item in user_endpoints(conn, app_id, user_id) if item["Id"] in found]
+    if not items:
+        raise NotFound(f"No endpoints with User.UserId '{user_id}' in application '{app_id}'")
     repository.delete(conn, app_id, [item["Id"] for item in items])
     return items

@@ -28,6 +28,7 @@ def check(request: dict[str, Any]) -> None:
 
 def put_events(conn: sa.Connection, app_id: str, request: dict[str, Any]) -> dict[str, Any]:
     apps.require(conn, app_id)
+    endpoints.lock_ids(conn, app_id, request["BatchItem"])  # all at once: one per item could deadlock with a batch
     results: dict[str, Any] = {}
     rows: list[dict[str, Any]] = []
     for endpoint_id, item in request["BatchItem"].items():

@@ -41,7 +41,7 @@ from pointcast.imports import repository as repo
 from pointcast.imports.formats import FileError, Record
 from pointcast.pinpoint.paging import Page
 from pointcast.segments.repository import segments
-from pointcast.store import Database
+from pointcast.store import Database, lock
 
 log = logging.getLogger("pointcast.imports")
 
@@ -222,6 +222,8 @@ def apply_chunk(conn: sa.Connection, job: Job, records: list[Record], done: int,
             candidates.append((record.line, *_checked(record.item)))
         except BadRequest as exc:
             failures.append((record.line, exc.message))
+    # Held from before the existence check to the write: endpoints.write's merge and lock (pointcast.store.lock).
+    endpoints.lock_ids(conn, job.app_id, [endpoint_id for _, endpoint_id, _ in candidates])
     candidates = _require_new_channel(conn, job.app_id, candidates, failures)
     written = _write(conn, job.app_id, candidates, failures)
     if job.segment_id:
@@ -321,6 +323,7 @@ def _define_segment(conn: sa.Connection, job: Job) -> None:
         imported["ExternalId"] = definition["ExternalId"]
     imported.update(Format=definition["Format"], RoleArn=definition["RoleArn"], S3Url=definition["S3Url"], Size=size)
     now = now_iso()
+    lock(conn, segments.lock_key(job.app_id, job.segment_id))  # its next Version is computed from the stored one
     if segments.exists(conn, job.app_id, job.segment_id):
         doc = dict(_import_segment(conn, job.app_id, job.segment_id))
         doc.update(ImportDefinition=imported, LastModifiedDate=now, Version=doc["Version"] + 1)

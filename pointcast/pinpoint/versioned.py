@@ -11,6 +11,7 @@ import sqlalchemy as sa
 from pointcast.apps import repository as apps
 from pointcast.aws.errors import BadRequest, NotFound
 from pointcast.pinpoint.paging import Page, page_response
+from pointcast.store.locks import Key
 
 _VERSION = re.compile(r"[0-9]{1,9}")  # ASCII digits (str.isdigit takes "²"), within an INTEGER column
 
@@ -28,7 +29,13 @@ class VersionedRepository:
         conn.execute(sa.insert(self.table).values(app_id=app_id, id=doc["Id"], version=doc["Version"], doc=doc))
         self._insert_version(conn, app_id, doc)
 
+    def lock_key(self, app_id: str, resource_id: str) -> Key:
+        """What ``pointcast.store.lock`` holds while a transaction reads and rewrites this resource."""
+        return (self.label, app_id, resource_id)
+
     def replace(self, conn: sa.Connection, app_id: str, doc: dict[str, Any]) -> None:
+        """Store ``doc`` as the new current version (``Version``: the current one plus 1). The caller holds the
+        resource's lock (``lock_key``) since it read the current document."""
         t = self.table
         conn.execute(
             sa.update(t).where(t.c.app_id == app_id, t.c.id == doc["Id"]).values(version=doc["Version"], doc=doc)
@@ -36,19 +43,29 @@ class VersionedRepository:
         self._insert_version(conn, app_id, doc)
 
     def set_current(self, conn: sa.Connection, app_id: str, doc: dict[str, Any]) -> None:
-        """Change the current document without making a new version (state changes, tags)."""
+        """Change the current document without making a new version (state changes, tags).
+
+        Only while ``doc``'s ``Version`` is still the current one: a change made from a document read before an
+        update committed (the engine reads campaigns without the resource's lock) is dropped rather than putting
+        the older version's members back over the update's."""
         t = self.table
-        conn.execute(sa.update(t).where(t.c.app_id == app_id, t.c.id == doc["Id"]).values(doc=doc))
+        query = sa.update(t).where(t.c.app_id == app_id, t.c.id == doc["Id"])
+        if "Version" in doc:
+            query = query.where(t.c.version == doc["Version"])
+        conn.execute(query.values(doc=doc))
 
     def _insert_version(self, conn: sa.Connection, app_id: str, doc: dict[str, Any]) -> None:
         conn.execute(
             sa.insert(self.versions).values(app_id=app_id, version=doc["Version"], doc=doc, **{self.key: doc["Id"]})
         )
 
-    def get(self, conn: sa.Connection, app_id: str, resource_id: str) -> dict[str, Any]:
-        """The current document; NotFound naming the application when that is what is missing."""
+    def get(self, conn: sa.Connection, app_id: str, resource_id: str, *, for_update: bool = False) -> dict[str, Any]:
+        """The current document; NotFound naming the application when that is what is missing. ``for_update``
+        also locks the row (PostgreSQL) until the transaction ends, so that a write of it by a transaction that
+        does not take the resource's lock (the engine's state changes) is read, not overwritten."""
         t = self.table
-        row = conn.execute(sa.select(t.c.doc).where(t.c.app_id == app_id, t.c.id == resource_id)).first()
+        query = sa.select(t.c.doc).where(t.c.app_id == app_id, t.c.id == resource_id)
+        row = conn.execute(query.with_for_update() if for_update else query).first()
         if row is None:
             apps.require(conn, app_id)
             raise NotFound(f"{self.label} '{resource_id}' not found in application '{app_id}'")

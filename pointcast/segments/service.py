@@ -15,8 +15,19 @@ from pointcast.imports import repository as imports
 from pointcast.pinpoint import limits
 from pointcast.segments.evaluate import compile_segment
 from pointcast.segments.repository import campaigns_using, segments, segments_using
+from pointcast.store import lock
 
 _MEMBERS = ("Dimensions", "Name", "SegmentGroups")
+
+
+def _lock(conn: sa.Connection, app_id: str, segment_id: str | None, request: dict[str, Any]) -> None:
+    """Hold the segment and the source segments the request names (``pointcast.store.lock``), in one call: the next
+    ``Version`` is computed from the stored one, and a source must not be deleted or changed into a cycle before
+    this segment commits."""
+    groups = (request.get("SegmentGroups") or {}).get("Groups") or []
+    ids = {source.get("Id") for group in groups for source in group.get("SourceSegments") or []}
+    ids.add(segment_id)
+    lock(conn, *(segments.lock_key(app_id, i) for i in ids if isinstance(i, str)))
 
 
 def _check(conn: sa.Connection, app_id: str, request: dict[str, Any], own_id: str | None) -> None:
@@ -99,6 +110,7 @@ def _some(kind: str, ids: list[str], shown: int = 5) -> str:
 
 def create(conn: sa.Connection, app_id: str, request: dict[str, Any], region: str, account: str) -> dict[str, Any]:
     apps.require(conn, app_id)
+    _lock(conn, app_id, None, request)
     _check(conn, app_id, request, None)
     segment_id, now = new_id(), now_iso()
     doc: dict[str, Any] = {
@@ -118,7 +130,8 @@ def create(conn: sa.Connection, app_id: str, request: dict[str, Any], region: st
 
 
 def update(conn: sa.Connection, app_id: str, segment_id: str, request: dict[str, Any]) -> dict[str, Any]:
-    doc = dict(segments.get(conn, app_id, segment_id))
+    _lock(conn, app_id, segment_id, request)
+    doc = dict(segments.get(conn, app_id, segment_id, for_update=True))
     _check(conn, app_id, request, segment_id)
     doc.update({k: request[k] for k in _MEMBERS if k in request})
     if "tags" in request:
@@ -131,6 +144,7 @@ def update(conn: sa.Connection, app_id: str, segment_id: str, request: dict[str,
 
 
 def delete(conn: sa.Connection, app_id: str, segment_id: str) -> dict[str, Any]:
+    lock(conn, segments.lock_key(app_id, segment_id))
     segments.get(conn, app_id, segment_id)
     users = campaigns_using(conn, app_id, segment_id)
     if users:

@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import sqlalchemy as sa
 
 from pointcast.apps import repository as apps
+from pointcast.apps import service as app_service
 from pointcast.aws.arns import parse_pinpoint_arn
 from pointcast.aws.errors import NotFound
 from pointcast.campaigns.repository import campaigns
 from pointcast.pinpoint import limits
 from pointcast.pinpoint.versioned import VersionedRepository
 from pointcast.segments.repository import segments
+from pointcast.store import lock
 
 _KINDS: dict[str, VersionedRepository] = {"campaigns": campaigns, "segments": segments}
 
@@ -38,24 +41,33 @@ def get_tags(conn: sa.Connection, arn: str, region: str, account: str) -> dict[s
     return dict(repository.get(conn, app_id, str(resource_id)).get("tags") or {})
 
 
-def _set_tags(conn: sa.Connection, arn: str, region: str, account: str, tags: dict[str, str]) -> None:
-    limits.check_tags(tags, "TagsModel.tags")
+def _change_tags(
+    conn: sa.Connection, arn: str, region: str, account: str, change: Callable[[dict[str, str]], dict[str, str]]
+) -> None:
+    """Rewrite the resource's tags as ``change`` makes them from the current ones, holding the resource (its
+    application's settings row, or the campaign or segment) so that concurrent tag changes all apply."""
     app_id, repository, resource_id = _locate(arn, region, account)
     if repository is None:
+        lock(conn, app_service.lock_key(app_id))
+        tags = change(dict(apps.get(conn, app_id).tags))
+        limits.check_tags(tags, "TagsModel.tags")
         apps.update(conn, app_id, tags=tags)
         return
-    doc = dict(repository.get(conn, app_id, str(resource_id)))
-    doc["tags"] = tags
+    apps.require(conn, app_id)
+    lock(conn, repository.lock_key(app_id, str(resource_id)))
+    doc = dict(repository.get(conn, app_id, str(resource_id), for_update=True))
+    doc["tags"] = change(dict(doc.get("tags") or {}))
+    limits.check_tags(doc["tags"], "TagsModel.tags")
     repository.set_current(conn, app_id, doc)
 
 
 def tag(conn: sa.Connection, arn: str, new: dict[str, str], region: str, account: str) -> None:
-    _set_tags(conn, arn, region, account, {**get_tags(conn, arn, region, account), **new})
+    _change_tags(conn, arn, region, account, lambda current: {**current, **new})
 
 
 def untag(conn: sa.Connection, arn: str, keys: list[str], region: str, account: str) -> None:
-    current = get_tags(conn, arn, region, account)
-    _set_tags(conn, arn, region, account, {k: v for k, v in current.items() if k not in set(keys)})
+    gone = set(keys)
+    _change_tags(conn, arn, region, account, lambda current: {k: v for k, v in current.items() if k not in gone})
 
 
 def tags_model(tags: dict[str, str]) -> dict[str, Any]:
