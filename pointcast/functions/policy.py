@@ -12,7 +12,7 @@ import re
 from functools import lru_cache
 from typing import Any
 
-INVOKE_ACTIONS = ("lambda:InvokeFunction", "lambda:*", "*")
+INVOKE_ACTION = "lambda:InvokeFunction"
 _SOURCE_ARN = "aws:sourcearn"
 _SOURCE_ACCOUNT = "aws:sourceaccount"
 
@@ -28,6 +28,7 @@ def statement(
     principal_org_id: str | None = None,
     event_source_token: str | None = None,
     function_url_auth_type: str | None = None,
+    invoked_via_function_url: bool = False,
 ) -> dict[str, Any]:
     """The statement AWS Lambda's AddPermission stores (and returns as a JSON string). Each optional member is a
     condition, as Lambda writes it; a condition on a key a Pinpoint invocation does not carry never holds for it
@@ -56,6 +57,8 @@ def statement(
         condition["StringEquals"] = equals
     if source_arn:
         condition["ArnLike"] = {"AWS:SourceArn": source_arn}
+    if invoked_via_function_url:
+        condition["Bool"] = {"lambda:InvokedViaFunctionUrl": "true"}
     if condition:
         doc["Condition"] = condition
     return doc
@@ -124,9 +127,11 @@ def _principal_text(stmt: dict[str, Any]) -> str:
 
 
 def _names_invoke(stmt: dict[str, Any]) -> bool:
+    """Whether the statement's ``Action`` covers ``lambda:InvokeFunction``: IAM compares action names without
+    regard to case, with ``*`` and ``?`` wildcards (``lambda:invokefunction``, ``lambda:*``, ``Lambda:Invoke*``)."""
     actions = stmt.get("Action")
     actions = [actions] if isinstance(actions, str) else actions or []
-    return any(a in INVOKE_ACTIONS for a in actions)
+    return any(isinstance(a, str) and _action(a).fullmatch(INVOKE_ACTION) is not None for a in actions)
 
 
 def _names_principal(stmt: dict[str, Any], services: set[str]) -> bool:
@@ -193,6 +198,11 @@ def arn_like(pattern: str, arn: str, *, wildcards: bool = True) -> bool:
     if not wildcards:
         return want == have
     return all(_wildcard(w).fullmatch(h) is not None for w, h in zip(want, have, strict=True))
+
+
+@lru_cache(maxsize=1024)
+def _action(pattern: str) -> re.Pattern[str]:
+    return re.compile(_wildcard(pattern).pattern, re.DOTALL | re.IGNORECASE)
 
 
 @lru_cache(maxsize=1024)

@@ -9,11 +9,13 @@ from __future__ import annotations
 import re
 import uuid
 from datetime import UTC, datetime
+from functools import cache
 from typing import Any
 
 import orjson
 import sqlalchemy as sa
 
+from pointcast.aws.shapes import service_model
 from pointcast.functions import policy
 from pointcast.functions import repository as repo
 from pointcast.functions.code import decode_zip, sha256_b64
@@ -24,6 +26,7 @@ from pointcast.functions.errors import (
     ResourceNotFound,
 )
 from pointcast.functions.names import function_arn, parse_ref
+from pointcast.store import lock
 
 DEFAULT_TIMEOUT = 3
 DEFAULT_MEMORY = 128
@@ -57,7 +60,17 @@ _UNSUPPORTED = (
     "CodeSigningConfigArn",
     "SnapStart",
     "DeadLetterConfig",  # pointcast has no queue or topic to send a failed event invocation to
+    "TenancyConfig",
+    "CapacityProviderConfig",
+    "DurableConfig",
+    "RuntimeConfig",
+    "AcceleratorConfig",
 )
+"""Request members (CreateFunction, UpdateFunctionConfiguration) that ask for what pointcast does not do: refused
+when given, never stored and dropped. Every other member of the two requests in botocore's model is stored and
+returned, acted on, or refused by ``_check_settings``/``_check_publish`` with its own reason."""
+_ONLY_LATEST = "pointcast keeps only $LATEST and publishes no versions"
+_CODE_MEMBERS = ("S3Bucket", "S3Key", "S3ObjectVersion", "S3ObjectStorageMode", "ImageUri", "SourceKMSKeyArn")
 
 
 def _timestamp() -> str:
@@ -82,11 +95,23 @@ def local_name(ref: str, region: str, account: str) -> str:
     return parsed.name
 
 
-def require(conn: sa.Connection, name: str, region: str, account: str, *, with_code: bool = False) -> sa.Row[Any]:
+def require(
+    conn: sa.Connection, name: str, region: str, account: str, *, with_code: bool = False, hold: bool = False
+) -> sa.Row[Any]:
+    """The function's row (ResourceNotFound if there is none); ``hold`` locks the function first (``_hold``), for a
+    write that rewrites what it read."""
+    if hold:
+        _hold(conn, name)
     row = repo.get(conn, name, with_code=with_code)
     if row is None:
         raise ResourceNotFound(f"Function not found: {function_arn(region, account, name)}")
     return row
+
+
+def _hold(conn: sa.Connection, name: str) -> None:
+    """Hold the function until the transaction ends (``pointcast.store.lock``): its writers (code, configuration,
+    policy, ``RevisionId``) take turns, each reading what the previous one committed."""
+    lock(conn, ("function", name))
 
 
 # Runtimes whose function creation and update AWS Lambda has blocked (its runtime deprecation policy): AWS's answer.
@@ -143,6 +168,23 @@ def _check_settings(request: dict[str, Any], prefix: str) -> None:
     for member in _UNSUPPORTED:
         if _given(request.get(member)):
             raise InvalidParameterValue(f"{prefix}.{member} is not supported by pointcast")
+    _check_publish(request, prefix)
+
+
+def _check_publish(request: dict[str, Any], prefix: str) -> None:
+    """``Publish`` and ``PublishTo`` (CreateFunction, UpdateFunctionCode) ask for a published version."""
+    for member in ("Publish", "PublishTo"):
+        if _given(request.get(member)):
+            raise InvalidParameterValue(f"{prefix}.{member} is not supported: {_ONLY_LATEST}")
+
+
+def _check_code(code: dict[str, Any], prefix: str) -> None:
+    """The zip comes with the request: a member naming code elsewhere (S3, an image) or its key is refused."""
+    for member in _CODE_MEMBERS:
+        if _given(code.get(member)):
+            raise InvalidParameterValue(
+                f"{prefix}.{member} is not supported by pointcast: it takes the zip with the request (ZipFile)"
+            )
 
 
 def _given(value: Any) -> bool:
@@ -188,9 +230,11 @@ def create(
     for member in ("Runtime", "Handler"):
         if not request.get(member):
             raise InvalidParameterValue(f"{member} is required for a Zip package")
+    _check_code(code, "CreateFunctionRequest.Code")
     _check_runtime(request["Runtime"], node_available)
     _check_settings(request, "CreateFunctionRequest")
     data = decode_zip(code["ZipFile"]) if data is None else data
+    _hold(conn, name)
     if repo.get(conn, name) is not None:
         raise ResourceConflict(f"Function already exist: {name}")
     arn = function_arn(region, account, name)
@@ -219,7 +263,10 @@ def create(
     if request.get("Environment"):
         doc["Environment"] = {"Variables": dict(request["Environment"].get("Variables") or {})}
     _stored_settings(request, doc)
-    repo.insert(conn, name, doc, data, dict(request.get("Tags") or {}))
+    try:
+        repo.insert(conn, name, doc, data, dict(request.get("Tags") or {}))
+    except sa.exc.IntegrityError:  # created meanwhile by a writer that did not hold the function
+        raise ResourceConflict(f"Function already exist: {name}") from None
     return doc
 
 
@@ -259,10 +306,12 @@ def _touch(doc: dict[str, Any]) -> dict[str, Any]:
 def update_code(
     conn: sa.Connection, name: str, request: dict[str, Any], region: str, account: str, *, data: bytes | None = None
 ) -> dict[str, Any]:
-    row = require(conn, name, region, account)
+    row = require(conn, name, region, account, hold=True)
     _check_revision(row.doc, request)
     if not request.get("ZipFile"):
         raise InvalidParameterValue("ZipFile is required (pointcast takes the zip with the request, not from S3)")
+    _check_code(request, "UpdateFunctionCodeRequest")
+    _check_publish(request, "UpdateFunctionCodeRequest")
     data = decode_zip(request["ZipFile"]) if data is None else data
     doc = _touch({**row.doc, "CodeSize": len(data), "CodeSha256": sha256_b64(data)})
     if request.get("Architectures"):
@@ -276,7 +325,7 @@ def update_code(
 def update_configuration(
     conn: sa.Connection, name: str, request: dict[str, Any], region: str, account: str, *, node_available: bool
 ) -> dict[str, Any]:
-    row = require(conn, name, region, account)
+    row = require(conn, name, region, account, hold=True)
     _check_revision(row.doc, request)
     if request.get("Runtime"):
         _check_runtime(request["Runtime"], node_available)
@@ -300,14 +349,14 @@ def update_configuration(
 
 
 def delete(conn: sa.Connection, name: str, region: str, account: str) -> None:
-    require(conn, name, region, account)
+    require(conn, name, region, account, hold=True)
     repo.delete(conn, name)
 
 
 def add_permission(
     conn: sa.Connection, name: str, request: dict[str, Any], region: str, account: str
 ) -> dict[str, Any]:
-    row = require(conn, name, region, account)
+    row = require(conn, name, region, account, hold=True)
     _check_revision(row.doc, request)
     if request.get("Qualifier") not in (None, "$LATEST"):
         raise ResourceNotFound(f"Function not found: {row.doc['FunctionArn']}:{request['Qualifier']}")
@@ -317,6 +366,13 @@ def add_permission(
     sid = request["StatementId"]
     if not re.fullmatch(r"[a-zA-Z0-9_-]{1,100}", sid):
         raise InvalidParameterValue(f"StatementId '{sid}' must be 1 to 100 letters, digits, hyphens or underscores")
+    for member in _PATTERNED:
+        value = request.get(member)
+        if value is not None and not _pattern("AddPermission", member).fullmatch(value):
+            raise InvalidParameterValue(
+                f"AddPermissionRequest.{member} '{value[:200]}' does not match the pattern "
+                f"{_pattern('AddPermission', member).pattern} ({_PATTERNED[member]})"
+            )
     statements = list(row.policy or [])
     if any(s.get("Sid") == sid for s in statements):
         raise ResourceConflict(
@@ -333,16 +389,34 @@ def add_permission(
         principal_org_id=request.get("PrincipalOrgID"),
         event_source_token=request.get("EventSourceToken"),
         function_url_auth_type=request.get("FunctionUrlAuthType"),
+        invoked_via_function_url=bool(request.get("InvokedViaFunctionUrl")),
     )
     statements.append(stmt)
     repo.update(conn, name, policy=statements, doc=_touch(row.doc))
     return {"Statement": orjson.dumps(stmt).decode()}
 
 
+_PATTERNED = {
+    "SourceArn": "an ARN",
+    "SourceAccount": "a 12-digit account id",
+    "PrincipalOrgID": "an organization id, o-...",
+    "EventSourceToken": "letters, digits, '.', '_' and '-'",
+    "Principal": "no white space",
+}
+"""AddPermission members whose model pattern pointcast checks (botocore's client checks none), and what it asks."""
+
+
+@cache
+def _pattern(operation: str, member: str) -> re.Pattern[str]:
+    """The model's pattern for a member of an operation's request (a whole value must match it, as in Lambda)."""
+    shape = service_model("lambda").operation_model(operation).input_shape.members[member]
+    return re.compile(shape.metadata["pattern"])
+
+
 def remove_permission(
     conn: sa.Connection, name: str, sid: str, region: str, account: str, revision: str | None = None
 ) -> None:
-    row = require(conn, name, region, account)
+    row = require(conn, name, region, account, hold=True)
     _check_revision(row.doc, {"RevisionId": revision})
     statements = [s for s in row.policy or [] if s.get("Sid") != sid]
     if len(statements) == len(row.policy or []):
