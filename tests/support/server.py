@@ -112,7 +112,7 @@ def client(service: str, url: str, *, key: str = KEY_ID, secret: str = SECRET, r
         region_name=REGION,
         aws_access_key_id=key,
         aws_secret_access_key=secret,
-        config=Config(retries={"max_attempts": retries + 1, "mode": "standard"}),
+        config=Config(retries={"total_max_attempts": retries + 1, "mode": "standard"}),  # no hidden retry of a 500
     )
 
 
