@@ -138,6 +138,7 @@ def test_csv_import_by_path(pinpoint, app_id, tmp_path: Path) -> None:
     assert segment["SegmentType"] == "IMPORT" and segment["Name"] == "imported" and segment["Version"] == 1
     assert segment["ImportDefinition"] == {
         "ChannelCounts": {"CUSTOM": 1, "EMAIL": 1, "SMS": 1},
+        "ExternalId": "",  # the model requires it: empty when the job had none
         "Format": "CSV",
         "RoleArn": ROLE,
         "S3Url": str(path),
@@ -657,6 +658,22 @@ def test_deleting_an_imported_segment_deletes_its_members(server, pinpoint, app_
     assert endpoint(pinpoint, app_id, "d-4")["Address"] == "+11"  # and so do the endpoints they wrote
     other_segment = pinpoint.get_segment(ApplicationId=app_id, SegmentId=other["Definition"]["SegmentId"])
     assert other_segment["SegmentResponse"]["ImportDefinition"]["Size"] == 1
+
+
+def test_an_imported_segment_takes_no_dimensions(pinpoint, app_id, tmp_path: Path) -> None:
+    """Its members are what its jobs wrote: Dimensions would be stored and ignored, so they are refused (a segment
+    group with it as a source narrows it). Its name may change."""
+    path = tmp_path / "people.json"
+    path.write_text(ndjson([{"Id": "m1", "ChannelType": "SMS", "Address": "+1", "Attributes": {"Team": ["blue"]}}]))
+    job = run_import(pinpoint, app_id, str(path), "JSON", DefineSegment=True)
+    segment_id = job["Definition"]["SegmentId"]
+    narrowing = {"Dimensions": {"Attributes": {"Team": {"Values": ["blue"]}}}}
+    with pytest.raises(pinpoint.exceptions.BadRequestException, match=r"is an IMPORT segment.*SourceSegment"):
+        pinpoint.update_segment(ApplicationId=app_id, SegmentId=segment_id, WriteSegmentRequest=narrowing)
+    renamed = pinpoint.update_segment(ApplicationId=app_id, SegmentId=segment_id, WriteSegmentRequest={"Name": "new"})
+    assert renamed["SegmentResponse"]["Name"] == "new" and "Dimensions" not in renamed["SegmentResponse"]
+    group = {"Groups": [{"SourceSegments": [{"Id": segment_id}], "Dimensions": [narrowing["Dimensions"]]}]}
+    pinpoint.create_segment(ApplicationId=app_id, WriteSegmentRequest={"Name": "blue", "SegmentGroups": group})
 
 
 def test_a_failed_job_keeps_no_members(backend: str, tmp_path: Path) -> None:

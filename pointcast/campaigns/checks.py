@@ -76,7 +76,8 @@ def check_request(request: dict[str, Any], *, stored: dict[str, Any] | None = No
         raise BadRequest(f"{ROOT}.SegmentId is required")
     check_schedule(request.get("Schedule"), f"{ROOT}.Schedule", required=creating)
     limits.check_limits(request.get("Limits"), f"{ROOT}.Limits")
-    limits.check_tags(request.get("tags"), f"{ROOT}.tags")
+    if creating:  # on an update, tags are "not processed" (the model, since 2023-05-22): TagResource changes them
+        limits.check_tags(request.get("tags"), f"{ROOT}.tags")
     given = request
     if stored is not None:
         kept = ("HoldoutPercent", "AdditionalTreatments", "MessageConfiguration", "CustomDeliveryConfiguration")

@@ -65,7 +65,7 @@ def _status(doc: dict[str, Any]) -> dict[str, str]:
     return {"CampaignStatus": previous}
 
 
-def _apply(doc: dict[str, Any], request: dict[str, Any]) -> None:
+def _apply(doc: dict[str, Any], request: dict[str, Any], *, creating: bool) -> None:
     doc.update({k: request[k] for k in _MEMBERS if k in request})
     state = _status(doc)
     if "AdditionalTreatments" in request:
@@ -73,7 +73,7 @@ def _apply(doc: dict[str, Any], request: dict[str, Any]) -> None:
             {"Id": str(index + 1), "State": state, **treatment}
             for index, treatment in enumerate(request["AdditionalTreatments"])
         ]
-    if "tags" in request:
+    if creating and "tags" in request:  # an update's tags are not processed (botocore's model): TagResource's job
         doc["tags"] = request["tags"]
     for treatment in doc.get("AdditionalTreatments") or []:
         treatment["State"] = state
@@ -103,7 +103,7 @@ def create(
         "tags": {},
         "Version": 1,
     }
-    _apply(doc, request)
+    _apply(doc, request, creating=True)
     _resolve_segment(conn, app_id, doc, request)
     campaigns.insert(conn, app_id, doc)
     return doc
@@ -115,7 +115,7 @@ def update(conn: sa.Connection, app_id: str, campaign_id: str, request: dict[str
     doc = dict(campaigns.get(conn, app_id, campaign_id, for_update=True))
     if doc["State"]["CampaignStatus"] == "COMPLETED":
         raise BadRequest(f"Campaign '{campaign_id}' is COMPLETED and cannot be changed; create a new campaign")
-    _apply(doc, request)
+    _apply(doc, request, creating=False)
     _resolve_segment(conn, app_id, doc, request)
     doc["Version"] += 1
     doc["LastModifiedDate"] = now_iso()

@@ -107,3 +107,11 @@ def by_user(conn: sa.Connection, app_id: str, user_id: str) -> list[sa.Row[Any]]
 
 def delete(conn: sa.Connection, app_id: str, ids: Iterable[str]) -> None:
     conn.execute(sa.delete(t).where(t.c.app_id == app_id, t.c.id.in_(list(ids))))
+
+
+def user_rows(conn: sa.Connection, app_id: str, user_ids: Sequence[str]) -> list[tuple[str, str, str, str | None]]:
+    """(endpoint id, user id, stored JSON text, last RequestId) of every endpoint of these users."""
+    rows = conn.execute(
+        sa.select(t.c.id, t.c.user_id, t.c.doc, t.c.request_id).where(t.c.app_id == app_id, t.c.user_id.in_(user_ids))
+    )
+    return [(row.id, row.user_id, row.doc, row.request_id) for row in rows]

@@ -318,9 +318,7 @@ def _define_segment(conn: sa.Connection, job: Job) -> None:
     assert job.segment_id is not None
     size, channels = repo.channel_counts(conn, job.app_id, job.id)
     definition = job.definition
-    imported: dict[str, Any] = {"ChannelCounts": channels}
-    if "ExternalId" in definition:
-        imported["ExternalId"] = definition["ExternalId"]
+    imported: dict[str, Any] = {"ChannelCounts": channels, "ExternalId": definition.get("ExternalId", "")}  # required
     imported.update(Format=definition["Format"], RoleArn=definition["RoleArn"], S3Url=definition["S3Url"], Size=size)
     now = now_iso()
     lock(conn, segments.lock_key(job.app_id, job.segment_id))  # its next Version is computed from the stored one

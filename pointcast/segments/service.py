@@ -31,7 +31,8 @@ def _lock(conn: sa.Connection, app_id: str, segment_id: str | None, request: dic
 
 
 def _check(conn: sa.Connection, app_id: str, request: dict[str, Any], own_id: str | None) -> None:
-    limits.check_tags(request.get("tags"), "WriteSegmentRequest.tags")
+    if own_id is None:  # on an update, tags are "not processed" (the model, since 2023-05-22): TagResource's job
+        limits.check_tags(request.get("tags"), "WriteSegmentRequest.tags")
     groups = (request.get("SegmentGroups") or {}).get("Groups") or []
     for g, group in enumerate(groups):
         for s, source in enumerate(group.get("SourceSegments") or []):
@@ -132,10 +133,14 @@ def create(conn: sa.Connection, app_id: str, request: dict[str, Any], region: st
 def update(conn: sa.Connection, app_id: str, segment_id: str, request: dict[str, Any]) -> dict[str, Any]:
     _lock(conn, app_id, segment_id, request)
     doc = dict(segments.get(conn, app_id, segment_id, for_update=True))
+    if doc.get("SegmentType") == "IMPORT" and (request.get("Dimensions") or request.get("SegmentGroups")):
+        raise BadRequest(
+            f"WriteSegmentRequest: segment '{segment_id}' is an IMPORT segment: its members are the endpoints its "
+            "import jobs wrote, and Dimensions or SegmentGroups cannot narrow them. Create a segment with "
+            "SegmentGroups naming it as a SourceSegment, and Dimensions, instead"
+        )
     _check(conn, app_id, request, segment_id)
     doc.update({k: request[k] for k in _MEMBERS if k in request})
-    if "tags" in request:
-        doc["tags"] = request["tags"]
     doc["Version"] += 1
     doc["LastModifiedDate"] = now_iso()
     _check_compiles(conn, app_id, doc)
