@@ -91,6 +91,10 @@ def test_endpoint_round_trip_all_members(pinpoint, app_id) -> None:
         assert got[member] == value, member
     assert got["Id"] == "ep-1" and got["ApplicationId"] == app_id
     assert ISO_MS.match(got["CreationDate"]) and got["CohortId"].isdigit() and 0 <= int(got["CohortId"]) < 100
+    # RequestId: the most recent update's, the API request's own id when the client gave none.
+    again = pinpoint.update_endpoint(ApplicationId=app_id, EndpointId="ep-1", EndpointRequest={"Metrics": {"x": 1.0}})
+    got = pinpoint.get_endpoint(ApplicationId=app_id, EndpointId="ep-1")["EndpointResponse"]
+    assert got["RequestId"] == again["ResponseMetadata"]["RequestId"] != "req-1"
 
 
 def test_endpoint_update_merges(pinpoint, app_id) -> None:

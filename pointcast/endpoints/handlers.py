@@ -20,7 +20,7 @@ async def update_endpoint(ctx: Context, call: Call) -> Any:
         call.param("ApplicationId"),
         service.check_id(call.param("EndpointId"), "EndpointId"),
     )
-    items = [(endpoint_id, call.body)]
+    items = [(endpoint_id, _with_request_id(call.body, call))]
     await ctx.write(lambda conn: service.write(conn, app_id, items, "EndpointRequest"))
     return _accepted(call)
 
@@ -37,12 +37,19 @@ async def update_endpoints_batch(ctx: Context, call: Call) -> Any:
             f"at most {limits.MAX_BATCH_ITEMS} are allowed per call"
         )
     items = [
-        (service.check_id(item.get("Id"), f"EndpointBatchRequest.Item[{i}].Id"), item) for i, item in enumerate(batch)
+        (service.check_id(item.get("Id"), f"EndpointBatchRequest.Item[{i}].Id"), _with_request_id(item, call))
+        for i, item in enumerate(batch)
     ]
     await ctx.write(
         lambda conn: service.write(conn, call.param("ApplicationId"), items, "EndpointBatchRequest.Item[{index}]")
     )
     return _accepted(call)
+
+
+def _with_request_id(request: dict[str, Any], call: Call) -> dict[str, Any]:
+    """EndpointResponse.RequestId is "the unique identifier for the most recent request to update the endpoint":
+    the client's own RequestId when it gave one, else this API request's id."""
+    return request if request.get("RequestId") else {**request, "RequestId": call.request_id}
 
 
 async def get_endpoint(ctx: Context, call: Call) -> Any:
