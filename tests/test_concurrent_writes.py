@@ -257,3 +257,85 @@ def test_parallel_create_function_of_one_name_is_a_conflict_not_a_500(server: Se
     refused = [r.response["Error"]["Code"] for r in results if _failed(r)]
     assert refused == ["ResourceConflictException"] * 7, _errors(results)
     assert lam_.get_function(FunctionName=name)["Configuration"]["Handler"] == "index.handler"
+
+
+def test_put_events_naming_users_in_crossed_orders_do_not_deadlock(pp: Any, app: str) -> None:
+    """Each call holds its endpoints and the users they name, taken at once: two calls naming users X, Y and Y, X
+    (through different endpoints) queue rather than deadlock."""
+
+    def item(endpoint_id: str, user: str) -> dict[str, Any]:
+        event = {"EventType": "x", "Timestamp": "2026-01-01T00:00:00Z"}
+        return {"Endpoint": {"ChannelType": "CUSTOM", "User": {"UserId": user}}, "Events": {"e": event}}
+
+    def call(index: int) -> Any:
+        pair = (
+            (item(f"a{index}", "X"), item(f"b{index}", "Y"))
+            if index % 2
+            else (item(f"c{index}", "Y"), item(f"d{index}", "X"))
+        )
+        batch = {f"p{index}-{n}": value for n, value in enumerate(pair)}
+        return pp.put_events(ApplicationId=app, EventsRequest={"BatchItem": batch})
+
+    for _ in range(5):
+        assert _errors(_together(call, 12)) == []
+        for user in ("X", "Y"):
+            endpoints = pp.get_user_endpoints(ApplicationId=app, UserId=user)["EndpointsResponse"]["Item"]
+            for endpoint in endpoints:  # room for the next round: at most 15 per user
+                pp.delete_endpoint(ApplicationId=app, EndpointId=endpoint["Id"])
+
+
+def test_the_push_endpoint_giving_up_its_place_is_not_rewritten_from_a_stale_read(pp: Any, app: str) -> None:
+    """A 16th push endpoint makes the user's oldest push endpoint INACTIVE without a UserId, while that endpoint is
+    being updated: both changes land, in some order, and the user never has 16. (An update after the eviction makes
+    it ACTIVE again, as any update that does not say does; its user stays gone.)"""
+    for round_ in range(8):
+        user = f"u{round_}"
+        for n in range(14):
+            pp.update_endpoint(
+                ApplicationId=app,
+                EndpointId=f"{user}-s{n}",
+                EndpointRequest={"ChannelType": "SMS", "User": {"UserId": user}},
+            )
+        old = {"ChannelType": "GCM", "User": {"UserId": user}, "EffectiveDate": "2020-01-01T00:00:00Z"}
+        pp.update_endpoint(ApplicationId=app, EndpointId=f"{user}-old", EndpointRequest=old)
+
+        def work(index: int, user: str = user) -> Any:
+            if index == 0:
+                fresh = {"ChannelType": "GCM", "User": {"UserId": user}}
+                return pp.update_endpoint(ApplicationId=app, EndpointId=f"{user}-new", EndpointRequest=fresh)
+            change = {"Attributes": {f"k{index}": ["v"]}}
+            return pp.update_endpoint(ApplicationId=app, EndpointId=f"{user}-old", EndpointRequest=change)
+
+        assert _errors(_together(work, 4)) == []
+        got = pp.get_endpoint(ApplicationId=app, EndpointId=f"{user}-old")["EndpointResponse"]
+        members = pp.get_user_endpoints(ApplicationId=app, UserId=user)["EndpointsResponse"]["Item"]
+        assert len(members) == 15 and f"{user}-new" in {m["Id"] for m in members}
+        assert sorted(got.get("Attributes", {})) == ["k1", "k2", "k3"], got  # no update lost
+        assert "UserId" not in got.get("User", {}), got  # the eviction was not undone by an update read before it
+
+
+def test_concurrent_updates_of_a_campaign_keep_its_rules(pp: Any, lam_: Any, app: str, server: Server) -> None:
+    """HoldoutPercent 60 and a treatment of 50% are each fine alone, not together: sent at once, one is refused
+    (each is checked against the campaign as it is when it is written, not as it was read before)."""
+    receiver_free = f"chan-{uuid.uuid4().hex[:8]}"
+    deploy(lam_, receiver_free, allow=f"{PINPOINT_ARN}:apps/*")
+    segment = pp.create_segment(ApplicationId=app, WriteSegmentRequest={"Name": "s"})["SegmentResponse"]["Id"]
+    function = f"arn:aws:lambda:{REGION}:{ACCOUNT_ID}:function:{receiver_free}"
+    changes = [{"HoldoutPercent": 60}, {"AdditionalTreatments": [{"SizePercent": 50}]}]
+    for _ in range(6):
+        request = {
+            "Name": "c",
+            "SegmentId": segment,
+            "Schedule": {"StartTime": "2030-01-01T00:00:00Z"},
+            "MessageConfiguration": {"CustomMessage": {"Data": "x"}},
+            "CustomDeliveryConfiguration": {"DeliveryUri": function, "EndpointTypes": ["CUSTOM"]},
+        }
+        campaign = pp.create_campaign(ApplicationId=app, WriteCampaignRequest=request)["CampaignResponse"]["Id"]
+        results = _together(
+            lambda i, c=campaign: pp.update_campaign(ApplicationId=app, CampaignId=c, WriteCampaignRequest=changes[i]),
+            2,
+        )
+        assert sum(_failed(r) for r in results) == 1, results
+        stored = pp.get_campaign(ApplicationId=app, CampaignId=campaign)["CampaignResponse"]
+        treatments = sum(t["SizePercent"] for t in stored.get("AdditionalTreatments", []))
+        assert stored.get("HoldoutPercent", 0) + treatments <= 100

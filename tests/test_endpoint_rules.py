@@ -79,3 +79,35 @@ def test_a_write_that_does_not_say_makes_the_endpoint_active(pinpoint, app_id) -
     )
     pinpoint.update_endpoint(ApplicationId=app_id, EndpointId="e", EndpointRequest={"Attributes": {"a": ["c"]}})
     assert pinpoint.get_endpoint(ApplicationId=app_id, EndpointId="e")["EndpointResponse"]["EndpointStatus"] == "ACTIVE"
+
+
+def test_the_oldest_push_endpoint_is_the_oldest_in_time_not_in_text(pinpoint, app_id) -> None:
+    """EffectiveDate is compared as an instant: 2024-06-01T00:00:00+14:00 is 2024-05-31T10:00Z, before 12:00Z."""
+    for n in range(13):
+        pinpoint.update_endpoint(ApplicationId=app_id, EndpointId=f"s{n:02d}", EndpointRequest=sms("u", n))
+    for name, date in (("east", "2024-06-01T00:00:00+14:00"), ("west", "2024-05-31T12:00:00Z")):
+        request = {"ChannelType": "GCM", "Address": name, "User": {"UserId": "u"}, "EffectiveDate": date}
+        pinpoint.update_endpoint(ApplicationId=app_id, EndpointId=name, EndpointRequest=request)
+    pinpoint.update_endpoint(
+        ApplicationId=app_id, EndpointId="new", EndpointRequest={"ChannelType": "GCM", "User": {"UserId": "u"}}
+    )
+    members = user_ids(pinpoint, app_id, "u")
+    assert "east" not in members and "west" in members and "new" in members
+
+
+def test_an_import_leaves_out_the_rows_past_a_users_fifteen(pinpoint, app_id, tmp_path) -> None:
+    from tests.test_imports import ndjson, run_import
+
+    path = tmp_path / "many.json"
+    path.write_text(
+        ndjson(
+            [
+                {"Id": f"m{n:02d}", "ChannelType": "EMAIL", "Address": f"m{n}@x.example", "User": {"UserId": "crowd"}}
+                for n in range(20)
+            ]
+        )
+    )
+    job = run_import(pinpoint, app_id, str(path), "JSON")
+    assert job["JobStatus"] == "COMPLETED" and job["TotalProcessed"] == 20 and job["TotalFailures"] == 5, job
+    assert all("user 'crowd' already has 15 endpoints" in f for f in job["Failures"]), job["Failures"]
+    assert user_ids(pinpoint, app_id, "crowd") == [f"m{n:02d}" for n in range(15)]

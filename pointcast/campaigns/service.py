@@ -10,6 +10,7 @@ from pointcast.apps import repository as apps
 from pointcast.aws.arns import child_arn
 from pointcast.aws.errors import BadRequest
 from pointcast.aws.wire import new_id, now_iso
+from pointcast.campaigns import checks
 from pointcast.campaigns.repository import campaigns, delete_activities, delete_runs
 from pointcast.segments.repository import segments
 from pointcast.store import lock
@@ -113,6 +114,8 @@ def update(conn: sa.Connection, app_id: str, campaign_id: str, request: dict[str
     """Members given replace the stored ones; members left out are kept (docs/contract.md)."""
     _lock(conn, app_id, campaign_id, request)
     doc = dict(campaigns.get(conn, app_id, campaign_id, for_update=True))
+    checks.check_request(request, stored=doc)  # again, on the campaign as it is now: the rules that tie members
+    # together (HoldoutPercent + SizePercent <= 100, ...) must hold for what concurrent updates left
     if doc["State"]["CampaignStatus"] == "COMPLETED":
         raise BadRequest(f"Campaign '{campaign_id}' is COMPLETED and cannot be changed; create a new campaign")
     _apply(doc, request, creating=False)

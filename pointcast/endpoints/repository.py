@@ -12,16 +12,20 @@ from pointcast.store import models as m
 t = m.endpoints
 
 
-def docs_by_id(conn: sa.Connection, app_id: str, ids: Sequence[str]) -> dict[str, tuple[str, str | None]]:
-    """The stored JSON text (and last RequestId) of each endpoint in ``ids`` that exists.
+def docs_by_id(
+    conn: sa.Connection, app_id: str, ids: Sequence[str], *, for_update: bool = False
+) -> dict[str, tuple[str, str | None]]:
+    """The stored JSON text (and last RequestId) of each endpoint in ``ids`` that exists; ``for_update`` locks the
+    rows (PostgreSQL) until the transaction ends.
 
     On PostgreSQL the ids are probed one by one through the primary key (``unnest`` + ``LATERAL``): with an
     ``IN`` list the planner may pick the user index and scan the whole app while the table is not yet analyzed.
     """
     if conn.dialect.name == "postgresql":
+        lock = " FOR UPDATE" if for_update else ""
         rows = conn.exec_driver_sql(
             "SELECT e.id, e.doc, e.request_id FROM unnest(%s::text[]) AS u(id) CROSS JOIN LATERAL "
-            "(SELECT id, doc, request_id FROM endpoints WHERE app_id = %s AND id = u.id) AS e",
+            f"(SELECT id, doc, request_id FROM endpoints WHERE app_id = %s AND id = u.id{lock}) AS e",
             (list(ids), app_id),
         )
         return {row[0]: (row[1], row[2]) for row in rows}
@@ -109,9 +113,7 @@ def delete(conn: sa.Connection, app_id: str, ids: Iterable[str]) -> None:
     conn.execute(sa.delete(t).where(t.c.app_id == app_id, t.c.id.in_(list(ids))))
 
 
-def user_rows(conn: sa.Connection, app_id: str, user_ids: Sequence[str]) -> list[tuple[str, str, str, str | None]]:
-    """(endpoint id, user id, stored JSON text, last RequestId) of every endpoint of these users."""
-    rows = conn.execute(
-        sa.select(t.c.id, t.c.user_id, t.c.doc, t.c.request_id).where(t.c.app_id == app_id, t.c.user_id.in_(user_ids))
-    )
-    return [(row.id, row.user_id, row.doc, row.request_id) for row in rows]
+def user_rows(conn: sa.Connection, app_id: str, user_ids: Sequence[str]) -> list[tuple[str, str, str]]:
+    """(endpoint id, user id, stored JSON text) of every endpoint of these users."""
+    rows = conn.execute(sa.select(t.c.id, t.c.user_id, t.c.doc).where(t.c.app_id == app_id, t.c.user_id.in_(user_ids)))
+    return [(row.id, row.user_id, row.doc) for row in rows]

@@ -8,8 +8,9 @@ one or the time of the update.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import orjson
@@ -95,18 +96,35 @@ MAX_ENDPOINTS_PER_USER = 15
 PUSH_CHANNELS = frozenset({"ADM", "APNS", "APNS_SANDBOX", "APNS_VOIP", "APNS_VOIP_SANDBOX", "BAIDU", "GCM"})
 
 
-def write(conn: sa.Connection, app_id: str, items: list[tuple[str, dict[str, Any]]], path: str) -> None:
+def named_users(requests: Iterable[dict[str, Any]]) -> list[str]:
+    """The ``User.UserId`` values the requests set: the users a write must hold (``lock_ids``)."""
+    return [u for request in requests if isinstance(u := (request.get("User") or {}).get("UserId"), str) and u]
+
+
+Refused = Callable[[int, str], None]
+"""Told of an item ``write`` leaves out (its index and the reason, its path first) instead of failing the batch."""
+
+
+def write(
+    conn: sa.Connection,
+    app_id: str,
+    items: list[tuple[str, dict[str, Any]]],
+    path: str,
+    *,
+    refused: Refused | None = None,
+) -> None:
     """Create or update each (id, EndpointRequest) of a batch in two statements; later items win over earlier.
 
     ``path`` names the items in error messages; ``{index}`` in it is replaced by the item's position. The batch's
-    endpoints (and the users it names) are locked first (``lock_ids``), so concurrent writes of one endpoint merge
-    one after the other. A user may have 15 endpoints (``_per_user``).
+    endpoints and the users it names are locked first (``lock_ids``; a caller that locked earlier in the
+    transaction passes the same ids and users to it, so that no lock is taken here a second time), and the stored
+    rows are read ``FOR UPDATE``: concurrent writes of one endpoint merge one after the other. A user may have 15
+    endpoints (``_per_user``); an item past that is a BadRequest, or, with ``refused``, left out and reported.
     """
     apps.require(conn, app_id)
-    named_users = [u for _, request in items if isinstance(u := (request.get("User") or {}).get("UserId"), str)]
-    lock_ids(conn, app_id, [endpoint_id for endpoint_id, _ in items], named_users)
+    lock_ids(conn, app_id, [endpoint_id for endpoint_id, _ in items], named_users(r for _, r in items))
     now = now_iso()
-    stored = repository.docs_by_id(conn, app_id, [endpoint_id for endpoint_id, _ in items])
+    stored = repository.docs_by_id(conn, app_id, [endpoint_id for endpoint_id, _ in items], for_update=True)
     merged: dict[str, dict[str, Any]] = {}
     rows: dict[str, tuple[Any, ...]] = {}
     joined: list[tuple[int, str, str]] = []  # (index, endpoint id, user id): an endpoint that joins a user here
@@ -125,7 +143,7 @@ def write(conn: sa.Connection, app_id: str, items: list[tuple[str, dict[str, Any
         effective = instant(doc["EffectiveDate"], path.replace("{index}", str(index)) + ".EffectiveDate")
         rows[endpoint_id] = _row(app_id, endpoint_id, doc, text.decode(), request_id, effective)
     if joined:
-        rows.update(_per_user(conn, app_id, merged, joined, path, now))
+        _per_user(conn, app_id, merged, rows, joined, path, refused)
     repository.upsert(conn, list(rows.values()))
 
 
@@ -149,31 +167,35 @@ def _per_user(
     conn: sa.Connection,
     app_id: str,
     merged: dict[str, dict[str, Any]],
+    rows: dict[str, tuple[Any, ...]],
     joined: list[tuple[int, str, str]],
     path: str,
-    now: str,
-) -> dict[str, tuple[Any, ...]]:
+    refused: Refused | None,
+) -> None:
     """Pinpoint's quota of 15 endpoints per ``User.UserId`` ("Managing an audience member's maximum number of
-    endpoints"), for the endpoints that join a user in this write: past 15, a push endpoint (ADM, APNS..., BAIDU,
-    GCM) takes the place of the user's push endpoint with the oldest ``EffectiveDate``, which is made INACTIVE and
-    loses its ``UserId``; any other endpoint, or a push one when the user has no other push endpoint, is a
-    BadRequest. Returns the rows of the endpoints that lost their place."""
+    endpoints"), for the endpoints that join a user in this write, in the batch's order: past 15, a push endpoint
+    (ADM, APNS..., BAIDU, GCM) takes the place of the user's push endpoint with the oldest ``EffectiveDate``, which
+    is made INACTIVE and loses its ``UserId`` (its row is added to ``rows``); any other endpoint, or a push one when
+    the user has no other push endpoint, is refused.
+
+    The users are held (``lock_ids``): no endpoint joins them meanwhile, so their endpoints read here can only have
+    left them. The one that gives up its place is read again ``FOR UPDATE`` before it is rewritten, so that a
+    concurrent write of it (which holds its own group, not the user) is neither lost nor undoes the eviction."""
     users = {user_id for _, _, user_id in joined}
-    others: dict[str, list[dict[str, Any]]] = {
-        user_id: [] for user_id in users
-    }  # the users' endpoints not written here
-    for endpoint_id, user_id, text, request_id in repository.user_rows(conn, app_id, sorted(users)):
+    others: dict[str, dict[str, tuple[str, str]]] = {u: {} for u in users}  # not written here: id -> (channel, date)
+    for endpoint_id, user_id, text in repository.user_rows(conn, app_id, sorted(users)):
         if endpoint_id not in merged:
-            others[user_id].append({"Id": endpoint_id, "RequestId": request_id, **orjson.loads(text)})
-    # Counted in the batch's order: the endpoints the users have, then each that joins one here (a later item of
-    # the batch that names the same endpoint again is not a new member).
+            doc = orjson.loads(text)
+            effective = doc.get("EffectiveDate") or doc.get("CreationDate") or ""
+            with contextlib.suppress(BadRequest):  # stored canonical, but an older store may differ: as UTC
+                effective = instant(str(effective), "EffectiveDate")
+            others[user_id][endpoint_id] = (str(doc.get("ChannelType") or ""), str(effective))
     members = {user_id: len(found) for user_id, found in others.items()}
     joining = {endpoint_id for _, endpoint_id, _ in joined}
     for endpoint_id, written in merged.items():
         owner = (written.get("User") or {}).get("UserId")
         if owner in members and endpoint_id not in joining:
             members[owner] += 1
-    evicted: dict[str, tuple[Any, ...]] = {}
     counted: set[str] = set()
     for index, endpoint_id, user_id in joined:
         if endpoint_id in counted or (merged[endpoint_id].get("User") or {}).get("UserId") != user_id:
@@ -182,30 +204,45 @@ def _per_user(
         members[user_id] += 1
         if members[user_id] <= MAX_ENDPOINTS_PER_USER:
             continue
-        push = [d for d in others[user_id] if d.get("ChannelType") in PUSH_CHANNELS]
-        if merged[endpoint_id].get("ChannelType") not in PUSH_CHANNELS or not push:
-            where = path.replace("{index}", str(index))
-            raise BadRequest(
-                f"{where}.User.UserId: user '{user_id}' already has {MAX_ENDPOINTS_PER_USER} endpoints, the most one "
-                "user may have; delete one of them (DeleteEndpoint) or give this endpoint to no user"
-                + (
-                    ""
-                    if merged[endpoint_id].get("ChannelType") not in PUSH_CHANNELS
-                    else " (none of them is a push endpoint that could give up its place)"
-                )
-            )
-        oldest = min(push, key=lambda d: str(d.get("EffectiveDate") or ""))
-        others[user_id].remove(oldest)
+        pushing = merged[endpoint_id].get("ChannelType") in PUSH_CHANNELS
+        if pushing and _evict_oldest_push(conn, app_id, user_id, others[user_id], rows):
+            members[user_id] -= 1
+            continue
+        where = path.replace("{index}", str(index))
+        reason = (
+            f"{where}.User.UserId: user '{user_id}' already has {MAX_ENDPOINTS_PER_USER} endpoints, the most one user "
+            "may have; delete one of them (DeleteEndpoint) or give this endpoint to no user"
+            + (" (none of them is a push endpoint that could give up its place)" if pushing else "")
+        )
+        if refused is None:
+            raise BadRequest(reason)
+        refused(index, reason)
+        rows.pop(endpoint_id, None)
         members[user_id] -= 1
-        endpoint = {k: v for k, v in oldest.items() if k not in ("Id", "RequestId")}
+
+
+def _evict_oldest_push(
+    conn: sa.Connection, app_id: str, user_id: str, others: dict[str, tuple[str, str]], rows: dict[str, Any]
+) -> bool:
+    """Make the user's push endpoint with the oldest EffectiveDate (in UTC, canonical: ordered as text) INACTIVE and
+    take its UserId away; False if the user has none."""
+    while True:
+        push = [(date, i) for i, (channel, date) in others.items() if channel in PUSH_CHANNELS]
+        if not push:
+            return False
+        _, oldest = min(push)
+        del others[oldest]
+        found = repository.docs_by_id(conn, app_id, [oldest], for_update=True).get(oldest)
+        if found is None:
+            continue  # deleted meanwhile
+        endpoint = orjson.loads(found[0])
+        if (endpoint.get("User") or {}).get("UserId") != user_id or endpoint.get("ChannelType") not in PUSH_CHANNELS:
+            continue  # moved to another user or channel meanwhile
         endpoint["EndpointStatus"] = "INACTIVE"
         endpoint["User"] = {k: v for k, v in (endpoint.get("User") or {}).items() if k != "UserId"}
-        doc = {k: endpoint[k] for k in _ORDER if k in endpoint}
-        effective = instant(str(doc.get("EffectiveDate") or now), "EffectiveDate")
-        evicted[oldest["Id"]] = _row(
-            app_id, oldest["Id"], doc, orjson.dumps(doc).decode(), oldest["RequestId"], effective
-        )
-    return evicted
+        effective = instant(str(endpoint.get("EffectiveDate") or now_iso()), "EffectiveDate")
+        rows[oldest] = _row(app_id, oldest, endpoint, orjson.dumps(endpoint).decode(), found[1], effective)
+        return True
 
 
 def instant(value: str, path: str) -> str:

@@ -88,8 +88,11 @@ def destinations(doc: dict[str, Any], app_settings: dict[str, Any]) -> set[str]:
     """Where a campaign POSTs (``scheme://host:port``): its treatments' webhooks and the ``WebUrl`` of the hook it
     runs (its own, else the project's default): a FILTER hook's always, a DELIVERY hook's for the treatments without
     a custom channel."""
-    holders = [doc, *(doc.get("AdditionalTreatments") or [])]
-    channels = [(holder.get("CustomDeliveryConfiguration") or {}).get("DeliveryUri") for holder in holders]
+    own = (doc.get("CustomDeliveryConfiguration") or {}).get("DeliveryUri")
+    channels = [own] + [  # a treatment without a channel of its own has the campaign's (engine.treatments)
+        (t.get("CustomDeliveryConfiguration") or {}).get("DeliveryUri") or own
+        for t in doc.get("AdditionalTreatments") or []
+    ]
     urls = list(channels)
     hook = effective_hook(doc, app_settings) or {}
     if hook.get("Mode") == "FILTER" or not all(channels):

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import boto3
 import orjson
 from botocore.config import Config
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import ClientError, ConnectionError, HTTPClientError
 
 from pointcast.functions.names import FunctionRef
 
@@ -132,4 +132,4 @@ def is_transient(exc: BaseException) -> bool:
         status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0
         code = str(exc.response.get("Error", {}).get("Code", ""))
         return status == 429 or status >= 500 or "Throttl" in code or code == "TooManyRequestsException"
-    return isinstance(exc, BotoCoreError)
+    return isinstance(exc, (ConnectionError, HTTPClientError))  # not NoCredentialsError, ParamValidationError, ...

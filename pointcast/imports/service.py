@@ -223,7 +223,8 @@ def apply_chunk(conn: sa.Connection, job: Job, records: list[Record], done: int,
         except BadRequest as exc:
             failures.append((record.line, exc.message))
     # Held from before the existence check to the write: endpoints.write's merge and lock (pointcast.store.lock).
-    endpoints.lock_ids(conn, job.app_id, [endpoint_id for _, endpoint_id, _ in candidates])
+    ids = [endpoint_id for _, endpoint_id, _ in candidates]
+    endpoints.lock_ids(conn, job.app_id, ids, endpoints.named_users(item for _, _, item in candidates))
     candidates = _require_new_channel(conn, job.app_id, candidates, failures)
     written = _write(conn, job.app_id, candidates, failures)
     if job.segment_id:
@@ -284,8 +285,16 @@ def _write(
     candidate the limits refuse becomes a failure and the rest are written. Returns the ids written."""
     pending = candidates
     while pending:
+        left_out: dict[int, str] = {}  # past a user's 15 endpoints: left out and reported, the rest written
+
+        def refused(index: int, message: str, left_out: dict[int, str] = left_out) -> None:
+            found = _MARK.match(message)
+            left_out[index] = message[found.end() :] if found else message
+
         try:
-            endpoints.write(conn, app_id, [(i, item) for _, i, item in pending], "\x1f{index}\x1fEndpoint")
+            endpoints.write(
+                conn, app_id, [(i, item) for _, i, item in pending], "\x1f{index}\x1fEndpoint", refused=refused
+            )
         except BadRequest as exc:
             found = _MARK.match(exc.message)
             if found is None:
@@ -294,8 +303,9 @@ def _write(
             failures.append((pending[index][0], exc.message[found.end() :]))
             pending = pending[:index] + pending[index + 1 :]
             continue
-        break
-    return [endpoint_id for _, endpoint_id, _ in pending]
+        failures.extend((pending[index][0], reason) for index, reason in sorted(left_out.items()))
+        return [endpoint_id for index, (_, endpoint_id, _) in enumerate(pending) if index not in left_out]
+    return []
 
 
 def complete(conn: sa.Connection, job: Job, owner: str, lease_until: str) -> None:
