@@ -8,6 +8,7 @@ application and receiver; its campaigns are paused when it ends so that later cl
 from __future__ import annotations
 
 import itertools
+import time
 from collections import Counter
 from collections.abc import Iterator
 from datetime import datetime, timedelta
@@ -693,6 +694,22 @@ def test_messages_per_second_paces_delivery(clock_server, pinpoint, app_id, rece
     assert spread >= 4.0, f"500 messages at 100/s arrived over {spread:.2f} s"
     gaps = [b.received_at - a.received_at for a, b in itertools.pairwise(posts)]
     assert min(gaps) >= 0.25, [round(g, 2) for g in gaps]
+
+
+def test_deleting_a_campaign_while_it_sends_stops_its_sending(clock_server, pinpoint, app_id, receiver) -> None:
+    """20 batches paced at 50 messages a second (one a second); deleted after 3 have arrived, the campaign sends
+    at most the batch in flight and the one starting then: its batches read ahead are dropped."""
+    load(pinpoint, app_id, [endpoint(f"ep-{i:04d}") for i in range(1000)])
+    segment = audience_segment(pinpoint, app_id)
+    start = utc("2030-12-03T06:00:00Z")
+    set_clock(clock_server, start)
+    limits = {"MessagesPerSecond": 50}
+    cid = webhook_campaign(pinpoint, app_id, segment, receiver.url, {"StartTime": iso(start)}, Limits=limits)["Id"]
+    receiver.wait_for_requests(3, timeout=30, method="POST")
+    pinpoint.delete_campaign(ApplicationId=app_id, CampaignId=cid)
+    deleted_at = receiver.post_count()
+    time.sleep(4)  # four more would have arrived
+    assert receiver.post_count() <= deleted_at + 2, (deleted_at, receiver.post_count())
 
 
 def test_maximum_duration_fails_what_is_not_sent_in_time(clock_server, pinpoint, app_id, receiver) -> None:

@@ -64,6 +64,14 @@ class ReadAhead:
         lanes.setdefault(item.batch.treatment_id, deque()).append(item)
         self._count += 1
 
+    def drop_run(self, run_id: str) -> int:
+        """Forget the run's queued batches (its campaign was deleted); how many there were."""
+        dropped = sum(len(queue) for queue in self._runs.pop(run_id, {}).values())
+        self._count -= dropped
+        for lane in [lane for lane in self._resting if lane[0] == run_id]:
+            del self._resting[lane]
+        return dropped
+
     def wake(self) -> None:
         """Something a waiting lane waits for changed: ask them all again."""
         self._resting.clear()

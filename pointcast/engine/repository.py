@@ -35,6 +35,11 @@ def runs_in_state(conn: sa.Connection, state: str) -> list[sa.Row[Any]]:
     return list(conn.execute(sa.select(m.runs).where(m.runs.c.state == state).order_by(m.runs.c.pk)))
 
 
+def existing_runs(conn: sa.Connection, run_ids: list[str]) -> set[str]:
+    """Which of these runs still exist (a deleted campaign's are gone)."""
+    return set(conn.execute(sa.select(m.runs.c.id).where(m.runs.c.id.in_(run_ids))).scalars())
+
+
 def get_run(conn: sa.Connection, run_id: str) -> sa.Row[Any]:
     return conn.execute(sa.select(m.runs).where(m.runs.c.id == run_id)).one()
 

@@ -162,6 +162,7 @@ class Runner:
         self._away_limit = 4 * self.concurrency
         self._lendable: dict[str, Lane] = {}  # batch id -> its lane: waiting with a slot it would lend if asked
         self._lanes: dict[str, Lane] = {}  # batch id -> its lane (run, treatment), for the batches in flight
+        self._gone: set[str] = set()  # runs deleted with their campaign while batches of theirs were here
         self._returning: deque[tuple[str, asyncio.Future[None]]] = deque()  # away ones done waiting, for a slot
         self._unrecorded: set[str] = set()  # delivered, result not yet written (at most ``2 x concurrency``)
         self._ready = ReadAhead()  # due batches with their endpoints, not yet started, per run
@@ -270,6 +271,7 @@ class Runner:
         await self._dispatch()
 
     async def _schedule(self) -> None:
+        await self._drop_deleted_runs()
         self._forget_idle_runs()
         now = self.clock.now()
         await self.ctx.write(lambda conn: start_due_runs(conn, now))
@@ -277,6 +279,20 @@ class Runner:
         for run in planning:
             if run.id not in self._planning:
                 self._planning[run.id] = asyncio.create_task(self._plan(run.id), name=f"plan-{run.id}")
+
+    async def _drop_deleted_runs(self) -> None:
+        """A campaign deleted (on any node) takes its runs with it: their batches read ahead or handed on by planning
+        here are dropped, and none of them starts from now on (one being delivered ends). Checked every interval."""
+        held = set(self._ready.runs()) | set(self._planning) | {run_id for run_id, _ in self._lanes.values()}
+        if not held:
+            return
+        existing = await self.ctx.read(lambda conn: repo.existing_runs(conn, sorted(held)))
+        for run_id in held - existing:
+            if run_id not in self._gone:
+                log.info("run %s is gone (its campaign was deleted): %d batch(es) dropped", run_id,
+                         self._ready.drop_run(run_id))  # fmt: skip
+                self._gone.add(run_id)
+        self._gone &= held
 
     def _forget_idle_runs(self) -> None:
         """Drop what is kept per run (its spec, its pace) for runs with nothing queued, in flight or being planned:
@@ -388,7 +404,7 @@ class Runner:
         taken = self._taken()  # after the reads above
         down: dict[Lane, bool] = {}
         for item in due:
-            if item.batch.id in taken:
+            if item.batch.id in taken or item.batch.run_id in self._gone:
                 continue
             lane = lane_of(item)
             if planned and lane in self._spilled:
@@ -609,6 +625,10 @@ class Runner:
 
     async def _send_one(self, item: Prepared) -> None:
         batch_id = item.batch.id
+        if item.batch.run_id in self._gone:  # its campaign was deleted since it was queued
+            self._inflight.pop(batch_id, None)
+            self._wake.set()
+            return
         try:
             result = await deliver(self.deps, item)
             self._results.append(result)  # after the await: _flush may have swapped the list meanwhile
