@@ -661,6 +661,28 @@ def test_a_daily_local_time_campaign_with_daily_1_sends_every_day(clock_server, 
         assert receiver.delivered() == Counter({"ep-tokyo": day + 1, "ep-la": day + 1}), day
 
 
+@pytest.mark.parametrize("limits", [{"Daily": 1}, {"Total": 1}])
+def test_overlapping_local_time_runs_keep_the_limits(clock_server, pinpoint, app_id, receiver, limits) -> None:
+    """An HOURLY local-time campaign: each run plans every zone at once, before the runs before it have sent to the
+    zones west of it, so a limit checked only when planning let each run through. Checked again when a batch
+    planned for later is sent, each endpoint gets one message in the six hours."""
+    load(pinpoint, app_id, [endpoint("ep-kiri", "Pacific/Kiritimati"), endpoint("ep-utc", "UTC"),
+                            endpoint("ep-la", "America/Los_Angeles")])  # fmt: skip
+    segment = audience_segment(pinpoint, app_id)
+    start = utc("2031-03-07T09:00:00Z")
+    set_clock(clock_server, start - timedelta(days=2))
+    schedule = {"StartTime": iso(start), "EndTime": iso(start + timedelta(hours=6)), "Frequency": "HOURLY",
+                "IsLocalTime": True, "Timezone": "UTC"}  # fmt: skip
+    webhook_campaign(pinpoint, app_id, segment, receiver.url, schedule, Limits=limits)
+    moment = start - timedelta(hours=15)
+    for _ in range(60):  # half-hour steps over 30 hours: every zone of every occurrence
+        moment += timedelta(minutes=30)
+        set_clock(clock_server, moment)
+        settle(0.25)
+    settle(1)
+    assert receiver.delivered() == Counter({"ep-kiri": 1, "ep-utc": 1, "ep-la": 1})
+
+
 def test_total_limit_stops_after_that_many_sends(clock_server, pinpoint, app_id, receiver) -> None:
     load(pinpoint, app_id, [endpoint(f"ep-{i}") for i in range(8)])
     segment = audience_segment(pinpoint, app_id)

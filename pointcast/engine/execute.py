@@ -26,7 +26,7 @@ from pointcast.channels.webhook.deliver import Attempt, Delivery, RetryPolicy, T
 from pointcast.channels.webhook.signing import signature_headers
 from pointcast.engine import hooks
 from pointcast.engine import repository as repo
-from pointcast.engine.plan import Prepared, RunSpec, load_spec
+from pointcast.engine.plan import Prepared, RunSpec, load_spec, over_limits
 from pointcast.engine.progress import finish_activity
 from pointcast.engine.treatments import Treatment
 
@@ -178,6 +178,14 @@ async def deliver(deps: ExecuteDeps, item: Prepared) -> Result:
     """
     batch, docs, joined = item.batch, item.docs, item.endpoints
     spec = await deps.spec(batch.run_id)
+    if joined is None and docs and (spec.limits.get("Daily") or spec.limits.get("Total")):
+        # Planned earlier (a local-time zone's batch, one read again after a restart): another run of the campaign
+        # may have sent to these endpoints since (local-time runs overlap). Those over a limit now are not sent.
+        candidates = [(endpoint_id, batch.not_before) for endpoint_id in docs]
+        over = await deps.read(lambda conn: over_limits(conn, spec, candidates))
+        if over:
+            docs = {k: v for k, v in docs.items() if k not in over}
+            item = item._replace(docs=docs, not_now={**(item.not_now or {}), **over})
     ids = item.ids
     present = list(ids) if joined is not None else [endpoint_id for endpoint_id in ids if endpoint_id in docs]
     treatment = spec.treatment(batch.treatment_id)

@@ -294,33 +294,40 @@ class RunGone(Exception):
 
 
 def _limit_counter(db: Database, spec: RunSpec) -> Any:
-    """``counts(candidates)``: which of the (endpoint id, send time) pairs are over the campaign's Total, or over its
-    Daily in the 24 hours before their own send time (sends scheduled exactly 24 hours before do not count, so a
-    DAILY campaign with Daily 1 sends every day; with local time each zone's window ends at its own send time)."""
-    daily, total = spec.limits.get("Daily"), spec.limits.get("Total")
+    """``counts(candidates)``: ``over_limits`` in a read transaction of its own."""
 
     def counts(candidates: list[tuple[str, str]]) -> dict[str, str]:
-        over: dict[str, str] = {}
-        if not daily and not total:
-            return over
+        if not spec.limits.get("Daily") and not spec.limits.get("Total"):
+            return {}
         with db.read() as conn:
-            if total:
-                ids = [endpoint_id for endpoint_id, _ in candidates]
-                for endpoint_id, n in repo.sent_counts(conn, spec.app_id, spec.campaign_id, ids, None).items():
-                    if n >= total:
-                        over[endpoint_id] = "TOTAL_LIMIT"
-            if daily:
-                by_time: dict[str, list[str]] = defaultdict(list)
-                for endpoint_id, due_at in candidates:
-                    by_time[due_at].append(endpoint_id)
-                for due_at, ids in by_time.items():
-                    since = iso_ms(datetime.fromisoformat(due_at) - timedelta(days=1))
-                    for endpoint_id, n in repo.sent_counts(conn, spec.app_id, spec.campaign_id, ids, since).items():
-                        if n >= daily:
-                            over.setdefault(endpoint_id, "DAILY_LIMIT")
-        return over
+            return over_limits(conn, spec, candidates)
 
     return counts
+
+
+def over_limits(conn: sa.Connection, spec: RunSpec, candidates: list[tuple[str, str]]) -> dict[str, str]:
+    """Which of the (endpoint id, send time) pairs are over the campaign's Total, or over its Daily in the 24 hours
+    before their own send time (sends scheduled exactly 24 hours before do not count, so a DAILY campaign with Daily
+    1 sends every day; with local time each zone's window ends at its own send time). Asked when a run is planned,
+    and again when a batch planned for later is sent: by then another run of the campaign (local-time runs
+    overlap) may have sent to the same endpoints."""
+    daily, total = spec.limits.get("Daily"), spec.limits.get("Total")
+    over: dict[str, str] = {}
+    if total:
+        ids = [endpoint_id for endpoint_id, _ in candidates]
+        for endpoint_id, n in repo.sent_counts(conn, spec.app_id, spec.campaign_id, ids, None).items():
+            if n >= total:
+                over[endpoint_id] = "TOTAL_LIMIT"
+    if daily:
+        by_time: dict[str, list[str]] = defaultdict(list)
+        for endpoint_id, due_at in candidates:
+            by_time[due_at].append(endpoint_id)
+        for due_at, ids in by_time.items():
+            since = iso_ms(datetime.fromisoformat(due_at) - timedelta(days=1))
+            for endpoint_id, n in repo.sent_counts(conn, spec.app_id, spec.campaign_id, ids, since).items():
+                if n >= daily:
+                    over.setdefault(endpoint_id, "DAILY_LIMIT")
+    return over
 
 
 def plan_run(
