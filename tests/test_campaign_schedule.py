@@ -683,6 +683,25 @@ def test_overlapping_local_time_runs_keep_the_limits(clock_server, pinpoint, app
     assert receiver.delivered() == Counter({"ep-kiri": 1, "ep-utc": 1, "ep-la": 1})
 
 
+def test_maximum_duration_counts_from_each_zones_own_send_time(clock_server, pinpoint, app_id, receiver) -> None:
+    """Local time: Los Angeles' batch is scheduled at its own 09:00 (16:00 UTC), seven hours after the occurrence;
+    MaximumDuration (600 s) counts from then, so it is sent, not failed before its first attempt."""
+    load(pinpoint, app_id, [endpoint("ep-utc", "UTC"), endpoint("ep-la", "America/Los_Angeles")])
+    segment = audience_segment(pinpoint, app_id)
+    start = utc("2031-04-08T09:00:00Z")
+    set_clock(clock_server, start - timedelta(days=1))
+    schedule = {"StartTime": iso(start), "IsLocalTime": True, "Timezone": "UTC"}
+    limits = {"MaximumDuration": 600}
+    cid = webhook_campaign(pinpoint, app_id, segment, receiver.url, schedule, Limits=limits)["Id"]
+    la_nine = start + timedelta(hours=7)  # 09:00 in Los Angeles (PDT, UTC-7) on 2031-04-08
+    for moment in (start - timedelta(hours=14), start + timedelta(minutes=1), la_nine + timedelta(minutes=1)):
+        set_clock(clock_server, moment)
+        settle(0.5)
+    wait_for_runs(clock_server, pinpoint, app_id, cid, 1, "COMPLETED", timeout=30)
+    found = {o["EndpointId"]: (o["Status"], o.get("Reason")) for o in outcomes(clock_server, app_id, cid)}
+    assert found == {"ep-utc": ("SENT", None), "ep-la": ("SENT", None)}
+
+
 def test_total_limit_stops_after_that_many_sends(clock_server, pinpoint, app_id, receiver) -> None:
     load(pinpoint, app_id, [endpoint(f"ep-{i}") for i in range(8)])
     segment = audience_segment(pinpoint, app_id)

@@ -24,7 +24,7 @@ from pointcast.aws.wire import iso_ms
 from pointcast.channels.webhook.breaker import Breakers
 from pointcast.channels.webhook.deliver import Attempt, Delivery, RetryPolicy, Transport, post_batch
 from pointcast.channels.webhook.signing import signature_headers
-from pointcast.engine import hooks
+from pointcast.engine import hooks, schedule
 from pointcast.engine import repository as repo
 from pointcast.engine.plan import Prepared, RunSpec, load_spec, over_limits
 from pointcast.engine.progress import finish_activity
@@ -170,6 +170,12 @@ def destinations(spec: RunSpec, treatment: Treatment) -> list[str]:
     return found
 
 
+def send_start(spec: RunSpec, batch: Any) -> datetime:
+    """When the batch's sending was scheduled to start, which ``MaximumDuration`` counts from: the occurrence, or,
+    with local time, the batch's zone's own send time (its ``ScheduledTime``)."""
+    return max(spec.scheduled, schedule.parse_time(batch.not_before))
+
+
 async def deliver(deps: ExecuteDeps, item: Prepared) -> Result:
     """Send one prepared batch (no store access but the cached run spec and secret); return what happened.
 
@@ -204,7 +210,11 @@ async def deliver(deps: ExecuteDeps, item: Prepared) -> Result:
     sign_as = (lambda message_id, data: signature_headers(secret, message_id, data)) if secret else None
     sign = (lambda data: signature_headers(secret, batch.id, data)) if secret else None
     too_late = f"MAXIMUM_DURATION: the run passed its MaximumDuration of {max_duration} s"
-    left = (spec.scheduled + timedelta(seconds=max_duration) - deps.now()).total_seconds() if max_duration else None
+    left = (
+        (send_start(spec, batch) + timedelta(seconds=max_duration) - deps.now()).total_seconds()
+        if max_duration
+        else None
+    )
     deadline = None if left is None else time.monotonic() + left  # no attempt (webhook, hook, function) starts after it
     if left is not None and left <= 0:
         failure = too_late

@@ -39,7 +39,17 @@ from pointcast.context import Context
 from pointcast.engine import planner, schedule
 from pointcast.engine import repository as repo
 from pointcast.engine.clock import Clock
-from pointcast.engine.execute import ExecuteDeps, Prepared, Result, deliver, destinations, fail_batch, prepare, record
+from pointcast.engine.execute import (
+    ExecuteDeps,
+    Prepared,
+    Result,
+    deliver,
+    destinations,
+    fail_batch,
+    prepare,
+    record,
+    send_start,
+)
 from pointcast.engine.plan import RunSpec, plan_run
 from pointcast.engine.readahead import Lane, ReadAhead, lane_of
 from pointcast.store import models as m
@@ -456,7 +466,7 @@ class Runner:
         for breaker in self._breakers(spec, item.batch.treatment_id):
             wait = max(wait, breaker.hold())
         if wait > 0 and (max_duration := spec.limits.get("MaximumDuration")):
-            left = (spec.scheduled + timedelta(seconds=max_duration) - self.clock.now()).total_seconds()
+            left = (send_start(spec, item.batch) + timedelta(seconds=max_duration) - self.clock.now()).total_seconds()
             wait = min(wait, max(left, 0.0))
         return wait
 
