@@ -122,3 +122,20 @@ def test_a_start_time_with_microseconds_runs_once() -> None:
     assert schedule.due(sched, BASE, ran, now) is None and schedule.finished(sched, BASE, ran)
     hourly = {**sched, "Frequency": "HOURLY", "EndTime": "2030-01-31T12:00:00Z"}
     assert schedule.due(hourly, BASE, ran, now) is None
+
+
+def test_quiet_time_includes_its_start_and_its_end_minute() -> None:
+    """botocore's model: quiet when local time is later than or equal to Start and earlier than or equal to End."""
+    from pointcast.engine.schedule import in_quiet_time
+
+    night = {"Start": "22:00", "End": "08:00"}
+    day = {"Start": "12:00", "End": "13:30"}
+
+    def at(text: str) -> datetime:
+        return datetime.fromisoformat(f"2031-01-05T{text}+00:00")
+
+    assert in_quiet_time(at("22:00:00"), night, "UTC") and in_quiet_time(at("08:00:00"), night, "UTC")
+    assert in_quiet_time(at("08:00:59"), night, "UTC") and not in_quiet_time(at("08:01:00"), night, "UTC")
+    assert not in_quiet_time(at("21:59:59"), night, "UTC") and in_quiet_time(at("03:00:00"), night, "UTC")
+    assert in_quiet_time(at("12:00:00"), day, "UTC") and in_quiet_time(at("13:30:30"), day, "UTC")
+    assert not in_quiet_time(at("13:31:00"), day, "UTC") and not in_quiet_time(at("11:59:59"), day, "UTC")

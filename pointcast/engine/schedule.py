@@ -152,12 +152,14 @@ def local_send_time(scheduled: datetime, schedule: dict[str, Any], endpoint_zone
 def in_quiet_time(
     moment: datetime, quiet: dict[str, Any] | None, endpoint_zone: str | None, fallback_zone: str | None = None
 ) -> bool:
-    """Whether ``moment`` falls inside quiet time [Start, End) in the endpoint's local time: its zone, else
-    ``fallback_zone`` (a local-time campaign's ``Schedule.Timezone``, where such an endpoint is sent), else UTC."""
+    """Whether ``moment`` falls inside quiet time in the endpoint's local time (its zone, else ``fallback_zone``, a
+    local-time campaign's ``Schedule.Timezone``, where such an endpoint is sent, else UTC): "later than or equal to"
+    Start and "earlier than or equal to" End (botocore's model), End's minute included (08:00 ends at 08:00:59)."""
     if not quiet or not quiet.get("Start") or not quiet.get("End"):
         return False
     start, end = time.fromisoformat(quiet["Start"]), time.fromisoformat(quiet["End"])
     local = moment.astimezone(zone(endpoint_zone) or zone(fallback_zone) or UTC).time()
+    minute = local.replace(second=0, microsecond=0)
     if start <= end:
-        return start <= local < end
-    return local >= start or local < end  # spans midnight
+        return start <= local and minute <= end
+    return local >= start or minute <= end  # spans midnight
