@@ -447,7 +447,7 @@ LOCAL = {
     "Asia/Tokyo": ("12:00", False),
     "America/Los_Angeles": ("20:00", False),
     "Asia/Kolkata": ("08:30", False),
-    "Asia/Dubai": ("07:00", False),  # End is exclusive
+    "Asia/Dubai": ("07:00", True),  # End is included ("earlier than or equal to", the model says)
     "America/Chicago": ("22:00", True),  # Start is inclusive
     "America/New_York": ("23:00", True),
     "Europe/Lisbon": ("04:00", True),
