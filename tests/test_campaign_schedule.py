@@ -589,6 +589,9 @@ def test_treatments_and_holdout_split_the_audience_stably(clock_server, pinpoint
     assert second_placed == first_placed  # the same endpoint lands in the same treatment every run
     assert {o["EndpointId"] for o in second_outcomes if o["Reason"] == "HOLDOUT"} == held
 
+    campaign = pinpoint.get_campaign(ApplicationId=app_id, CampaignId=cid)["CampaignResponse"]
+    states = [campaign["State"], campaign["DefaultState"], *(t["State"] for t in campaign["AdditionalTreatments"])]
+    assert states == [{"CampaignStatus": "COMPLETED"}] * 5  # they move together
     items = activities(pinpoint, app_id, cid)
     assert len(items) == 8  # one activity per treatment per run
     for scheduled in (iso(first), iso(first + timedelta(days=1))):

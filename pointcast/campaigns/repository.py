@@ -34,3 +34,14 @@ def delete_runs(conn: sa.Connection, app_id: str, campaign_id: str) -> None:
 def delete_activities(conn: sa.Connection, app_id: str, campaign_id: str) -> None:
     a = m.activities
     conn.execute(sa.delete(a).where(a.c.app_id == app_id, a.c.campaign_id == campaign_id))
+
+
+def with_state(doc: dict[str, Any], status: str) -> dict[str, Any]:
+    """The campaign with ``status`` as its State, DefaultState and each additional treatment's State: they move
+    together (UpdateCampaign sets them together too)."""
+    state = {"CampaignStatus": status}
+    treatments = [{**t, "State": state} for t in doc.get("AdditionalTreatments") or []]
+    changed = {**doc, "State": state, "DefaultState": state}
+    if treatments:
+        changed["AdditionalTreatments"] = treatments
+    return changed

@@ -8,7 +8,7 @@ import orjson
 import sqlalchemy as sa
 
 from pointcast.aws.wire import iso_ms
-from pointcast.campaigns.repository import campaigns
+from pointcast.campaigns.repository import campaigns, with_state
 from pointcast.engine import repository as repo
 from pointcast.engine import schedule
 from pointcast.store import models as m
@@ -75,5 +75,5 @@ def finish_run(conn: sa.Connection, run_id: str, now: datetime) -> None:
     done = schedule.finished(doc.get("Schedule") or {}, created, schedule.parse_time(last))
     state = "COMPLETED" if done else "PENDING_NEXT_RUN"
     if not doc.get("IsPaused"):
-        doc["State"] = {"CampaignStatus": state}
+        doc = with_state(doc, state)
     campaigns.set_current(conn, run.app_id, doc)

@@ -32,7 +32,7 @@ from typing import Any, TypeVar
 import sqlalchemy as sa
 
 from pointcast.aws.wire import iso_ms, new_id
-from pointcast.campaigns.repository import campaigns
+from pointcast.campaigns.repository import campaigns, with_state
 from pointcast.channels.webhook.breaker import Breaker, Breakers
 from pointcast.channels.webhook.deliver import RetryPolicy, Transport, client_name, delivery_client
 from pointcast.context import Context
@@ -79,7 +79,7 @@ def start_due_runs(conn: sa.Connection, now: datetime) -> list[str]:
                 run_id = _start_if_due(conn, row.app_id, doc, now)
         except (ArithmeticError, LookupError, TypeError, ValueError) as exc:
             log.error("campaign %s of application %s is INVALID: %r", doc.get("Id"), row.app_id, exc)
-            campaigns.set_current(conn, row.app_id, {**doc, "State": {"CampaignStatus": "INVALID"}})
+            campaigns.set_current(conn, row.app_id, with_state(doc, "INVALID"))
             continue
         if run_id is not None:
             started.append(run_id)
@@ -98,7 +98,7 @@ def _start_if_due(conn: sa.Connection, app_id: str, doc: dict[str, Any], now: da
     moment = schedule.due(sched, created, last_at, now)
     if moment is None:
         if not open_run and last_at is not None and schedule.finished(sched, created, last_at):
-            campaigns.set_current(conn, app_id, {**doc, "State": {"CampaignStatus": "COMPLETED"}})
+            campaigns.set_current(conn, app_id, with_state(doc, "COMPLETED"))
         return None
     run_id = new_id()
     repo.insert_run(
@@ -130,9 +130,7 @@ def _start_if_due(conn: sa.Connection, app_id: str, doc: dict[str, Any], now: da
             },
             run_id,
         )
-    current = dict(doc)
-    current["State"] = {"CampaignStatus": "EXECUTING"}
-    campaigns.set_current(conn, app_id, current)
+    campaigns.set_current(conn, app_id, with_state(doc, "EXECUTING"))
     return run_id
 
 
