@@ -20,7 +20,11 @@ CHANNEL = {"DeliveryUri": "https://channel.example/hook", "EndpointTypes": ["CUS
 
 def test_a_delivery_hook_counts_only_where_a_treatment_has_no_channel() -> None:
     hook = {"WebUrl": "https://hook.example/x", "Mode": "DELIVERY"}
-    inherited = {"CustomDeliveryConfiguration": CHANNEL, "AdditionalTreatments": [{"SizePercent": 10}], "Hook": hook}
+    inherited = {
+        "CustomDeliveryConfiguration": CHANNEL,
+        "AdditionalTreatments": [{"Id": "1", "SizePercent": 10}],
+        "Hook": hook,
+    }
     assert destinations(inherited, {}) == {"https://channel.example:443"}  # the treatment has the campaign's channel
     built_in = {"MessageConfiguration": {"SMSMessage": {"Body": "x"}}}
     assert destinations(built_in, {"CampaignHook": hook}) == {"https://hook.example:443"}  # the project's hook

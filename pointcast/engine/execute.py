@@ -28,7 +28,7 @@ from pointcast.engine import hooks, schedule
 from pointcast.engine import repository as repo
 from pointcast.engine.plan import Prepared, RunSpec, load_spec, over_limits
 from pointcast.engine.progress import finish_activity
-from pointcast.engine.treatments import Treatment
+from pointcast.engine.treatments import Treatment, post_urls
 
 T = TypeVar("T")
 SECRET_TTL = 5.0
@@ -156,18 +156,8 @@ def _failure(ended: Delivery | hooks.Called, failed: str, too_late: str, subject
 
 
 def destinations(spec: RunSpec, treatment: Treatment) -> list[str]:
-    """The https URLs a batch of ``treatment`` is POSTed to, in ``deliver``'s order: a FILTER hook's ``WebUrl``, then
-    the treatment's webhook or, for a campaign of built-in channels, a DELIVERY hook's ``WebUrl``."""
-    hook = spec.hook or {}
-    hook_url = "" if hook.get("LambdaFunctionName") else str(hook.get("WebUrl") or "")
-    if not hook_url.startswith("https://"):
-        hook_url = ""
-    found = [hook_url] if hook_url and hook.get("Mode") == "FILTER" else []
-    if treatment.is_webhook:
-        found.append(str(treatment.delivery_uri))
-    elif not treatment.delivery_uri and hook_url and hook.get("Mode") == "DELIVERY":
-        found.append(hook_url)
-    return found
+    """The https URLs a batch of ``treatment`` is POSTed to, in ``deliver``'s order (``treatments.post_urls``)."""
+    return post_urls(spec.hook, treatment)
 
 
 def send_start(spec: RunSpec, batch: Any) -> datetime:

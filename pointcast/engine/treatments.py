@@ -38,6 +38,22 @@ class Treatment:
         return bool(self.delivery_uri) and str(self.delivery_uri).startswith("https://")
 
 
+def post_urls(hook: dict[str, Any] | None, treatment: Treatment) -> list[str]:
+    """The https URLs a batch of ``treatment`` is POSTed to, with ``hook`` the campaign's effective hook: a FILTER
+    hook's ``WebUrl``, then the treatment's webhook or, for a treatment without a custom channel, a DELIVERY hook's
+    ``WebUrl``."""
+    hook = hook or {}
+    hook_url = "" if hook.get("LambdaFunctionName") else str(hook.get("WebUrl") or "")
+    if not hook_url.startswith("https://"):
+        hook_url = ""
+    found = [hook_url] if hook_url and hook.get("Mode") == "FILTER" else []
+    if treatment.is_webhook:
+        found.append(str(treatment.delivery_uri))
+    elif not treatment.delivery_uri and hook_url and hook.get("Mode") == "DELIVERY":
+        found.append(hook_url)
+    return found
+
+
 def bucket(campaign_id: str, endpoint_id: str) -> float:
     """A stable number in [0, 100) per (campaign, endpoint): the same endpoint lands in the same treatment."""
     digest = hashlib.blake2b(f"{campaign_id}/{endpoint_id}".encode(), digest_size=8).digest()

@@ -16,6 +16,7 @@ from pointcast.aws.errors import BadRequest, NotFound
 from pointcast.campaigns.repository import campaigns
 from pointcast.channels.webhook.breaker import destination_of
 from pointcast.engine.hooks import FILTERED, effective_hook
+from pointcast.engine.treatments import post_urls, treatments_of
 from pointcast.store import models as m
 
 # Outcome reason -> campaign_send_status in the event stream record.
@@ -85,19 +86,11 @@ def progress(conn: sa.Connection, app_id: str, campaign_id: str, down: Sequence[
 
 
 def destinations(doc: dict[str, Any], app_settings: dict[str, Any]) -> set[str]:
-    """Where a campaign POSTs (``scheme://host:port``): its treatments' webhooks and the ``WebUrl`` of the hook it
-    runs (its own, else the project's default): a FILTER hook's always, a DELIVERY hook's for the treatments without
-    a custom channel."""
-    own = (doc.get("CustomDeliveryConfiguration") or {}).get("DeliveryUri")
-    channels = [own] + [  # a treatment without a channel of its own has the campaign's (engine.treatments)
-        (t.get("CustomDeliveryConfiguration") or {}).get("DeliveryUri") or own
-        for t in doc.get("AdditionalTreatments") or []
-    ]
-    urls = list(channels)
-    hook = effective_hook(doc, app_settings) or {}
-    if hook.get("Mode") == "FILTER" or not all(channels):
-        urls.append(hook.get("WebUrl"))
-    return {destination_of(url) for url in urls if isinstance(url, str) and url.startswith("https://")}
+    """Where a campaign POSTs (``scheme://host:port``): what each of its treatments is sent to, as delivery sends
+    it (``treatments.post_urls``, with the hook it runs: its own, else the project's default)."""
+    hook = effective_hook(doc, app_settings)
+    _, treatments = treatments_of(doc)
+    return {destination_of(url) for treatment in treatments for url in post_urls(hook, treatment)}
 
 
 def _page(token: str | None, size: str | None) -> tuple[tuple[str, str] | None, int]:
