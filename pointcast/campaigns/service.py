@@ -11,7 +11,7 @@ from pointcast.aws.arns import child_arn
 from pointcast.aws.errors import BadRequest
 from pointcast.aws.wire import new_id, now_iso
 from pointcast.campaigns import checks
-from pointcast.campaigns.repository import campaigns, delete_activities, delete_runs
+from pointcast.campaigns.repository import campaigns, delete_activities, delete_runs, with_state
 from pointcast.segments.repository import segments
 from pointcast.store import lock
 
@@ -76,10 +76,7 @@ def _apply(doc: dict[str, Any], request: dict[str, Any], *, creating: bool) -> N
         ]
     if creating and "tags" in request:  # an update's tags are not processed (botocore's model): TagResource's job
         doc["tags"] = request["tags"]
-    for treatment in doc.get("AdditionalTreatments") or []:
-        treatment["State"] = state
-    doc["State"] = state
-    doc["DefaultState"] = state
+    doc.update(with_state(doc, state["CampaignStatus"]))  # State, DefaultState and the treatments' together
 
 
 def create(
