@@ -112,17 +112,19 @@ def write(
     path: str,
     *,
     refused: Refused | None = None,
+    held: bool = False,
 ) -> None:
     """Create or update each (id, EndpointRequest) of a batch in two statements; later items win over earlier.
 
     ``path`` names the items in error messages; ``{index}`` in it is replaced by the item's position. The batch's
-    endpoints and the users it names are locked first (``lock_ids``; a caller that locked earlier in the
-    transaction passes the same ids and users to it, so that no lock is taken here a second time), and the stored
+    endpoints and the users it names are locked first (``lock_ids``; ``held``: the caller already holds them, having
+    locked the same ids and users earlier in the transaction, so no lock is asked for again), and the stored
     rows are read ``FOR UPDATE``: concurrent writes of one endpoint merge one after the other. A user may have 15
     endpoints (``_per_user``); an item past that is a BadRequest, or, with ``refused``, left out and reported.
     """
     apps.require(conn, app_id)
-    lock_ids(conn, app_id, [endpoint_id for endpoint_id, _ in items], named_users(r for _, r in items))
+    if not held:
+        lock_ids(conn, app_id, [endpoint_id for endpoint_id, _ in items], named_users(r for _, r in items))
     now = now_iso()
     stored = repository.docs_by_id(conn, app_id, [endpoint_id for endpoint_id, _ in items], for_update=True)
     merged: dict[str, dict[str, Any]] = {}

@@ -28,8 +28,8 @@ def check(request: dict[str, Any]) -> None:
 
 def put_events(conn: sa.Connection, app_id: str, request: dict[str, Any]) -> dict[str, Any]:
     apps.require(conn, app_id)
-    # All at once, with the users the items name (what each item's endpoints.write locks again, for free): locks
-    # taken item by item could deadlock with another writer's.
+    # All at once, with the users the items name (each item's endpoints.write then holds them): locks taken item by
+    # item could deadlock with another writer's.
     items = request["BatchItem"].values()
     endpoints.lock_ids(conn, app_id, request["BatchItem"], endpoints.named_users(i["Endpoint"] for i in items))
     results: dict[str, Any] = {}
@@ -39,7 +39,7 @@ def put_events(conn: sa.Connection, app_id: str, request: dict[str, Any]) -> dic
         try:
             endpoints.check_id(endpoint_id, path if endpoint_id else "EventsRequest.BatchItem: a key (the endpoint id)")
             with conn.begin_nested():
-                endpoints.write(conn, app_id, [(endpoint_id, item["Endpoint"])], f"{path}.Endpoint")
+                endpoints.write(conn, app_id, [(endpoint_id, item["Endpoint"])], f"{path}.Endpoint", held=True)
         except AwsError as exc:
             failed = {"Message": exc.message, "StatusCode": exc.status}
             results[endpoint_id] = {

@@ -293,7 +293,12 @@ def _write(
 
         try:
             endpoints.write(
-                conn, app_id, [(i, item) for _, i, item in pending], "\x1f{index}\x1fEndpoint", refused=refused
+                conn,
+                app_id,
+                [(i, item) for _, i, item in pending],
+                "\x1f{index}\x1fEndpoint",
+                refused=refused,
+                held=True,  # apply_chunk locked the chunk's endpoints and users
             )
         except BadRequest as exc:
             found = _MARK.match(exc.message)
