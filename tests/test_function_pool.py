@@ -11,20 +11,17 @@ import re
 import shutil
 import signal
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
 from pathlib import Path
-from textwrap import dedent
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 
 from pointcast.functions.runtime import FunctionSpec, InvokeResult, PoolStopped, WorkerPool, node_available, node_ric
 from tests.conftest import need_service
+from tests.support import pool as pool_support
+from tests.support.pool import ARN, function, run
 
-T = TypeVar("T")
 NODE = shutil.which("node")
-ARN = "arn:aws:lambda:us-east-1:123456789012:function:{}"
 BASE_ENV = {
     "AWS_REGION": "us-east-1",
     "AWS_DEFAULT_REGION": "us-east-1",
@@ -44,13 +41,6 @@ FILTER_JS = (
 # -- helpers ----------------------------------------------------------------------------------------------------
 
 
-def run(make: Callable[[], Awaitable[T]], limit: float = 60.0) -> T:
-    async def bounded() -> T:
-        return await asyncio.wait_for(make(), limit)
-
-    return asyncio.run(bounded())
-
-
 TRANSPORT = {"name": "pipe"}  # the Python workers' transport for this test (the ``transport`` fixture sets it)
 
 
@@ -62,44 +52,9 @@ def transport(request: pytest.FixtureRequest) -> Any:
     TRANSPORT["name"] = "pipe"
 
 
-@asynccontextmanager
-async def running_pool(tmp_path: Path, **options: Any) -> AsyncIterator[WorkerPool]:
+def running_pool(tmp_path: Path, **options: Any) -> Any:
     options.setdefault("transport", TRANSPORT["name"])
-    pool = WorkerPool(work_dir=tmp_path / "pool", base_env=BASE_ENV, **options)
-    await pool.start()
-    try:
-        yield pool
-    finally:
-        await pool.stop()
-
-
-def function(
-    tmp_path: Path,
-    name: str,
-    source: str,
-    *,
-    runtime: str = "python3.12",
-    filename: str = "index.py",
-    handler: str = "index.handler",
-    **overrides: Any,
-) -> FunctionSpec:
-    code = tmp_path / "code" / name
-    code.mkdir(parents=True, exist_ok=True)
-    (code / filename).write_text(dedent(source))
-    fields: dict[str, Any] = {
-        "name": name,
-        "arn": ARN.format(name),
-        "revision": "r1",
-        "runtime": runtime,
-        "handler": handler,
-        "code_dir": code,
-        "environment": {},
-        "timeout": 5.0,
-        "memory_mb": 128,
-        "concurrency": 2,
-    }
-    fields.update(overrides)
-    return FunctionSpec(**fields)
+    return pool_support.running_pool(tmp_path, BASE_ENV, **options)
 
 
 def ok(result: InvokeResult) -> Any:
