@@ -20,7 +20,7 @@ import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from tests.support.functions import ROLE, deploy, zip_code
+from tests.support.functions import ROLE, deploy, function_campaign_request, zip_code
 from tests.support.server import ACCOUNT_ID, KEY_ID, REGION, SECRET, Server
 
 PARALLEL = 20
@@ -140,16 +140,7 @@ def test_parallel_update_campaign_makes_one_version_each(pp: Any, lam_: Any, app
     function = f"chan-{uuid.uuid4().hex[:8]}"
     deploy(lam_, function)
     segment = pp.create_segment(ApplicationId=app, WriteSegmentRequest={"Name": "s"})["SegmentResponse"]
-    request = {
-        "Name": "c",
-        "SegmentId": segment["Id"],
-        "Schedule": {"StartTime": "2099-01-01T00:00:00Z", "Frequency": "ONCE"},
-        "MessageConfiguration": {"CustomMessage": {"Data": "x"}},
-        "CustomDeliveryConfiguration": {
-            "DeliveryUri": f"arn:aws:lambda:{REGION}:{ACCOUNT_ID}:function:{function}",
-            "EndpointTypes": ["SMS"],
-        },
-    }
+    request = function_campaign_request(segment["Id"], function)
     campaign = pp.create_campaign(ApplicationId=app, WriteCampaignRequest=request)["CampaignResponse"]
     results = _together(
         lambda i: pp.update_campaign(
@@ -317,19 +308,12 @@ def test_the_push_endpoint_giving_up_its_place_is_not_rewritten_from_a_stale_rea
 def test_concurrent_updates_of_a_campaign_keep_its_rules(pp: Any, lam_: Any, app: str, server: Server) -> None:
     """HoldoutPercent 60 and a treatment of 50% are each fine alone, not together: sent at once, one is refused
     (each is checked against the campaign as it is when it is written, not as it was read before)."""
-    receiver_free = f"chan-{uuid.uuid4().hex[:8]}"
-    deploy(lam_, receiver_free, allow=f"{PINPOINT_ARN}:apps/*")
+    function = f"chan-{uuid.uuid4().hex[:8]}"
+    deploy(lam_, function, allow=f"{PINPOINT_ARN}:apps/*")
     segment = pp.create_segment(ApplicationId=app, WriteSegmentRequest={"Name": "s"})["SegmentResponse"]["Id"]
-    function = f"arn:aws:lambda:{REGION}:{ACCOUNT_ID}:function:{receiver_free}"
     changes = [{"HoldoutPercent": 60}, {"AdditionalTreatments": [{"SizePercent": 50}]}]
+    request = function_campaign_request(segment, function)
     for _ in range(6):
-        request = {
-            "Name": "c",
-            "SegmentId": segment,
-            "Schedule": {"StartTime": "2030-01-01T00:00:00Z"},
-            "MessageConfiguration": {"CustomMessage": {"Data": "x"}},
-            "CustomDeliveryConfiguration": {"DeliveryUri": function, "EndpointTypes": ["CUSTOM"]},
-        }
         campaign = pp.create_campaign(ApplicationId=app, WriteCampaignRequest=request)["CampaignResponse"]["Id"]
         results = _together(
             lambda i, c=campaign: pp.update_campaign(ApplicationId=app, CampaignId=c, WriteCampaignRequest=changes[i]),

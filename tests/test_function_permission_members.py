@@ -13,7 +13,7 @@ import pytest
 
 from pointcast.functions import service
 from pointcast.functions.policy import pinpoint_may_invoke, statement
-from tests.support.functions import ROLE, deploy, zip_code
+from tests.support.functions import ROLE, deploy, function_campaign_request, zip_code
 from tests.support.server import ACCOUNT_ID, REGION
 
 EVERY_APP = f"arn:aws:mobiletargeting:{REGION}:{ACCOUNT_ID}:apps/*"
@@ -27,16 +27,7 @@ def _name() -> str:
 
 def _campaign(pinpoint: Any, app_id: str, function: str) -> dict[str, Any]:
     segment = pinpoint.create_segment(ApplicationId=app_id, WriteSegmentRequest={"Name": "s"})["SegmentResponse"]
-    request = {
-        "Name": "c",
-        "SegmentId": segment["Id"],
-        "Schedule": {"StartTime": "2099-01-01T00:00:00Z", "Frequency": "ONCE"},
-        "MessageConfiguration": {"CustomMessage": {"Data": "x"}},
-        "CustomDeliveryConfiguration": {
-            "DeliveryUri": f"arn:aws:lambda:{REGION}:{ACCOUNT_ID}:function:{function}",
-            "EndpointTypes": ["SMS"],
-        },
-    }
+    request = function_campaign_request(segment["Id"], function)
     return dict(pinpoint.create_campaign(ApplicationId=app_id, WriteCampaignRequest=request)["CampaignResponse"])
 
 

@@ -55,3 +55,17 @@ def ensure(lam: Any, name: str, code: str = NOOP) -> None:
         lam.get_function(FunctionName=name)
     except lam.exceptions.ResourceNotFoundException:
         deploy(lam, name, code)
+
+
+def function_campaign_request(segment_id: str, function: str) -> dict[str, Any]:
+    """A CreateCampaign request for a custom channel to ``function`` (hosted here), starting long after any test."""
+    return {
+        "Name": "c",
+        "SegmentId": segment_id,
+        "Schedule": {"StartTime": "2099-01-01T00:00:00Z", "Frequency": "ONCE"},
+        "MessageConfiguration": {"CustomMessage": {"Data": "x"}},
+        "CustomDeliveryConfiguration": {
+            "DeliveryUri": f"arn:aws:lambda:{REGION}:{ACCOUNT_ID}:function:{function}",
+            "EndpointTypes": ["SMS"],
+        },
+    }
