@@ -723,13 +723,18 @@ def test_total_limit_stops_after_that_many_sends(clock_server, pinpoint, app_id,
     assert sorted(a["SuccessfulEndpointCount"] for a in items) == [0, 0, 8, 8]
 
 
-def test_messages_per_second_paces_delivery(clock_server, pinpoint, app_id, receiver) -> None:
-    load(pinpoint, app_id, [endpoint(f"ep-{i:03d}") for i in range(500)])
+def paced_campaign(server: Server, pinpoint: Any, app_id: str, url: str, count: int, rate: int, at: str) -> str:
+    """``count`` endpoints and a campaign to them paced at ``rate`` messages a second, started now, at ``at``."""
+    load(pinpoint, app_id, [endpoint(f"ep-{i:04d}") for i in range(count)])
     segment = audience_segment(pinpoint, app_id)
-    start = utc("2030-12-02T06:00:00Z")
-    set_clock(clock_server, start)
-    limits = {"MessagesPerSecond": 100}
-    cid = webhook_campaign(pinpoint, app_id, segment, receiver.url, {"StartTime": iso(start)}, Limits=limits)["Id"]
+    start = utc(at)
+    set_clock(server, start)
+    limits = {"MessagesPerSecond": rate}
+    return str(webhook_campaign(pinpoint, app_id, segment, url, {"StartTime": iso(start)}, Limits=limits)["Id"])
+
+
+def test_messages_per_second_paces_delivery(clock_server, pinpoint, app_id, receiver) -> None:
+    cid = paced_campaign(clock_server, pinpoint, app_id, receiver.url, 500, 100, "2030-12-02T06:00:00Z")
     wait_for_runs(clock_server, pinpoint, app_id, cid, 1, "COMPLETED", timeout=30)
     posts = receiver.posts()
     assert len(posts) == 10 and sum(receiver.delivered().values()) == 500
@@ -743,12 +748,7 @@ def test_messages_per_second_paces_delivery(clock_server, pinpoint, app_id, rece
 def test_deleting_a_campaign_while_it_sends_stops_its_sending(clock_server, pinpoint, app_id, receiver) -> None:
     """20 batches paced at 50 messages a second (one a second); deleted after 3 have arrived, the campaign sends
     at most the batch in flight and the one starting then: its batches read ahead are dropped."""
-    load(pinpoint, app_id, [endpoint(f"ep-{i:04d}") for i in range(1000)])
-    segment = audience_segment(pinpoint, app_id)
-    start = utc("2030-12-03T06:00:00Z")
-    set_clock(clock_server, start)
-    limits = {"MessagesPerSecond": 50}
-    cid = webhook_campaign(pinpoint, app_id, segment, receiver.url, {"StartTime": iso(start)}, Limits=limits)["Id"]
+    cid = paced_campaign(clock_server, pinpoint, app_id, receiver.url, 1000, 50, "2030-12-03T06:00:00Z")
     receiver.wait_for_requests(3, timeout=30, method="POST")
     pinpoint.delete_campaign(ApplicationId=app_id, CampaignId=cid)
     deleted_at = receiver.post_count()
