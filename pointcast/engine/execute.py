@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -125,10 +125,31 @@ class Result:
     delivered: tuple[Any, ...] | None = None  # one outcome for the endpoints delivered: repo.insert_outcome_sets
 
 
-def prepare(conn: sa.Connection, batch_ids: list[str]) -> list[Prepared]:
-    """Read pending batches and their endpoints in two queries, however many batches there are."""
+def prepare(conn: sa.Connection, batch_ids: list[str], specs: Mapping[str, RunSpec] | None = None) -> list[Prepared]:
+    """Read pending batches and their endpoints in two queries, however many batches there are.
+
+    Of a campaign with Daily or Total limits, the endpoints that reached them since the batch was planned are left
+    out (SKIPPED ``DAILY_LIMIT``/``TOTAL_LIMIT``): a batch read here was planned earlier (a local-time zone's, one
+    read again after a restart), and another run of the campaign (local-time runs overlap) may have sent to them
+    since. ``specs``: the run specs already loaded (the runner's cache); others are read here."""
     found = repo.batches_with_docs(conn, batch_ids)
-    return [Prepared(batch, ids, docs, None, not_now) for batch, ids, docs, not_now in found]
+    known: dict[str, RunSpec] = {}
+    for run_id in dict.fromkeys(batch.run_id for batch, *_ in found):
+        spec = (specs or {}).get(run_id) or load_spec(conn, run_id)
+        if spec.limits.get("Daily") or spec.limits.get("Total"):
+            known[run_id] = spec
+    over: dict[str, dict[str, str]] = {}  # run id -> endpoint id -> the limit it reached
+    for run_id, spec in known.items():
+        candidates = [(i, batch.not_before) for batch, _, docs, _ in found if batch.run_id == run_id for i in docs]
+        over[run_id] = over_limits(conn, spec, candidates) if candidates else {}
+    prepared = []
+    for batch, ids, docs, not_now in found:
+        reached = over.get(batch.run_id)
+        if reached and reached.keys() & docs.keys():
+            not_now = {**not_now, **{i: reached[i] for i in docs if i in reached}}
+            docs = {k: v for k, v in docs.items() if k not in reached}
+        prepared.append(Prepared(batch, ids, docs, None, not_now))
+    return prepared
 
 
 def _header(spec: RunSpec, treatment: Treatment, activity_id: str, scheduled: str, delivery: bool) -> dict[str, Any]:
@@ -174,14 +195,6 @@ async def deliver(deps: ExecuteDeps, item: Prepared) -> Result:
     """
     batch, docs, joined = item.batch, item.docs, item.endpoints
     spec = await deps.spec(batch.run_id)
-    if joined is None and docs and (spec.limits.get("Daily") or spec.limits.get("Total")):
-        # Planned earlier (a local-time zone's batch, one read again after a restart): another run of the campaign
-        # may have sent to these endpoints since (local-time runs overlap). Those over a limit now are not sent.
-        candidates = [(endpoint_id, batch.not_before) for endpoint_id in docs]
-        over = await deps.read(lambda conn: over_limits(conn, spec, candidates))
-        if over:
-            docs = {k: v for k, v in docs.items() if k not in over}
-            item = item._replace(docs=docs, not_now={**(item.not_now or {}), **over})
     ids = item.ids
     present = list(ids) if joined is not None else [endpoint_id for endpoint_id in ids if endpoint_id in docs]
     treatment = spec.treatment(batch.treatment_id)
@@ -314,7 +327,7 @@ def record(conn: sa.Connection, results: list[Result], now: datetime) -> None:
 
 async def execute_batch(deps: ExecuteDeps, batch_id: str) -> None:
     """Send one batch start to finish: a plain function of its id and the store (what a worker runs)."""
-    [item, *_] = await deps.read(lambda conn: prepare(conn, [batch_id])) or [None]
+    [item, *_] = await deps.read(lambda conn: prepare(conn, [batch_id], deps.specs)) or [None]
     if item is None:
         return
     result = await deliver(deps, item)

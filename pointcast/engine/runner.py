@@ -134,9 +134,11 @@ def _start_if_due(conn: sa.Connection, app_id: str, doc: dict[str, Any], now: da
     return run_id
 
 
-def _lane_items(lane: Lane, through: str, now: str, busy: set[str], limit: int, conn: sa.Connection) -> list[Prepared]:
+def _lane_items(
+    lane: Lane, through: str, now: str, busy: set[str], limit: int, specs: dict[str, RunSpec], conn: sa.Connection
+) -> list[Prepared]:
     """A lane's pending due batches up to ``through`` in planning order, read for sending (Runner._read_spilled)."""
-    return prepare(conn, repo.lane_batches(conn, lane, through, now, busy, limit))
+    return prepare(conn, repo.lane_batches(conn, lane, through, now, busy, limit), specs)
 
 
 class _Either:
@@ -604,8 +606,10 @@ class Runner:
         skip = set(self._planning) | held
         full = [lane for lane in down if self._ready.in_lane(lane) >= limit]
 
+        specs = self.deps.specs
+
         def work(conn: sa.Connection) -> list[Prepared]:
-            return prepare(conn, [row.id for row in repo.due_batches(conn, now, busy, wanted, skip, full)])
+            return prepare(conn, [row.id for row in repo.due_batches(conn, now, busy, wanted, skip, full)], specs)
 
         await self._queue(await self.ctx.read(work))
 
@@ -619,7 +623,9 @@ class Runner:
             room = self._planned_limit - self._ready.in_lane(lane)
             if through is None or 2 * room < self._planned_limit or self._down(lane):
                 continue
-            read = functools.partial(_lane_items, lane, through, iso_ms(self.clock.now()), self._taken(), room)
+            read = functools.partial(
+                _lane_items, lane, through, iso_ms(self.clock.now()), self._taken(), room, self.deps.specs
+            )
             items = await self.ctx.read(read)
             if len(items) < room and self._spilled.get(lane) == through:
                 del self._spilled[lane]  # caught up: the lane's next batches from planning go to the read-ahead
