@@ -509,6 +509,11 @@ def test_a_call_waiting_for_a_worker_runs_the_code_updated_meanwhile(lam) -> Non
 
 MISBEHAVING = {
     "raises": ("def handler(event, context):\n    raise RuntimeError('no luck today')\n", "no luck today"),
+    # PostgreSQL refuses NUL in text: the error and log are kept with U+FFFD (and the batch is not retried over it)
+    "raises NUL": (
+        "def handler(event, context):\n    print('a \\x00 log')\n    raise ValueError('bad \\x00 value')\n",
+        "bad \ufffd value",
+    ),
     "sleeps": ("import time\ndef handler(event, context):\n    time.sleep(20)\n", "timed out"),
     "exits": ("import os\ndef handler(event, context):\n    os._exit(3)\n", "Runtime.ExitError"),
     "allocates": ("def handler(event, context):\n    return len(bytearray(1024 * 1024 * 1024))\n", ""),

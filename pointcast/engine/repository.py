@@ -10,6 +10,7 @@ import sqlalchemy as sa
 
 from pointcast.endpoints.repository import sendable_docs
 from pointcast.store import models as m
+from pointcast.store.db import storable
 
 # --- runs and activities ---------------------------------------------------------------------------------------
 
@@ -54,7 +55,9 @@ def set_run_state(conn: sa.Connection, run_id: str, state: str) -> None:
 
 
 def end_planning_with_error(conn: sa.Connection, run_id: str, error: str) -> None:
-    conn.execute(sa.update(m.runs).where(m.runs.c.id == run_id).values(state="EXECUTING", plan_state=None, error=error))
+    conn.execute(
+        sa.update(m.runs).where(m.runs.c.id == run_id).values(state="EXECUTING", plan_state=None, error=storable(error))
+    )
 
 
 def save_plan_state(conn: sa.Connection, run_id: str, state: str, previous: str | None) -> bool:
@@ -129,7 +132,7 @@ def insert_outcome_sets(conn: sa.Connection, sets: Sequence[tuple[Any, ...]]) ->
     conn.exec_driver_sql(
         "INSERT INTO outcomes (activity_id, endpoint_id, run_id, status, reason, batch_id, at) "
         f"SELECT {values} FROM {expand} WHERE true ON CONFLICT (activity_id, endpoint_id) DO NOTHING",
-        list(sets),
+        [(*row[:3], storable(row[3]), *row[4:]) if row[3] and "\x00" in row[3] else row for row in sets],
     )
 
 
@@ -289,7 +292,9 @@ def finish_batches(conn: sa.Connection, done: Sequence[tuple[str, str, int, str 
         query = query.with_for_update()
     pending = set(conn.execute(query).scalars())
     mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
-    rows = [(state, attempts, error, batch_id) for batch_id, state, attempts, error in done if batch_id in pending]
+    rows = [
+        (state, attempts, storable(error), batch_id) for batch_id, state, attempts, error in done if batch_id in pending
+    ]
     if rows:
         conn.exec_driver_sql(
             f"UPDATE batches SET state = {mark}, attempts = {mark}, last_error = {mark} WHERE id = {mark}", rows
@@ -298,7 +303,9 @@ def finish_batches(conn: sa.Connection, done: Sequence[tuple[str, str, int, str 
 
 
 def insert_attempts(conn: sa.Connection, rows: list[dict[str, Any]]) -> None:
+    """Each row's ``error`` and ``response`` (an answer's text, a function's message) as the store can hold them."""
     if rows:
+        rows = [dict(row, error=storable(row["error"]), response=storable(row["response"])) for row in rows]
         conn.execute(sa.insert(m.attempts), rows)
 
 
@@ -351,5 +358,5 @@ def fail_pending(conn: sa.Connection, batch_ids: Iterable[str], reason: str) -> 
     conn.execute(
         sa.update(b)
         .where(b.c.id.in_(list(batch_ids)), b.c.state == "PENDING")
-        .values(state="FAILED", last_error=reason)
+        .values(state="FAILED", last_error=storable(reason))
     )

@@ -53,6 +53,7 @@ from pointcast.engine.execute import (
 from pointcast.engine.plan import RunSpec, plan_run
 from pointcast.engine.readahead import Lane, ReadAhead, lane_of
 from pointcast.store import models as m
+from pointcast.store.db import describe_error
 
 log = logging.getLogger("pointcast.engine")
 _RUNNABLE = ("SCHEDULED", "PENDING_NEXT_RUN", "EXECUTING")  # EXECUTING: local-time runs overlap
@@ -658,7 +659,7 @@ class Runner:
             errors = self._errors[batch_id] = self._errors.get(batch_id, 0) + 1
             if errors >= MAX_INTERNAL_ERRORS:
                 log.exception("batch %s failed inside pointcast %d times; its endpoints end FAILED", batch_id, errors)
-                await fail_batch(self.deps, batch_id, f"INTERNAL_ERROR: {type(exc).__name__}: {exc}"[:500])
+                await fail_batch(self.deps, batch_id, f"INTERNAL_ERROR: {describe_error(exc)}"[:500])
             else:
                 log.exception("batch %s failed unexpectedly; it stays pending and is retried", batch_id)
                 await asyncio.sleep(1)
@@ -690,7 +691,7 @@ class Runner:
                     errors = self._errors[result.batch_id] = self._errors.get(result.batch_id, 0) + 1
                     log.exception("recording batch %s failed (%d time(s))", result.batch_id, errors)
                     if errors >= MAX_INTERNAL_ERRORS:
-                        reason = f"INTERNAL_ERROR: {type(exc).__name__}: {exc}"[:500]
+                        reason = f"INTERNAL_ERROR: {describe_error(exc)}"[:500]
                         with contextlib.suppress(Exception):
                             await fail_batch(self.deps, result.batch_id, reason)
         finally:

@@ -30,6 +30,7 @@ from pointcast.functions.names import FunctionRef, parse_ref
 from pointcast.functions.remote import RemoteLambda, is_transient
 from pointcast.functions.runtime.pool import FunctionSpec, Stale, WorkerPool, node_available
 from pointcast.functions.runtime.spec import InvokeResult
+from pointcast.store.db import storable
 
 if TYPE_CHECKING:
     from pointcast.context import Context
@@ -374,8 +375,8 @@ class FunctionHost:
                 "started": iso_ms(started),
                 "duration_ms": result.duration_ms,
                 "outcome": outcome[:16],
-                "error": None if result.ok else result.error_message,
-                "logs": result.logs[-LOG_KEEP:] or None,
+                "error": None if result.ok else storable(result.error_message),
+                "logs": storable(result.logs[-LOG_KEEP:]) or None,
             }
         )
 
@@ -393,7 +394,17 @@ class FunctionHost:
                 try:
                     await self.ctx.write(lambda conn: repo.insert_invocations(conn, rows))
                 except Exception:
-                    log.exception("recording %d function invocations failed; they are dropped", len(rows))
+                    # One bad record must not take the others with it: write them one by one.
+                    log.exception("recording %d function invocations together failed; one by one", len(rows))
+                    for row in rows:
+                        try:
+                            await self.ctx.write(lambda conn, r=row: repo.insert_invocations(conn, [r]))  # type: ignore[misc]
+                        except Exception:
+                            log.exception(
+                                "recording invocation %s of %s failed; it is dropped",
+                                row["request_id"],
+                                row["function"],
+                            )
 
     def status(self) -> dict[str, Any]:
         return {"Pool": self.pool.status(), "UnrecordedInvocations": len(self._records)}

@@ -20,6 +20,21 @@ def _json_dumps(value: Any) -> str:
     return orjson.dumps(value).decode()
 
 
+def storable(text: str | None) -> str | None:
+    """``text`` as a text column of either store can hold it: PostgreSQL refuses NUL in text, so a NUL (from a
+    function's error message or log, a webhook's answer) becomes U+FFFD, on SQLite too, so both stores keep the same."""
+    return text.replace("\x00", "\ufffd") if text and "\x00" in text else text
+
+
+def describe_error(exc: BaseException) -> str:
+    """``Type: message`` of an unexpected error, for a reason a user reads: a database error is the driver's own
+    (its first line), without the SQL statement and parameters SQLAlchemy wraps it in."""
+    if isinstance(exc, sa.exc.StatementError) and exc.orig is not None:
+        exc = exc.orig
+    first = str(exc).strip().splitlines()
+    return storable(f"{type(exc).__name__}: {first[0] if first else ''}") or ""
+
+
 class Database:
     """The store's engine plus ``read()``/``write()`` transactions.
 
