@@ -118,3 +118,33 @@ def test_the_init_limit_and_the_first_invocation(tmp_path: Path, monkeypatch: py
         "invocation, which Lambda grants an init that runs past 0.5 s"
     )
     assert 0.9 <= init_elapsed <= 2.0
+
+
+@pytest.mark.parametrize("runtime", ["python-pipe", "python-runtime-api", "node"])
+def test_a_warm_worker_handed_its_next_call_before_it_asks_has_no_init_limit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, runtime: str
+) -> None:
+    """Over the Runtime API a runtime answers and asks for its next event in two requests; calls queued for a warm
+    worker (older than the init limit and its Timeout) between the two run with their own Timeout, not the init's."""
+    monkeypatch.setattr(worker, "INIT_TIMEOUT", 0.5)
+    if runtime == "node":
+        if NODE is None:
+            pytest.skip("node is not installed")
+        options: dict[str, Any] = {"node": NODE, "node_ric": None}
+        kind: dict[str, Any] = {"runtime": "nodejs20.x", "filename": "index.js"}
+        source = NODE_SLOW_INIT
+    else:
+        options, kind, source = {"transport": runtime.removeprefix("python-")}, {}, PYTHON_SLOW_INIT
+    spec = function(tmp_path, "warm", source, timeout=1.0, concurrency=1, environment={"INIT_SLEEP": "0"}, **kind)
+
+    async def main() -> list[InvokeResult]:
+        async with running_pool(tmp_path, **options) as pool:
+            first = await pool.invoke(spec, b"{}")
+            await asyncio.sleep(1.5)  # the worker is now older than both the init limit and the Timeout
+            queued = await asyncio.gather(*(pool.invoke(spec, b"{}") for _ in range(12)))
+            return [first, *queued]
+
+    results = run(main)
+    failed = [(r.payload, r.function_error) for r in results if r.function_error is not None]
+    assert failed == []
+    assert all(answer(r)["remaining"] > 800 for r in results)

@@ -364,7 +364,8 @@ def test_timeout_kills_and_replaces_the_worker(tmp_path: Path) -> None:
     assert slow.timed_out
     doc = error(slow)
     assert doc["errorType"] == "Sandbox.Timedout"
-    assert re.fullmatch(rf"\S+Z {slow.request_id} Task timed out after 1\.00 seconds", doc["errorMessage"])
+    assert doc["errorMessage"] == f"RequestId: {slow.request_id} Error: Task timed out after 1.00 seconds"
+    assert re.search(rf"\S+Z {slow.request_id} Task timed out after 1\.00 seconds\n", slow.logs)
     assert 900 <= slow.duration_ms < 5000
     old, new = ok(before)["pid"], ok(after)["pid"]
     assert old != new

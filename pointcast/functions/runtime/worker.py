@@ -50,6 +50,7 @@ class _Invocation:
     outcome: asyncio.Future[tuple[bytes, str | None, bool]]
     timeout: float  # seconds: this call's, which may be shorter than the function's (a hook's limit)
     waited_from: float = 0.0  # monotonic: when it began to wait for the worker's init (0: it did not wait)
+    queued_from: float = 0.0  # monotonic: when it began to wait for a warm runtime's next request (0: it did not)
     delivered: float = 0.0  # monotonic
     init_charged: float = 0.0  # seconds of the worker's init past INIT_TIMEOUT, taken from ``timeout``
     timer: asyncio.TimerHandle | None = field(default=None, repr=False)
@@ -123,6 +124,7 @@ class Worker:
         self._current: _Invocation | None = None  # fetched, not yet answered
         self._waiting_next: Callable[[Delivery], None] | None = None  # the runtime's GET next, unanswered
         self._init_error: bytes | None = None  # what the runtime posted to /init/error
+        self._initialized = False  # the runtime has asked for an event once: its init is over
 
     @property
     def alive(self) -> bool:
@@ -229,6 +231,12 @@ class Worker:
         elif self._waiting_next is not None:
             deliver, self._waiting_next = self._waiting_next, None
             deliver(self._deliver(invocation))
+        elif self._initialized:
+            # A warm runtime between its last answer and its next request (over the Runtime API these are two
+            # requests): the call's Timeout runs from now.
+            self._pending = invocation
+            invocation.queued_from = started
+            invocation.timer = loop.call_later(limit, self._timed_out, invocation)
         else:
             self._pending = invocation
             invocation.waited_from = started
@@ -255,6 +263,8 @@ class Worker:
             free_until = max(invocation.waited_from, self._started + INIT_TIMEOUT)
             invocation.init_charged = min(invocation.timeout, max(0.0, now - free_until))
         remaining = invocation.timeout - invocation.init_charged
+        if invocation.queued_from:
+            remaining = max(0.001, invocation.timeout - (now - invocation.queued_from))
         self._current = invocation
         invocation.timer = asyncio.get_running_loop().call_later(remaining, self._timed_out, invocation)
         headers = {
@@ -285,13 +295,15 @@ class Worker:
             return
         self.kill()
         stamp = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-        message = f"{stamp} {invocation.request_id} Task timed out after {invocation.timeout:.2f} seconds"
+        what = f"Task timed out after {invocation.timeout:.2f} seconds"
         if invocation.init_charged:
-            message += (
+            what += (
                 f" (of which {invocation.init_charged:.2f} s were the worker's init past the "
                 f"{INIT_TIMEOUT:g} s init limit)"
             )
-        self._platform_log(message + "\n")
+        # Lambda's log line, and its answer's message (as its current runtimes give them with Sandbox.Timedout)
+        self._platform_log(f"{stamp} {invocation.request_id} {what}\n")
+        message = f"RequestId: {invocation.request_id} Error: {what}"
         self._finish(invocation, error_document("Sandbox.Timedout", message), "Unhandled", timeout=True)
 
     def _init_timed_out(self, invocation: _Invocation) -> None:
@@ -313,6 +325,7 @@ class Worker:
     # -- the Runtime API session (runtime_api.Session) ------------------------------------------------------------
 
     def next_invocation(self, deliver: Callable[[Delivery], None]) -> None:
+        self._initialized = True
         invocation, self._pending = self._pending, None
         if invocation is not None:
             deliver(self._deliver(invocation))
