@@ -5,6 +5,8 @@ from __future__ import annotations
 import base64
 import io
 import json
+import math
+import re
 import struct
 import time
 import uuid
@@ -85,7 +87,11 @@ def test_invoke_request_response_event_and_tail(lam) -> None:
     assert body["arn"].endswith(f":function:{name}") and body["memory"] == "192"
     assert 0 < body["remaining"] <= 3000
     log = base64.b64decode(answer["LogResult"]).decode()
-    assert "event has 1 members" in log and f"START RequestId: {body['request_id']}" in log and "REPORT" in log
+    assert "event has 1 members" in log and f"START RequestId: {body['request_id']}" in log
+    report = re.search(
+        r"REPORT RequestId: \S+\tDuration: ([0-9.]+) ms\tBilled Duration: (\d+) ms\tMemory Size: 192 MB", log
+    )
+    assert report and int(report[2]) == max(1, math.ceil(float(report[1]))), log  # billed: rounded up, as Lambda
     # Warm: the module stays imported in its worker.
     again = json.loads(lam.invoke(FunctionName=name, Payload=b"{}")["Payload"].read())
     assert again["calls"] == 2
@@ -93,6 +99,22 @@ def test_invoke_request_response_event_and_tail(lam) -> None:
     assert lam.invoke(FunctionName=name, InvocationType="DryRun")["StatusCode"] == 204
     with pytest.raises(lam.exceptions.InvalidRequestContentException):
         lam.invoke(FunctionName=name, Payload=b"not json")
+
+
+def test_invoke_takes_what_lambda_takes_and_refuses_a_bad_client_context(lam) -> None:
+    """A payload Python's json reads but orjson does not (a lone surrogate's escape) is invoked; a client context
+    that is not base64 of a JSON object, or longer than the model's 3,583 bytes, is refused at the API, not by the
+    function's runtime."""
+    name = _name()
+    code = "def handler(event, context):\n    return [event['a'] == '\\ud800', context.client_context.custom]\n"
+    deploy(lam, name, code, allow=None)
+    ctx = base64.b64encode(json.dumps({"custom": {"k": "v"}}).encode()).decode()
+    answer = lam.invoke(FunctionName=name, Payload=b'{"a": "\\ud800"}', ClientContext=ctx)
+    body = json.loads(answer["Payload"].read())
+    assert "FunctionError" not in answer and body == [True, {"k": "v"}], body
+    for bad in (base64.b64encode(b"not json").decode(), base64.b64encode(b"[1]").decode(), "A" * 3584):
+        with pytest.raises(lam.exceptions.InvalidParameterValueException, match="X-Amz-Client-Context"):
+            lam.invoke(FunctionName=name, Payload=b"{}", ClientContext=bad)
 
 
 def test_an_invocation_answers_under_its_own_request_id(lam, server: Server) -> None:

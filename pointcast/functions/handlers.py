@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
+import math
 import uuid
 from typing import Any
 
@@ -27,6 +29,7 @@ from pointcast.functions.routes import code_token
 
 MAX_SYNC_PAYLOAD = 6 * 1024 * 1024  # Lambda's limit for a RequestResponse payload
 MAX_EVENT_PAYLOAD = 1024 * 1024  # ... and for an Event one
+MAX_CLIENT_CONTEXT = 3583  # bytes of base64 in X-Amz-Client-Context (botocore's lambda model)
 
 
 def _name(ctx: Context, call: Call) -> str:
@@ -132,14 +135,32 @@ async def get_policy(ctx: Context, call: Call) -> Any:
     return await ctx.read(lambda conn: service.get_policy(conn, name, ctx.region, ctx.account_id))
 
 
-def tail(result: Invocation, name: str) -> str:
-    """The log as Lambda shows it: START, what the function wrote, END, REPORT."""
+def tail(result: Invocation, memory_mb: int) -> str:
+    """The log as Lambda shows it: START, what the function wrote, END, REPORT (the billed duration is the duration
+    rounded up to the next millisecond, as Lambda bills)."""
     return (
         f"START RequestId: {result.request_id} Version: $LATEST\n{result.logs}"
         f"END RequestId: {result.request_id}\n"
         f"REPORT RequestId: {result.request_id}\tDuration: {result.duration_ms:.2f} ms\t"
-        f"Billed Duration: {max(1, round(result.duration_ms))} ms\n"
+        f"Billed Duration: {max(1, math.ceil(result.duration_ms))} ms\tMemory Size: {memory_mb} MB\t\n"
     )
+
+
+def _client_context(encoded: str) -> str:
+    """The ``X-Amz-Client-Context`` header as the handler gets it: base64 of a JSON object, at most 3,583 bytes
+    (botocore's model); anything else is refused here rather than failing inside the function."""
+    if len(encoded) > MAX_CLIENT_CONTEXT:
+        raise InvalidParameterValue(
+            f"X-Amz-Client-Context is {len(encoded)} bytes; it may have at most {MAX_CLIENT_CONTEXT} bytes of base64"
+        )
+    try:
+        text = base64.b64decode(encoded, validate=True).decode()
+        document = json.loads(text)
+    except ValueError:
+        raise InvalidParameterValue("X-Amz-Client-Context must be base64-encoded JSON") from None
+    if not isinstance(document, dict):
+        raise InvalidParameterValue("X-Amz-Client-Context must be base64-encoded JSON of an object")
+    return text
 
 
 async def invoke(ctx: Context, call: Call) -> Any:
@@ -156,10 +177,13 @@ async def invoke(ctx: Context, call: Call) -> Any:
         try:
             orjson.loads(payload)
         except orjson.JSONDecodeError:
-            raise InvalidRequestContent("Could not parse request body into json: the payload is not JSON") from None
+            try:  # JSON orjson refuses but Lambda takes (a lone surrogate's escape); the worker decodes it the same way
+                json.loads(payload)
+            except ValueError:
+                raise InvalidRequestContent("Could not parse request body into json: the payload is not JSON") from None
     else:
         payload = b"{}"
-    await ctx.read(lambda conn: service.require(conn, name, ctx.region, ctx.account_id))
+    row = await ctx.read(lambda conn: service.require(conn, name, ctx.region, ctx.account_id))
     request_id = str(uuid.uuid4())  # the invocation's: the context's aws_request_id and the response's
     headers = {"X-Amz-Executed-Version": "$LATEST", "x-amzn-RequestId": request_id}
     if kind == "DryRun":
@@ -169,17 +193,14 @@ async def invoke(ctx: Context, call: Call) -> Any:
         return Response(status_code=202, headers=headers)
     client_context = call.param("ClientContext")
     if client_context:
-        try:
-            client_context = base64.b64decode(client_context, validate=True).decode()
-        except ValueError:
-            raise InvalidParameterValue("X-Amz-Client-Context must be base64-encoded JSON") from None
+        client_context = _client_context(client_context)
     result = await host.invoke(name, payload, client_context=client_context, request_id=request_id, hosted_only=True)
     if result.refused:  # deleted while the call waited for a worker
         raise ResourceNotFound(f"Function not found: {function_arn(ctx.region, ctx.account_id, name)}")
     if result.function_error:
         headers["X-Amz-Function-Error"] = result.function_error
     if call.param("LogType") == "Tail":
-        text = tail(result, name).encode()[-LOG_KEEP:]
+        text = tail(result, int(row.doc["MemorySize"])).encode()[-LOG_KEEP:]
         headers["X-Amz-Log-Result"] = base64.b64encode(text).decode()
     return Response(result.payload, status_code=200, headers=headers, media_type="application/json")
 
