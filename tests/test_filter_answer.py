@@ -39,6 +39,23 @@ def test_anything_taken_out_or_reordered_is_encoded_again(answer: dict) -> None:
     assert json.loads(endpoints) == {"e1": E1, "e2": E2}
 
 
+@pytest.mark.parametrize(
+    "answer",
+    [
+        # an id twice: the first copy (another address, a member no endpoint has) must not reach the channel
+        b'{"e1":{"Address":"evil","Secret":"x"},"e1":{"ChannelType":"CUSTOM","Address":"a1"},"e2":{"Address":"a2"}}',
+        b'{"e1":{"Address":"evil","Address":"a1"},"e2":{"Address":"a2"}}',  # a member twice
+        b'{"e1": {"Address": "a1"}, "e2": {"Address": "a2"}}',  # spaces: the same value, encoded again
+        b'{"\\u0065\\u0031":{"Address":"a1"},"e2":{"Address":"a2"}}',  # an escaped name
+    ],
+)
+def test_an_answer_that_is_not_its_value_written_plainly_is_encoded_again(answer: bytes) -> None:
+    got = decode_filter(answer, ["e1", "e2"])
+    endpoints = got.endpoints_json()
+    assert endpoints != answer and b"evil" not in endpoints and b"Secret" not in endpoints
+    assert endpoints.count(b'"e1"') == 1 and json.loads(endpoints)["e1"]["Address"] == "a1"
+
+
 DEEP = b'{"e1": {"Attributes": {"A": ' + b"[" * 100_000 + b"]" * 100_000 + b"}}}"  # JSON, nested past any decoder
 
 

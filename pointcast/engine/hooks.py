@@ -15,6 +15,7 @@ import contextlib
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from itertools import chain
 from typing import TYPE_CHECKING, Any
 
 import msgspec
@@ -161,6 +162,22 @@ def _definitions(payload: bytes, wanted: set[str]) -> tuple[dict[str, Members], 
     return found, whole
 
 
+def _written_as(payload: bytes, value: dict[str, Members]) -> bool:
+    """Whether ``payload`` is exactly ``value`` written compactly: its length is the least any text of that value
+    can have (no space, no escape in a name, and no name twice: JSON readers keep a repeated name's last value, so
+    the bytes of an earlier one, which might be anything, must not reach the channel)."""
+    # Per entry: the id, its quotes and colon, and its object: braces, and per member its name, quotes, colon and
+    # value, with a comma between members ("{}" when empty); commas between entries and the outer braces.
+    # Counted in C (map, chain, join) rather than per member in Python: ~20 us for 50 endpoints of 15 members.
+    definitions = value.values()
+    counts = list(map(len, definitions))
+    size = 5 * len(value) + 1 + 4 * sum(counts) + counts.count(0) + sum(map(len, value))
+    # Names and ids are counted in characters: one beyond ASCII takes more bytes, so the count falls short (re-encoded).
+    size += len("".join(chain.from_iterable(definitions)))
+    size += len(b"".join(chain.from_iterable(map(dict.values, definitions))))
+    return size == len(payload)
+
+
 def decode_filter(payload: bytes, ids: list[str]) -> Filtered:
     """Take the endpoint definitions back from a FILTER hook's return value (and nothing else)."""
     try:
@@ -172,7 +189,12 @@ def decode_filter(payload: bytes, ids: list[str]) -> Filtered:
 def _decode_filter(payload: bytes, ids: list[str]) -> Filtered:
     wanted = set(ids)
     value, whole = _definitions(payload, wanted)  # whole: the answer is the map itself (the channel can have it)
-    if whole and list(value) == ids and all(map(ENDPOINT_MEMBERS.issuperset, value.values())):
+    if (
+        whole
+        and list(value) == ids
+        and all(map(ENDPOINT_MEMBERS.issuperset, value.values()))
+        and _written_as(payload, value)
+    ):
         return Filtered(value, list(ids), [], [], payload)  # the usual answer: every endpoint back, in order, clean
     definitions: dict[str, Members] = {}
     rejected: list[str] = []
@@ -185,7 +207,7 @@ def _decode_filter(payload: bytes, ids: list[str]) -> Filtered:
             whole = False
         definitions[endpoint_id] = members
     kept = [i for i in ids if i in definitions]
-    raw = payload if whole and not rejected and list(definitions) == kept else None
+    raw = payload if whole and not rejected and list(definitions) == kept and _written_as(payload, value) else None
     return Filtered(definitions, kept, [i for i in ids if i not in definitions], rejected, raw)
 
 
