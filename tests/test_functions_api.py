@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import io
 import json
 import math
+import os
 import re
+import shutil
+import signal
 import struct
 import time
 import uuid
@@ -18,6 +22,7 @@ import httpx
 import pytest
 from botocore.exceptions import ClientError
 
+from tests.conftest import running_server
 from tests.support.campaigns import own, wait_for
 from tests.support.functions import EVERY_APP, ROLE, deploy, zip_code
 from tests.support.server import ACCOUNT_ID, REGION, Server
@@ -347,3 +352,44 @@ def test_nodejs_needs_node(tmp_path: Path) -> None:
         with pytest.raises(lam.exceptions.InvalidParameterValueException, match=r"needs Node\.js"):
             deploy(lam, _name(), "exports.handler = async () => 1;", runtime="nodejs20.x", allow=None)
         deploy(lam, _name(), allow=None)  # Python functions are fine
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"  # a zombie has ended
+    except FileNotFoundError:
+        return False
+
+
+HANGS_WITH_A_CHILD = """
+import json, subprocess, sys, time
+def handler(event, context):
+    child = subprocess.Popen(["sleep", "120"])
+    with open(event["pids"], "w") as out:
+        json.dump({"worker": __import__("os").getpid(), "child": child.pid}, out)
+    time.sleep(60)
+"""
+
+
+@pytest.mark.skipif(not Path("/proc").is_dir() or not shutil.which("setpriv"), reason="needs Linux and setpriv")
+def test_a_killed_server_leaves_no_worker_running(tmp_path: Path) -> None:
+    """kill -9 of the server: its busy worker dies with it (no handler runs on past its Timeout, beside the one a
+    restarted server starts for the same batch), and what the handler started is killed when the server starts."""
+    pids_file = tmp_path / "pids.json"
+    with running_server("sqlite", tmp_path / "srv", None) as srv:
+        lam = srv.lambda_()
+        deploy(lam, "hangs", HANGS_WITH_A_CHILD, allow=None, Timeout=90)
+        lam.invoke(FunctionName="hangs", InvocationType="Event", Payload=json.dumps({"pids": str(pids_file)}))
+        pids = wait_for(lambda: pids_file.exists() and json.loads(pids_file.read_text() or "null"), 30, "the pids")
+        try:
+            srv.stop(signal.SIGKILL)
+            wait_for(lambda: not _alive(pids["worker"]), 10, "the worker to die with the server")
+            assert _alive(pids["child"])  # the handler's own child outlived its worker...
+            srv.start()
+            wait_for(lambda: not _alive(pids["child"]), 10, "the child to be killed")  # ... until the next start
+            assert "left running by a worker of an earlier server" in srv.log()
+        finally:
+            for pid in pids.values():
+                with contextlib.suppress(OSError):
+                    os.kill(pid, signal.SIGKILL)

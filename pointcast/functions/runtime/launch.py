@@ -127,4 +127,40 @@ def with_memory_limit(argv: list[str], memory_mb: int) -> list[str]:
     chunks (VmSize 133 MB at rest), and Node under RLIMIT_AS=128 MB hangs at start-up.
     """
     kib = max(memory_mb, 1) * 1024
-    return ["/bin/sh", "-c", 'ulimit -d "$0" 2>/dev/null; exec "$@"', str(kib), *argv]
+    return ["/bin/sh", "-c", 'ulimit -d "$0" 2>/dev/null; exec "$@"', str(kib), *_dies_with_its_parent(argv)]
+
+
+SETPRIV = shutil.which("setpriv")  # util-linux (Linux); absent elsewhere
+
+
+def _dies_with_its_parent(argv: list[str]) -> list[str]:
+    """``argv`` started by util-linux's ``setpriv --pdeathsig KILL``, where there is one: a worker is killed when the
+    server dies (a SIGKILL, a crash), rather than running on, a handler past its Timeout, beside the worker a
+    restarted server starts for the same batch. (The signal comes when the thread that started the worker ends:
+    the event loop's, which lives as long as the pool.) What a handler itself started is found by
+    ``leftover_processes`` when the server starts again."""
+    return [SETPRIV, "--pdeathsig", "KILL", "--", *argv] if SETPRIV else argv
+
+
+def leftover_processes(work_dir: Path) -> list[int]:
+    """Processes whose output still goes to a worker's log file in ``work_dir``: what workers of a server that was
+    killed left running (children a handler started outlive their worker). Read from ``/proc`` (Linux; elsewhere
+    none are found); a process that redirected its output is not found."""
+    prefix = f"{work_dir}{os.sep}worker-"
+    found: list[int] = []
+    try:
+        entries = list(os.scandir("/proc"))
+    except OSError:
+        return found
+    for entry in entries:
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        for fd in (1, 2):
+            try:
+                target = os.readlink(f"/proc/{entry.name}/fd/{fd}")
+            except OSError:
+                continue
+            if target.startswith(prefix):
+                found.append(int(entry.name))
+                break
+    return found

@@ -13,7 +13,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
+import os
 import shutil
+import signal
 import sys
 import time
 import uuid
@@ -29,6 +32,8 @@ from pointcast.functions.runtime.launch import LaunchError, node_available
 from pointcast.functions.runtime.node_ric import describe
 from pointcast.functions.runtime.spec import FunctionSpec, InvokeResult, error_document
 from pointcast.functions.runtime.worker import Worker
+
+log = logging.getLogger("pointcast.functions")
 
 __all__ = ["FunctionSpec", "InvokeResult", "PoolStopped", "WorkerPool", "node_available"]
 
@@ -97,8 +102,13 @@ class WorkerPool:
         self._stopped = False
 
     async def start(self) -> None:
-        """Prepare the work dir and the idle reaper; each worker gets its Runtime API listener when it starts."""
+        """Prepare the work dir and the idle reaper; each worker gets its Runtime API listener when it starts.
+        What the workers of an earlier server on this work dir left running (it was killed) is killed first."""
         self.work_dir.mkdir(parents=True, exist_ok=True)
+        for pid in launch.leftover_processes(self.work_dir):
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
+                log.warning("killed process %d, left running by a worker of an earlier server", pid)
         self._started = True
         self._reaper = asyncio.create_task(self._reap_idle(), name="pointcast-pool-reaper")
 
