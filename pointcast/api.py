@@ -7,14 +7,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from pointcast.apps.handlers import HANDLERS as APPS
-from pointcast.aws.errors import AwsError, BadRequest
+from pointcast.aws.errors import AwsError, BadRequest, PayloadTooLarge
 from pointcast.aws.restjson import Call, RestJsonRouter
 from pointcast.aws.shapes import service_model
 from pointcast.campaigns.handlers import HANDLERS as CAMPAIGNS
 from pointcast.context import Context
 from pointcast.endpoints.handlers import HANDLERS as ENDPOINTS
 from pointcast.events.handlers import HANDLERS as EVENTS
-from pointcast.functions.errors import InvalidParameterValue
+from pointcast.functions.errors import InvalidParameterValue, RequestTooLarge
 from pointcast.functions.handlers import HANDLERS as LAMBDA
 from pointcast.imports.handlers import HANDLERS as IMPORTS
 from pointcast.segments.handlers import HANDLERS as SEGMENTS
@@ -34,6 +34,8 @@ class Api:
     router: RestJsonRouter
     max_body: int = 8 * 1024 * 1024
     bad_request: type[AwsError] = BadRequest  # the model's own type for a malformed request
+    too_large: type[AwsError] = PayloadTooLarge  # ... and for a body over ``max_body``
+    typed_errors: bool = False  # error bodies carry ``Type`` (User or Service), as Lambda's do
 
     def owns(self, raw_path: str) -> bool:
         return raw_path.startswith(self.prefixes)
@@ -64,5 +66,13 @@ def build_apis() -> list[Api]:
     return [
         _api("pinpoint", ("/v1/",), APPS, ENDPOINTS, SEGMENTS, CAMPAIGNS, EVENTS, TAGS, IMPORTS),
         # Lambda takes code in the request: a 50 MB zip is 67 MB in base64 (AWS's own limit is 70 MB).
-        _api("lambda", _prefixes("lambda"), LAMBDA, max_body=70 * 1024 * 1024, bad_request=InvalidParameterValue),
+        _api(
+            "lambda",
+            _prefixes("lambda"),
+            LAMBDA,
+            max_body=70 * 1024 * 1024,
+            bad_request=InvalidParameterValue,
+            too_large=RequestTooLarge,
+            typed_errors=True,
+        ),
     ]

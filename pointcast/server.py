@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, unquote
 
 from fastapi import FastAPI, Request
 from starlette.responses import Response
@@ -34,10 +34,14 @@ MAX_BODY_BYTES = 8 * 1024 * 1024
 _METHODS = ["GET", "PUT", "POST", "DELETE", "PATCH", "HEAD"]
 
 
-def error_response(exc: AwsError, request_id: str) -> Response:
-    """The envelope botocore's rest-json parser reads: the type header, and Message/RequestID in the body."""
+def error_response(exc: AwsError, request_id: str, api: Api | None = None) -> Response:
+    """The envelope botocore's rest-json parser reads: the type header, and Message/RequestID in the body (and, for
+    an API whose errors have it, Lambda's, ``Type``: User for a client's error, Service for the server's)."""
+    body = {"Message": exc.message, "RequestID": request_id}
+    if api is not None and api.typed_errors:
+        body["Type"] = "User" if exc.status < 500 else "Service"
     return json_response(
-        {"Message": exc.message, "RequestID": request_id},
+        body,
         status=exc.status,
         headers={"x-amzn-ErrorType": exc.code, "x-amzn-RequestId": request_id},
     )
@@ -115,10 +119,9 @@ def create_app(ctx: Context, verifier: SigV4Verifier, node: str | None, node_ric
         try:
             payload, status = await _handle(ctx, verifier, apis, request, request_id)
         except AwsError as exc:
-            return error_response(exc, request_id)
+            return error_response(exc, request_id, _api_of(apis, request))
         except Exception:
-            log.exception("unhandled error in %s %s (request %s)", request.method, request.url.path, request_id)
-            return error_response(AwsError("Internal server error; the server log has the details"), request_id)
+            return _unexpected(request, request_id, _api_of(apis, request))
         headers = {"x-amzn-RequestId": request_id}
         if isinstance(payload, Response):
             payload.headers.setdefault("x-amzn-RequestId", request_id)  # Invoke's is the invocation's id
@@ -131,6 +134,7 @@ def create_app(ctx: Context, verifier: SigV4Verifier, node: str | None, node_ric
         async def endpoint(request: Request) -> Response:
             request_id = new_id()
             try:
+                _refuse_nul_in_url(request)
                 body = await request.body()
                 scope = request.scope
                 raw_path = scope.get("raw_path", b"").decode("latin-1").split("?", 1)[0] or scope["path"]
@@ -141,16 +145,22 @@ def create_app(ctx: Context, verifier: SigV4Verifier, node: str | None, node_ric
                 payload = await handler(ctx, request)
             except AwsError as exc:
                 return error_response(exc, request_id)
+            except Exception:
+                return _unexpected(request, request_id)
             return json_response(payload, headers={"x-amzn-RequestId": request_id})
 
         return endpoint
 
     def public(handler: Any) -> Any:
         async def endpoint(request: Request) -> Response:
+            request_id = new_id()
             try:
+                _refuse_nul_in_url(request)
                 return await handler(ctx, request)  # type: ignore[no-any-return]
             except AwsError as exc:
-                return error_response(exc, new_id())
+                return error_response(exc, request_id)
+            except Exception:
+                return _unexpected(request, request_id)
 
         return endpoint
 
@@ -164,6 +174,22 @@ def create_app(ctx: Context, verifier: SigV4Verifier, node: str | None, node_ric
     return app
 
 
+def _api_of(apis: list[Api], request: Request) -> Api | None:
+    raw_path = request.scope.get("raw_path", b"").decode("latin-1").split("?", 1)[0] or request.scope["path"]
+    return next((a for a in apis if a.owns(raw_path)), None)
+
+
+def _unexpected(request: Request, request_id: str, api: Api | None = None) -> Response:
+    log.exception("unhandled error in %s %s (request %s)", request.method, request.url.path, request_id)
+    return error_response(AwsError("Internal server error; the server log has the details"), request_id, api)
+
+
+def _refuse_nul_in_url(request: Request) -> None:
+    """pointcast's own routes take names and tokens from the path and query; no store keeps NUL in text."""
+    if "\x00" in request.url.path or "\x00" in unquote(request.scope.get("query_string", b"").decode("latin-1")):
+        raise BadRequest("The request's path or query contains the NUL character (%00), which it may not contain")
+
+
 async def _handle(
     ctx: Context, verifier: SigV4Verifier, apis: list[Api], request: Request, request_id: str
 ) -> tuple[Any, int]:
@@ -174,11 +200,12 @@ async def _handle(
     api = next((a for a in apis if a.owns(raw_path)), None)
     limit = api.max_body if api else MAX_BODY_BYTES
     length = headers.get("content-length")
+    too_large = api.too_large if api else PayloadTooLarge
     if length and length.isascii() and length.isdigit() and int(length) > limit:
-        raise PayloadTooLarge(f"The request body is {length} bytes; at most {limit} are accepted")
+        raise too_large(f"The request body is {length} bytes; at most {limit} are accepted")
     body = await request.body()
     if len(body) > limit:
-        raise PayloadTooLarge(f"The request body is {len(body)} bytes; at most {limit} are accepted")
+        raise too_large(f"The request body is {len(body)} bytes; at most {limit} are accepted")
 
     signer = verifier.verify(request.method, raw_path, query_string, headers, body)
     if api is None:
@@ -197,7 +224,7 @@ async def _handle(
     route, labels = found
     handler = api.handlers.get(route.operation.name)
     if handler is None:
-        raise BadRequest(f"{route.operation.name} is not supported by pointcast yet (docs/api.md lists what is)")
+        raise api.bad_request(f"{route.operation.name} is not supported by pointcast yet (docs/api.md lists what is)")
     try:
         call = api.router.parse(route, labels, query, headers, body, request_id)
     except BadRequest as exc:

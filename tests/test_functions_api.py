@@ -26,6 +26,7 @@ from tests.conftest import running_server
 from tests.support.campaigns import own, wait_for
 from tests.support.functions import EVERY_APP, ROLE, deploy, zip_code
 from tests.support.server import ACCOUNT_ID, REGION, Server
+from tests.support.signing import signed_request
 
 COUNTER = """
 import json
@@ -192,6 +193,17 @@ def test_permissions(lam) -> None:
     lam.remove_permission(FunctionName=name, StatementId="sid0")
     with pytest.raises(lam.exceptions.ResourceNotFoundException):
         lam.remove_permission(FunctionName=name, StatementId="sid0")
+    # Lambda's 20 KB limit on the policy document
+    arn = f"arn:aws:mobiletargeting:{REGION}:{ACCOUNT_ID}:apps/" + "a" * 1000 + "/*"
+    allow = {"Action": "lambda:InvokeFunction", "Principal": f"pinpoint.{REGION}.amazonaws.com", "SourceArn": arn}
+    added = 0
+    with pytest.raises(lam.exceptions.PolicyLengthExceededException, match="bigger than the limit"):
+        for sid in range(40):  # ~1.2 KB each
+            lam.add_permission(FunctionName=name, StatementId=f"s{sid}", **allow)
+            added += 1
+    assert 10 <= added < 20 and len(lam.get_policy(FunctionName=name)["Policy"]) <= 20 * 1024
+    with pytest.raises(lam.exceptions.InvalidParameterValueException, match="not an IAM role ARN"):
+        lam.update_function_configuration(FunctionName=name, Role="")
 
 
 def test_permission_members_become_conditions_and_revisions_are_checked(lam) -> None:
@@ -283,6 +295,8 @@ def test_a_function_may_set_its_own_tz(lam) -> None:
         ({"Handler": "index." + "h" * 200}, "InvalidParameterValueException", "Handler string should have at most 128"),
         ({"Description": "d" * 300}, "InvalidParameterValueException", "Description string should have at most 256"),
         ({"MemorySize": 40000}, "InvalidParameterValueException", "MemorySize input should be less than or equal"),
+        ({"Role": "not-an-arn"}, "InvalidParameterValueException", "Role 'not-an-arn' is not an IAM role ARN"),
+        ({"Role": ""}, "InvalidParameterValueException", "Role '' is not an IAM role ARN"),
     ],
 )
 def test_create_refusals(lam, change: dict, error: str, words: str) -> None:
@@ -393,3 +407,27 @@ def test_a_killed_server_leaves_no_worker_running(tmp_path: Path) -> None:
             for pid in pids.values():
                 with contextlib.suppress(OSError):
                     os.kill(pid, signal.SIGKILL)
+
+
+def test_lambda_errors_are_lambdas_own(lam, server: Server) -> None:
+    """What a Lambda client is refused with is a type its model has, with Lambda's ``Type`` member: an operation
+    pointcast does not serve, a body over the limit, a query or header member outside the model's range or enum,
+    a NUL in a query; pointcast's own routes answer such input with a 400 in the AWS envelope, never a 500."""
+    name = _name()
+    deploy(lam, name, "def handler(event, context):\n    return 1\n", allow=None)
+    with pytest.raises(lam.exceptions.InvalidParameterValueException, match="PublishVersion is not supported") as err:
+        lam.publish_version(FunctionName=name)
+    assert err.value.response["Type"] == "User"  # the model's member, where botocore puts it
+    listed = signed_request("GET", f"{server.url}/2015-03-31/functions/?MaxItems=0", service="lambda")
+    assert listed.status_code == 400 and listed.headers["x-amzn-ErrorType"] == "InvalidParameterValueException"
+    assert "MaxItems" in listed.json()["Message"]  # (boto3 checks the minimum itself; a raw request is not)
+    with pytest.raises(lam.exceptions.InvalidParameterValueException, match="X-Amz-Log-Type"):
+        lam.invoke(FunctionName=name, Payload=b"{}", LogType="Bogus")
+    with pytest.raises(lam.exceptions.InvalidParameterValueException, match="Marker contains the NUL"):
+        lam.list_functions(Marker="a\x00b")
+    huge = httpx.post(f"{server.url}/2015-03-31/functions", content=b" " * (70 * 1024 * 1024 + 1), timeout=60)
+    assert (huge.status_code, huge.headers["x-amzn-ErrorType"]) == (413, "RequestTooLargeException")
+    assert huge.json()["Type"] == "User"
+    for path in ("/pointcast/v1/functions/a%00b/invocations", "/pointcast/v1/functions/a%00b/code?token=x"):
+        answer = signed_request("GET", server.url + path, service="lambda")
+        assert answer.status_code == 400 and "NUL" in answer.json()["Message"], answer.text

@@ -119,11 +119,15 @@ class RestJsonRouter:
                 elif location == "querystring":
                     values = query.get(wire)
                     if values is not None:
-                        params[name] = _coerce(member.type_name, values, wire)
+                        for text in values:
+                            refuse_nul(text, f"Query parameter {wire}")
+                        params[name] = shapes.validate(
+                            self.service, member.name, _coerce(member.type_name, values, wire), root=wire
+                        )
                 elif location == "header":
                     value = headers.get(wire.lower())
                     if value is not None:
-                        params[name] = value
+                        params[name] = shapes.validate(self.service, member.name, value, root=wire)
                 elif name != payload_name:
                     body_members[name] = member
             missing = [
