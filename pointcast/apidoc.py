@@ -19,8 +19,8 @@ PARTIAL = {
     },
     "lambda": {
         "CreateFunction": "Zip packages given as ZipFile (no S3, no images, no layers, no VPC); python3.x and nodejs* "
-        "runtimes; Publish is ignored (only $LATEST exists)",
-        "UpdateFunctionCode": "ZipFile only; Publish is ignored (only $LATEST exists)",
+        "runtimes; Publish is refused (only $LATEST exists)",
+        "UpdateFunctionCode": "ZipFile only; Publish is refused (only $LATEST exists)",
         "GetFunction": "Code.Location is a pointcast URL (with a token) instead of a presigned S3 URL",
         "Invoke": "InvocationType Event runs once in the background: a failure is recorded, not retried twice as in "
         "Lambda, and an event still waiting when the server stops is lost",

@@ -78,6 +78,15 @@ def test_a_zip_with_a_file_and_a_directory_of_one_name_is_refused() -> None:
         decode_zip(base64.b64encode(data).decode())
 
 
+@pytest.mark.parametrize("entry", ["a" * 256, "lib/" + "/".join(["d" * 200] * 16) + "/x.py"])
+def test_a_zip_with_a_name_no_file_system_keeps_is_refused(entry: str) -> None:
+    """Refused when deployed, not accepted and then failing every invocation with ENAMETOOLONG."""
+    data = make_zip([("index.py", "", PLAIN), (entry, "", PLAIN)])
+    with pytest.raises(InvalidParameterValue, match="has a name longer than 255 bytes or a path longer than 3072"):
+        decode_zip(base64.b64encode(data).decode())
+    assert decode_zip(base64.b64encode(make_zip([("a" * 255, "", PLAIN)])).decode())
+
+
 def test_unpack_keeps_stored_entries_inside_the_code_directory(tmp_path: Path) -> None:
     """A zip stored before uploads were checked: its entries are unpacked inside, and nothing outside changes."""
     victim = tmp_path / "outside" / "victim.txt"

@@ -28,6 +28,8 @@ from pointcast.functions.errors import InvalidParameterValue, RequestTooLarge
 MAX_ZIP_BYTES = 50 * 1024 * 1024  # AWS Lambda's limit for a zip uploaded with the request
 MAX_UNZIPPED_BYTES = 250 * 1024 * 1024
 _UNZIP_ERROR = "Could not unzip uploaded file. Please check your file, then try to upload again."
+MAX_NAME_BYTES = 255  # a file or directory name (NAME_MAX)
+MAX_PATH_BYTES = 3072  # a path inside the package: PATH_MAX (4,096) less room for DATA_DIR/functions/NAME/<hash>
 FILE_MODE = 0o444
 EXEC_MODE = 0o555
 DIR_MODE = 0o555
@@ -55,6 +57,12 @@ def decode_zip(encoded: str) -> bytes:
                     "an absolute path or a '..' part)"
                 )
             files, dirs = _layout(archive)
+            too_long = next((str(path) for path in [*files, *dirs] if not _storable(path)), None)
+            if too_long is not None:
+                raise InvalidParameterValue(
+                    f"{_UNZIP_ERROR} (the entry '{too_long[:200]}…' has a name longer than {MAX_NAME_BYTES} bytes or "
+                    f"a path longer than {MAX_PATH_BYTES}, which no file system keeps)"
+                )
             both = next((str(path) for path in files if path in dirs), None)
             if both is not None:
                 raise InvalidParameterValue(f"{_UNZIP_ERROR} ('{both[:200]}' is both a file and a directory)")
@@ -71,6 +79,14 @@ def decode_zip(encoded: str) -> bytes:
     if bad is not None:
         raise InvalidParameterValue(f"{_UNZIP_ERROR} ({bad} is corrupt)")
     return data
+
+
+def _storable(path: PurePosixPath) -> bool:
+    """Whether an entry's path can be created under the code directory (Linux: 255 bytes a name, 4,096 a path, of
+    which the code directory's own path takes some)."""
+    return len(str(path).encode()) <= MAX_PATH_BYTES and all(
+        len(part.encode()) <= MAX_NAME_BYTES for part in path.parts
+    )
 
 
 def _inside(filename: str) -> bool:

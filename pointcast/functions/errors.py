@@ -21,6 +21,10 @@ class InvalidRequestContent(AwsError):
     code, status = "InvalidRequestContentException", 400
 
 
+class PolicyLengthExceeded(AwsError):
+    code, status = "PolicyLengthExceededException", 400
+
+
 class PreconditionFailed(AwsError):
     code, status = "PreconditionFailedException", 412
 

@@ -21,6 +21,7 @@ from pointcast.functions import repository as repo
 from pointcast.functions.code import decode_zip, sha256_b64
 from pointcast.functions.errors import (
     InvalidParameterValue,
+    PolicyLengthExceeded,
     PreconditionFailed,
     ResourceConflict,
     ResourceNotFound,
@@ -140,6 +141,12 @@ def _check_runtime(runtime: str, node_available: bool) -> None:
 
 
 def _check_settings(request: dict[str, Any], prefix: str) -> None:
+    role = request.get("Role")
+    if role is not None and not ROLE.fullmatch(role):
+        raise InvalidParameterValue(
+            f"{prefix}.Role '{role[:200]}' is not an IAM role ARN (arn:aws:iam::ACCOUNT:role/NAME; the model's "
+            f"pattern is {ROLE.pattern})"
+        )
     timeout = request.get("Timeout")
     if timeout is not None and not 1 <= timeout <= 900:
         raise InvalidParameterValue(f"{prefix}.Timeout must be between 1 and 900 seconds (got {timeout})")
@@ -392,6 +399,9 @@ def add_permission(
         invoked_via_function_url=bool(request.get("InvokedViaFunctionUrl")),
     )
     statements.append(stmt)
+    size = len(orjson.dumps(policy.document(statements)))
+    if size > MAX_POLICY_BYTES:
+        raise PolicyLengthExceeded(f"The final policy size ({size}) is bigger than the limit ({MAX_POLICY_BYTES}).")
     repo.update(conn, name, policy=statements, doc=_touch(row.doc))
     return {"Statement": orjson.dumps(stmt).decode()}
 
@@ -411,6 +421,10 @@ def _pattern(operation: str, member: str) -> re.Pattern[str]:
     """The model's pattern for a member of an operation's request (a whole value must match it, as in Lambda)."""
     shape = service_model("lambda").operation_model(operation).input_shape.members[member]
     return re.compile(shape.metadata["pattern"])
+
+
+ROLE = _pattern("CreateFunction", "Role")
+MAX_POLICY_BYTES = 20 * 1024  # Lambda's limit on a function's resource-based policy
 
 
 def remove_permission(
