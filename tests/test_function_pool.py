@@ -429,26 +429,33 @@ def test_memory_limit(tmp_path: Path) -> None:
         tmp_path,
         "hungry",
         """
-        import resource
+        import os, resource
         import boto3  # a realistic import must fit in 128 MB
         CLIENT = boto3.client("s3")
         def handler(event, context):
             if event.get("gb"):
                 blob = bytearray(event["gb"] << 30)
                 return len(blob)
-            return resource.getrlimit(resource.RLIMIT_DATA)
+            if event.get("mb"):  # chunk by chunk: the chunks stay alive in the traceback's frame
+                chunks = [bytearray(1 << 20) for _ in range(event["mb"])]
+                return len(chunks)
+            return [*resource.getrlimit(resource.RLIMIT_DATA), os.getpid()]
         """,
         memory_mb=128,
     )
 
     async def main() -> list[InvokeResult]:
         async with running_pool(tmp_path) as pool:
-            return [await pool.invoke(spec, event) for event in (b"{}", b'{"gb": 1}', b"{}")]
+            events = (b"{}", b'{"gb": 1}', b"{}", b'{"mb": 1000}', b"{}")
+            return [await pool.invoke(spec, event) for event in events]
 
-    before, hungry, after = run(main)
-    assert ok(before) == [128 << 20, 128 << 20]
+    before, hungry, after, filled, last = run(main)
+    assert ok(before)[:2] == [128 << 20, 128 << 20]
     assert error(hungry)["errorType"] in ("MemoryError", "Runtime.ExitError")
-    assert ok(after) == [128 << 20, 128 << 20]
+    assert error(filled)["errorType"] in ("MemoryError", "Runtime.ExitError")
+    assert ok(after)[:2] == ok(last)[:2] == [128 << 20, 128 << 20]
+    # a worker that ran out of memory is not used again (it may still hold what filled it: Lambda starts afresh)
+    assert len({ok(before)[2], ok(after)[2], ok(last)[2]}) == 3
 
 
 def test_init_errors(tmp_path: Path) -> None:

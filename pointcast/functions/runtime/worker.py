@@ -31,6 +31,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+import orjson
+
 from pointcast.functions.runtime import launch
 from pointcast.functions.runtime.pipe import PIPE_ENV, PipeChannel
 from pointcast.functions.runtime.runtime_api import Delivery, RuntimeApi
@@ -54,6 +56,16 @@ class _Invocation:
     delivered: float = 0.0  # monotonic
     init_charged: float = 0.0  # seconds of the worker's init past INIT_TIMEOUT, taken from ``timeout``
     timer: asyncio.TimerHandle | None = field(default=None, repr=False)
+
+
+def _out_of_memory(error: bytes) -> bool:
+    """Whether an error document is a handler's ``MemoryError`` (the process reached its MemorySize limit)."""
+    if b"MemoryError" not in error:
+        return False
+    try:
+        return bool(orjson.loads(error).get("errorType") == "MemoryError")
+    except (orjson.JSONDecodeError, AttributeError):
+        return False
 
 
 def _exit_reason(returncode: int) -> str:
@@ -248,6 +260,8 @@ class Worker:
             self.kill()  # the caller gave up mid-invocation: the runtime's state is unknown
             self._finish(invocation, b"", "Unhandled")
             raise
+        if function_error is not None and _out_of_memory(payload):
+            self.kill()  # it may still hold what filled it (the traceback keeps it): Lambda starts afresh after one
         ended = time.monotonic()
         duration = (ended - (invocation.delivered or started)) * 1000
         self.last_used = ended
