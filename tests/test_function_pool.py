@@ -735,6 +735,44 @@ def test_node_callback_styles(tmp_path: Path, node_client: dict[str, Any]) -> No
     assert [ok(result) for result in run(main)] == [{"ok": 1}, None, "cb", {"esm": 5}]
 
 
+def test_node_callback_waits_for_an_empty_event_loop(tmp_path: Path, node_client: dict[str, Any]) -> None:
+    """A callback's answer waits for the work the handler left pending (context.callbackWaitsForEmptyEventLoop,
+    true by default), so that work's log and its failure belong to this invocation, not the worker's next one."""
+    spec = function(
+        tmp_path,
+        "node-pending",
+        """
+        exports.handler = (event, context, callback) => {
+          context.callbackWaitsForEmptyEventLoop = event.wait;
+          setTimeout(() => {
+            console.log('pending work of ' + event.n);
+            if (event.fail) throw new Error('late failure of ' + event.n);
+          }, 200);
+          callback(null, event.n);
+        };
+        """,
+        runtime="nodejs20.x",
+        filename="index.js",
+        timeout=5.0,
+    )
+    events = [
+        {"n": 1, "wait": True},
+        {"n": 2, "wait": True, "fail": True},
+        {"n": 3, "wait": True},
+        {"n": 4, "wait": False},
+    ]
+
+    async def main() -> list[InvokeResult]:
+        async with running_pool(tmp_path, **node_client) as pool:
+            return [await pool.invoke(spec, json.dumps(event).encode()) for event in events]
+
+    waited, failed, after, at_once = run(main)
+    assert ok(waited) == 1 and "pending work of 1" in waited.logs
+    assert error(failed)["errorMessage"] == "late failure of 2"  # this invocation's own failure
+    assert ok(after) == 3 and "late failure" not in after.logs
+    assert ok(at_once) == 4 and "pending work of 4" not in at_once.logs  # answered before its pending work ran
+
+
 def test_node_errors(tmp_path: Path, node_client: dict[str, Any]) -> None:
     throws = function(
         tmp_path,

@@ -16,9 +16,10 @@
  *     work; the first answer wins. Errors are posted as {errorType, errorMessage, trace}.
  *   - context: functionName, functionVersion, invokedFunctionArn, memoryLimitInMB, awsRequestId, logGroupName,
  *     logStreamName, clientContext, identity, getRemainingTimeInMillis(), callbackWaitsForEmptyEventLoop.
- *     The answer is posted as soon as the handler gives it; callbackWaitsForEmptyEventLoop is accepted but
- *     not waited on (work left pending keeps running in the warm worker, as it would after a freeze/thaw).
- *     If the event loop empties before the handler answers, the answer is null (as on Lambda).
+ *     A callback's answer is posted once the event loop is empty while callbackWaitsForEmptyEventLoop is true
+ *     (the default), at once otherwise; an async handler's, and context.done/succeed/fail's, at once (work
+ *     left pending then runs on in the warm worker, as after a freeze/thaw). If the event loop empties before
+ *     the handler answers, the answer is null (as on Lambda).
  *   - console.* lines are written as "<ISO time>\t<request id>\t<LEVEL>\t<message>", as on Lambda.
  *   - An uncaught exception or unhandled rejection fails the current invocation and ends the process.
  */
@@ -172,27 +173,37 @@ function makeContext(headers, requestId) {
 function runHandler(handler, event, context) {
   return new Promise((resolve, reject) => {
     let answered = false;
-    const callback = (err, result) => {
+    const settle = (err, result) => {
       if (answered) return;
       answered = true;
       if (err !== undefined && err !== null) reject(err);
       else resolve(result);
     };
-    answerOnEmptyLoop = () => callback(null, null);
-    context.done = callback;
-    context.succeed = (result) => callback(null, result);
-    context.fail = (err) => callback(err === undefined || err === null ? 'handled' : err);
+    answerOnEmptyLoop = () => settle(null, null);
+    // The handler's callback answers once the event loop is empty while context.callbackWaitsForEmptyEventLoop
+    // is true (the default), as on Lambda: work the handler left pending runs first, in this invocation, and
+    // an exception it throws fails this invocation, not the next one. context.done/succeed/fail answer at once.
+    let called = false;
+    const callback = (err, result) => {
+      if (answered || called) return;
+      called = true;
+      if (context.callbackWaitsForEmptyEventLoop) answerOnEmptyLoop = () => settle(err, result);
+      else settle(err, result);
+    };
+    context.done = settle;
+    context.succeed = (result) => settle(null, result);
+    context.fail = (err) => settle(err === undefined || err === null ? 'handled' : err);
     let returned;
     try {
       returned = handler(event, context, callback);
     } catch (err) {
-      callback(err);
+      settle(err);
       return;
     }
     if (returned && typeof returned.then === 'function') {
       returned.then(
-        (result) => callback(null, result),
-        (err) => callback(err === undefined || err === null ? new Error('the handler rejected with ' + err) : err),
+        (result) => settle(null, result),
+        (err) => settle(err === undefined || err === null ? new Error('the handler rejected with ' + err) : err),
       );
     }
   });

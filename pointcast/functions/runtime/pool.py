@@ -31,7 +31,7 @@ from pointcast.functions.runtime import launch
 from pointcast.functions.runtime.launch import LaunchError, node_available
 from pointcast.functions.runtime.node_ric import describe
 from pointcast.functions.runtime.spec import FunctionSpec, InvokeResult, error_document
-from pointcast.functions.runtime.worker import Worker
+from pointcast.functions.runtime.worker import Worker, WorkerGone
 
 log = logging.getLogger("pointcast.functions")
 
@@ -202,7 +202,15 @@ class WorkerPool:
         worker: Worker | None = None
         try:
             worker = await self._checkout(fn, spec, deadline)
-            return await worker.invoke(request_id, event, client_context, spec.timeout)
+            try:
+                return await worker.invoke(request_id, event, client_context, spec.timeout)
+            except WorkerGone:  # it never ran: once more, on a fresh worker (the slot is still this call's)
+                self._checkin(worker)
+                worker = None
+                worker = await self._checkout(fn, spec, deadline)
+                return await worker.invoke(request_id, event, client_context, spec.timeout)
+        except WorkerGone as exc:
+            return _failed(request_id, "Runtime.ExitError", str(exc))
         except TimeoutError:
             return _failed(request_id, "TooManyRequestsException", f"no worker for {spec.name} within {QUEUE_TIMEOUT}s")
         except LaunchError as exc:

@@ -58,6 +58,10 @@ class _Invocation:
     timer: asyncio.TimerHandle | None = field(default=None, repr=False)
 
 
+class WorkerGone(Exception):
+    """The worker ended before its runtime took the call: the call did not run, and may run on another worker."""
+
+
 def _out_of_memory(error: bytes) -> bool:
     """Whether an error document is a handler's ``MemoryError`` (the process reached its MemorySize limit)."""
     if b"MemoryError" not in error:
@@ -214,7 +218,22 @@ class Worker:
             os.killpg(proc.pid, signal.SIGKILL)  # anything it left behind in its group
         self.broken = True
         invocation = self._current or self._pending
-        if invocation is not None and not invocation.outcome.done():
+        if (
+            invocation is not None
+            and invocation is self._pending
+            and self._initialized
+            and self._init_error is None
+            and not invocation.outcome.done()
+        ):
+            # A warm runtime that ended before it asked for this call (a Node.js runtime exits after posting an
+            # uncaught exception as the previous call's error): the call never reached it; another worker runs it.
+            if invocation.timer is not None:
+                invocation.timer.cancel()
+            self._pending = None
+            invocation.outcome.set_exception(
+                WorkerGone(f"the worker ended ({_exit_reason(returncode)}) before the call")
+            )
+        elif invocation is not None and not invocation.outcome.done():
             reason = _exit_reason(returncode)
             if self._init_error is not None:
                 self._finish(invocation, self._init_error, "Unhandled")
