@@ -12,6 +12,7 @@ import stat
 import subprocess
 import sys
 import tempfile
+import time
 import uuid
 import zipfile
 from pathlib import Path
@@ -21,9 +22,11 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
-from pointcast.functions.code import decode_zip, unpack
+from pointcast.functions.code import decode_zip, sweep, unpack
 from pointcast.functions.errors import InvalidParameterValue
+from tests.support.campaigns import wait_for
 from tests.support.functions import ROLE, deploy, zip_code
+from tests.support.server import Server
 
 EXEC = 0o100755 << 16
 PLAIN = 0o100644 << 16
@@ -237,3 +240,36 @@ def test_the_code_is_read_only_and_still_removable_for_its_owner() -> None:
         assert done.stdout.split() == ["[True,", "True,", "True,", "True]", "False"]
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+
+
+# -- (3) code no longer used is removed ---------------------------------------------------------------------------
+
+
+def test_sweep_removes_only_code_no_function_has_no_worker_runs_and_nothing_touched_since(tmp_path: Path) -> None:
+    root, pycache = tmp_path / "functions", tmp_path / "pycache"
+    paths = {key: root / fn / key for fn, key in [("f", "cur"), ("f", "old"), ("f", "new"), ("f", "busy"), ("g", "x")]}
+    for path in paths.values():
+        path.mkdir(parents=True)
+        (pycache / path.relative_to(path.anchor)).mkdir(parents=True)
+        os.utime(path, (1000, 1000))
+    os.utime(paths["new"])  # unpacked (or reused) after the sweep began: a revision written meanwhile
+    (root / "f" / ".cur-staging").mkdir()  # an unpack in progress
+    removed = sweep(root, {"f": "cur"}, {paths["busy"]}, since=time.time() - 5, pycache=pycache)
+    assert sorted(removed) == sorted([paths["old"], paths["x"]])
+    assert sorted(p.name for p in (root / "f").iterdir()) == [".cur-staging", "busy", "cur", "new"]
+    assert not (root / "g").exists() and not (pycache / paths["old"].relative_to(paths["old"].anchor)).exists()
+    assert (pycache / paths["cur"].relative_to(paths["cur"].anchor)).is_dir()
+
+
+def test_code_of_an_old_revision_or_a_deleted_function_leaves_the_disk(lam: Any, server: Server) -> None:
+    name = f"sweep-{uuid.uuid4().hex[:8]}"
+    deploy(lam, name, "def handler(e, c):\n    return 'v1'\n", allow=None)
+    assert json.loads(lam.invoke(FunctionName=name)["Payload"].read()) == "v1"
+    home = server.data_dir / "functions" / name
+    (first,) = home.iterdir()
+    lam.update_function_code(FunctionName=name, ZipFile=zip_code({"index.py": "def handler(e, c):\n    return 2\n"}))
+    assert json.loads(lam.invoke(FunctionName=name)["Payload"].read()) == 2
+    wait_for(lambda: not first.exists(), 20, "the first revision's code to be removed")
+    assert len(list(home.iterdir())) == 1
+    lam.delete_function(FunctionName=name)
+    wait_for(lambda: not home.exists(), 20, "the deleted function's code to be removed")

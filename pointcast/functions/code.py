@@ -21,6 +21,7 @@ import tempfile
 import threading
 import zipfile
 import zlib
+from collections.abc import Mapping
 from pathlib import Path, PurePosixPath
 
 from pointcast.functions.errors import InvalidParameterValue, RequestTooLarge
@@ -30,6 +31,7 @@ MAX_UNZIPPED_BYTES = 250 * 1024 * 1024
 _UNZIP_ERROR = "Could not unzip uploaded file. Please check your file, then try to upload again."
 MAX_NAME_BYTES = 255  # a file or directory name (NAME_MAX)
 MAX_PATH_BYTES = 3072  # a path inside the package: PATH_MAX (4,096) less room for DATA_DIR/functions/NAME/<hash>
+STAGING_KEPT = 3600.0  # seconds a staging directory of ``unpack`` is left before ``sweep`` takes it for a crash's
 FILE_MODE = 0o444
 EXEC_MODE = 0o555
 DIR_MODE = 0o555
@@ -138,6 +140,7 @@ def unpack(root: Path, name: str, data: bytes) -> Path:
     with _lock(target), zipfile.ZipFile(io.BytesIO(data)) as archive:
         files, dirs = _layout(archive)
         if target.is_dir() and _intact(target, files, dirs):
+            os.utime(target)  # in use again: a sweep that began before this keeps it (``sweep``)
             return target
         target.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=f".{digest}-", dir=target.parent))
@@ -153,6 +156,46 @@ def unpack(root: Path, name: str, data: bytes) -> Path:
             if not target.is_dir():
                 raise
     return target
+
+
+def digest_dir(code_sha256: str) -> str:
+    """The name ``unpack`` gives the directory of the zip whose ``CodeSha256`` (base64 SHA-256) this is."""
+    return base64.b64decode(code_sha256).hex()[:32]
+
+
+def sweep(root: Path, current: Mapping[str, str], in_use: set[Path], since: float, pycache: Path) -> list[Path]:
+    """Remove unpacked code that no function has any more and no worker runs: each ``root/NAME/<digest>`` that is
+    not ``current[NAME]`` (``digest_dir``; a deleted function has none), not in ``in_use``, and not unpacked or
+    reused since ``since`` (a time.time() taken before ``current`` was read: a read that unpacked it meanwhile,
+    for a revision written meanwhile, keeps it), with its bytecode under ``pycache``; then directories left empty
+    and staging left over by a crash. Returns the code directories removed."""
+    removed: list[Path] = []
+    try:
+        names = [entry for entry in os.scandir(root) if entry.is_dir(follow_symlinks=False)]
+    except OSError:
+        return removed
+    for name in names:
+        try:
+            entries = [entry for entry in os.scandir(name.path) if entry.is_dir(follow_symlinks=False)]
+        except OSError:
+            continue
+        for entry in entries:
+            target = Path(entry.path)
+            if entry.name == current.get(name.name) or target in in_use:
+                continue
+            staging = entry.name.startswith(".")  # unpack's staging or trash: only a crash leaves it for long
+            with _lock(target), contextlib.suppress(OSError):
+                if target.lstat().st_mtime < since - (STAGING_KEPT if staging else 0):
+                    remove_tree(target)
+                    remove_tree(pycache / target.relative_to(target.anchor))
+                    if not staging and not target.exists():
+                        removed.append(target)
+            with _locks_guard:
+                if not target.exists():
+                    _locks.pop(target, None)
+        with contextlib.suppress(OSError):
+            os.rmdir(name.path)  # only if nothing is left in it
+    return removed
 
 
 def _lock(target: Path) -> threading.Lock:

@@ -25,7 +25,7 @@ import orjson
 from pointcast.aws.wire import iso_ms
 from pointcast.functions import policy
 from pointcast.functions import repository as repo
-from pointcast.functions.code import unpack
+from pointcast.functions.code import digest_dir, sweep, unpack
 from pointcast.functions.names import FunctionRef, parse_ref
 from pointcast.functions.remote import RemoteLambda, is_transient
 from pointcast.functions.runtime.pool import FunctionSpec, Stale, WorkerPool, node_available
@@ -38,6 +38,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("pointcast.functions")
 SPEC_TTL = 2.0  # seconds a function's configuration and policy are reused before being read again
 LOG_KEEP = 4096  # bytes of an invocation's log kept with its record (and returned by LogType: Tail)
+SWEEP_SECONDS = 300.0  # how often unpacked code no longer used is looked for, besides after each change
+SWEEP_DELAY = 1.0
 FLUSH_SECONDS = 0.25
 STALE_TRIES = 3  # look-ups again for a call whose function changed while it waited for a worker; then it runs
 VERDICTS_KEPT = 1024  # policy answers kept per function (one per campaign that invokes it), for its statements
@@ -107,6 +109,8 @@ class FunctionHost:
         self._changes: dict[str, int] = {}  # name -> how often it was forgotten (a read from before is not kept)
         self._records: list[dict[str, Any]] = []
         self._flusher: asyncio.Task[None] | None = None
+        self._sweeper: asyncio.Task[None] | None = None
+        self._sweep_soon = asyncio.Event()  # a function changed: its old code may go
         self._flushing = asyncio.Lock()
         self._background: set[asyncio.Task[Any]] = set()
 
@@ -118,14 +122,16 @@ class FunctionHost:
     async def start(self) -> None:
         await self.pool.start()
         self._flusher = asyncio.create_task(self._flush_loop(), name="pointcast-invocation-records")
+        self._sweeper = asyncio.create_task(self._sweep_loop(), name="pointcast-code-sweep")
 
     async def stop(self) -> None:
         for task in list(self._background):
             task.cancel()
         await asyncio.gather(*self._background, return_exceptions=True)
-        if self._flusher:
-            self._flusher.cancel()
-            await asyncio.gather(self._flusher, return_exceptions=True)
+        for loop_task in (self._flusher, self._sweeper):
+            if loop_task:
+                loop_task.cancel()
+                await asyncio.gather(loop_task, return_exceptions=True)
         await self.flush()
         await self.pool.stop()
         if self.remote is not None:
@@ -137,6 +143,31 @@ class FunctionHost:
         self._reading.pop(name, None)
         self._changes[name] = self._changes.get(name, 0) + 1
         self.pool.retire(name)
+        self._sweep_soon.set()
+
+    async def _sweep_loop(self) -> None:
+        """Remove unpacked code no function has and no worker runs (``code.sweep``): as the server starts, soon
+        after a function changes or goes (its busy workers' code at the sweep after they end), and every
+        ``SWEEP_SECONDS``."""
+        while True:
+            try:
+                await self.sweep()
+            except Exception:
+                log.exception("removing unpacked code no longer used failed; trying again later")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._sweep_soon.wait(), SWEEP_SECONDS)
+            await asyncio.sleep(SWEEP_DELAY)  # changes that come together, one sweep; retired workers closed
+            self._sweep_soon.clear()
+
+    async def sweep(self) -> list[Path]:
+        since = time.time()
+        hashes = await self.ctx.read(repo.code_hashes)
+        current = {name: digest_dir(sha) for name, sha in hashes.items()}
+        in_use = self.pool.code_dirs() | {hosted.spec.code_dir for hosted in self._hosted.values()}
+        removed = await asyncio.to_thread(sweep, self.code_root, current, in_use, since, self.pool.work_dir / "pycache")
+        if removed:
+            log.info("removed the unpacked code of %d function revision(s) no longer used", len(removed))
+        return removed
 
     # -- what a function is -------------------------------------------------------------------------------------
 

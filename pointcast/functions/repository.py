@@ -29,6 +29,11 @@ def delete(conn: sa.Connection, name: str) -> bool:
     return conn.execute(sa.delete(_F).where(_F.c.name == name)).rowcount == 1
 
 
+def code_hashes(conn: sa.Connection) -> dict[str, str]:
+    """Every function's name and CodeSha256."""
+    return {row.name: row.doc["CodeSha256"] for row in conn.execute(sa.select(_F.c.name, _F.c.doc))}
+
+
 def page(conn: sa.Connection, after: str | None, limit: int) -> list[sa.Row[Any]]:
     query = sa.select(_F.c.name, _F.c.doc).order_by(_F.c.name).limit(limit)
     if after:

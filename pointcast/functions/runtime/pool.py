@@ -132,6 +132,10 @@ class WorkerPool:
         if self._closing:
             await asyncio.wait(list(self._closing.values()), timeout=STOP_TIMEOUT)
 
+    def code_dirs(self) -> set[Path]:
+        """The code directories of every worker, running or idle."""
+        return {worker.spec.code_dir for worker in self._workers}
+
     def retire(self, name: str) -> None:
         """End the function's workers: idle ones now, busy ones after their current invocation."""
         fn = self._functions.get(name)
