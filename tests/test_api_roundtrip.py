@@ -357,6 +357,10 @@ def test_campaign_updates_are_checked_against_what_they_keep(pinpoint, app_id) -
             {"CustomDeliveryConfiguration": {"DeliveryUri": "channel", "EndpointTypes": ["SMS"]}},
             "DeliveryUri 'channel' must be an https:// URL or a Lambda function's full ARN",
         ),
+        (
+            {"CustomDeliveryConfiguration": {"DeliveryUri": "arn:aws:lambda:us-east-1:000000000000:function:channel"}},
+            "CustomDeliveryConfiguration.EndpointTypes is required",
+        ),
         ({"Hook": {"Mode": "DELIVERY"}}, "Hook"),
         ({"Hook": {"LambdaFunctionName": "filter-fn"}}, "Hook.Mode is required"),
         ({"Hook": {"LambdaFunctionName": "f", "WebUrl": "https://x.example", "Mode": "FILTER"}}, "both"),

@@ -430,7 +430,9 @@ def test_permission_matrix_at_create_and_update(server, pinpoint, lam) -> None:
     pinpoint.update_campaign(
         ApplicationId=app_id,
         CampaignId=campaign_id,
-        WriteCampaignRequest={"CustomDeliveryConfiguration": {"DeliveryUri": function_arn(narrowed)}},
+        WriteCampaignRequest={
+            "CustomDeliveryConfiguration": {"DeliveryUri": function_arn(narrowed), "EndpointTypes": ["CUSTOM"]}
+        },
     )
     assert "does not allow" in refused(pinpoint, app_id, segment, function_arn(narrowed))  # a new campaign: no
     # Hooks and project defaults are checked the same way.

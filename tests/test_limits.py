@@ -97,7 +97,7 @@ def campaign(segment_id: str, **members: Any) -> dict[str, Any]:
         "SegmentId": segment_id,
         "Schedule": {"StartTime": START},
         "MessageConfiguration": {"CustomMessage": {"Data": "hello"}},
-        "CustomDeliveryConfiguration": {"DeliveryUri": LAMBDA},
+        "CustomDeliveryConfiguration": {"DeliveryUri": LAMBDA, "EndpointTypes": ["CUSTOM"]},
         **members,
     }
 

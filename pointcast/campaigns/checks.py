@@ -120,6 +120,11 @@ def check_request(request: dict[str, Any], *, stored: dict[str, Any] | None = No
         if unit is not request and written:
             check_schedule(unit.get("Schedule"), f"{path}.Schedule", required=False)
         if cdc and written:  # a stored target was checked when it was written
+            if not cdc.get("EndpointTypes"):  # seed 000: "specify ... EndpointTypes"; without it nobody is sent to
+                raise BadRequest(
+                    f"{path}.CustomDeliveryConfiguration.EndpointTypes is required: the types of endpoint the custom "
+                    'channel sends to (for example ["CUSTOM"]); without it the campaign would send to no endpoint'
+                )
             field = f"{path}.CustomDeliveryConfiguration.DeliveryUri"
             if targets.check_delivery_uri(cdc["DeliveryUri"], field):
                 webhooks.append((field, cdc["DeliveryUri"]))
