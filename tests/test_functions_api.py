@@ -431,3 +431,22 @@ def test_lambda_errors_are_lambdas_own(lam, server: Server) -> None:
     for path in ("/pointcast/v1/functions/a%00b/invocations", "/pointcast/v1/functions/a%00b/code?token=x"):
         answer = signed_request("GET", server.url + path, service="lambda")
         assert answer.status_code == 400 and "NUL" in answer.json()["Message"], answer.text
+
+
+def test_a_policy_change_keeps_the_warm_workers_and_a_code_change_does_not(lam) -> None:
+    """AddPermission and RemovePermission change RevisionId, as in Lambda, but not what a worker runs: the next call
+    is warm; a configuration change starts a new worker."""
+    name = _name()
+    deploy(lam, name, "import os\ndef handler(e, c):\n    return os.getpid()\n", allow=None)
+
+    def pid() -> int:
+        return int(json.loads(lam.invoke(FunctionName=name, Payload=b"{}")["Payload"].read()))
+
+    first = pid()
+    allow = {"Action": "lambda:InvokeFunction", "Principal": f"pinpoint.{REGION}.amazonaws.com", "SourceArn": EVERY_APP}
+    lam.add_permission(FunctionName=name, StatementId="s1", **allow)
+    assert pid() == first
+    lam.remove_permission(FunctionName=name, StatementId="s1")
+    assert pid() == first
+    lam.update_function_configuration(FunctionName=name, Timeout=5)
+    assert pid() != first

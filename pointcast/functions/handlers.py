@@ -46,9 +46,9 @@ def _host(ctx: Context) -> FunctionHost:
     return ctx.functions  # type: ignore[no-any-return]
 
 
-def _changed(ctx: Context, name: str) -> None:
+def _changed(ctx: Context, name: str, *, workers: bool = True) -> None:
     if ctx.functions is not None:
-        ctx.functions.forget(name)
+        ctx.functions.forget(name, workers=workers)
 
 
 async def _unzipped(encoded: Any) -> bytes | None:
@@ -118,7 +118,7 @@ async def add_permission(ctx: Context, call: Call) -> Any:
     name = _name(ctx, call)
     request = {**call.body, "Qualifier": call.param("Qualifier")}
     result = await ctx.write(lambda conn: service.add_permission(conn, name, request, ctx.region, ctx.account_id))
-    _changed(ctx, name)
+    _changed(ctx, name, workers=False)
     return result
 
 
@@ -126,7 +126,7 @@ async def remove_permission(ctx: Context, call: Call) -> Any:
     name = _name(ctx, call)
     sid, revision = call.param("StatementId"), call.param("RevisionId")
     await ctx.write(lambda conn: service.remove_permission(conn, name, sid, ctx.region, ctx.account_id, revision))
-    _changed(ctx, name)
+    _changed(ctx, name, workers=False)
     return Response(status_code=204)
 
 

@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import dataclasses
 import functools
+import hashlib
 import logging
 import time
 from collections.abc import Callable
@@ -80,6 +81,7 @@ class PolicyUnavailable(Exception):
 @dataclass(slots=True)
 class _Hosted:
     read_at: float
+    revision_id: str  # the function's RevisionId when read (any write changes it, a policy's too)
     spec: FunctionSpec
     statements: list[dict[str, Any]]
     verdicts: dict[str, str | None] = field(default_factory=dict)  # source ARN -> the policy's answer for it
@@ -92,6 +94,20 @@ class _Hosted:
                 self.verdicts.clear()
             self.verdicts[source_arn] = policy.pinpoint_may_invoke(self.statements, region, source_arn, account)
         return self.verdicts[source_arn]
+
+
+def _runtime_revision(doc: dict[str, Any]) -> str:
+    """What a worker runs, as one value: its code and the configuration it starts with (a policy is not part of
+    it, though a change of it changes ``RevisionId``)."""
+    runs = [
+        doc["CodeSha256"],
+        doc["Runtime"],
+        doc["Handler"],
+        doc["Timeout"],
+        doc["MemorySize"],
+        doc.get("Environment"),
+    ]
+    return hashlib.sha256(orjson.dumps(runs)).hexdigest()[:32]
 
 
 class FunctionHost:
@@ -137,13 +153,15 @@ class FunctionHost:
         if self.remote is not None:
             self.remote.close()
 
-    def forget(self, name: str) -> None:
-        """A function changed or went away: read it again next time, and end its workers."""
+    def forget(self, name: str, *, workers: bool = True) -> None:
+        """A function changed or went away: read it again next time, and end its workers (unless only its policy
+        changed: a worker runs the same code either way, and Lambda keeps its environments then too)."""
         self._hosted.pop(name, None)
         self._reading.pop(name, None)
         self._changes[name] = self._changes.get(name, 0) + 1
-        self.pool.retire(name)
-        self._sweep_soon.set()
+        if workers:
+            self.pool.retire(name)
+            self._sweep_soon.set()
 
     async def _sweep_loop(self) -> None:
         """Remove unpacked code no function has and no worker runs (``code.sweep``): as the server starts, soon
@@ -195,7 +213,7 @@ class FunctionHost:
             self._hosted.pop(name, None)
             return None
         doc = row.doc
-        if cached and cached.spec.revision == doc["RevisionId"]:
+        if cached and cached.revision_id == doc["RevisionId"]:
             statements = list(row.policy or [])
             if statements != cached.statements:
                 cached.statements, cached.verdicts = statements, {}
@@ -208,7 +226,7 @@ class FunctionHost:
         spec = FunctionSpec(
             name=name,
             arn=doc["FunctionArn"],
-            revision=doc["RevisionId"],
+            revision=_runtime_revision(doc),
             runtime=doc["Runtime"],
             handler=doc["Handler"],
             code_dir=Path(code_dir),
@@ -219,7 +237,7 @@ class FunctionHost:
         )
         if cached and cached.spec.revision != spec.revision:
             self.pool.retire(name)
-        hosted = _Hosted(time.monotonic(), spec, list(code_row.policy or []))
+        hosted = _Hosted(time.monotonic(), doc["RevisionId"], spec, list(code_row.policy or []))
         if self._changes.get(name, 0) == changes:  # not forgotten meanwhile: a read from before a change is not kept
             self._hosted[name] = hosted
         return hosted
