@@ -56,6 +56,9 @@ class Settings(BaseSettings):
     function_max_workers: int = Field(8, ge=1, le=512)  # worker processes in all
     function_concurrency: int = Field(4, ge=1, le=512)  # concurrent invocations of one function
     function_idle_seconds: float = Field(300.0, gt=0)  # an idle worker ends after this long
+    # An Invoke (the Lambda API) waits this long for a worker of the function, then answers 429 TooManyRequests,
+    # as Lambda answers a call past the function's concurrency (campaigns' calls wait their turn)
+    invoke_queue_seconds: float = Field(10.0, ge=0, le=900)
     # How a Python worker talks to the pool: "pipe" (awslambdaric's client over two pipes, the fast path) or
     # "runtime-api" (awslambdaric as shipped, over the Lambda Runtime API on 127.0.0.1); Node.js: always the API.
     function_transport: Literal["pipe", "runtime-api"] = "pipe"

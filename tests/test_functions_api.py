@@ -450,3 +450,29 @@ def test_a_policy_change_keeps_the_warm_workers_and_a_code_change_does_not(lam) 
     assert pid() == first
     lam.update_function_configuration(FunctionName=name, Timeout=5)
     assert pid() != first
+
+
+def test_an_invoke_past_the_concurrency_is_throttled_after_a_short_wait(tmp_path: Path) -> None:
+    """An Invoke waits POINTCAST_INVOKE_QUEUE_SECONDS for a worker, then gets Lambda's 429 TooManyRequestsException,
+    having run nothing: waiting longer than a client's read timeout would make it send the call again, and run it
+    twice. (Campaigns' calls wait their turn.)"""
+    with running_server("sqlite", tmp_path / "srv", None, POINTCAST_INVOKE_QUEUE_SECONDS="1") as srv:
+        lam = srv.lambda_()
+        name = _name()
+        deploy(
+            lam,
+            name,
+            "import time\ndef handler(event, context):\n    time.sleep(event['s'])\n    return 1\n",
+            Timeout=10,
+        )
+        with ThreadPoolExecutor(4) as pool:
+            busy = [pool.submit(lam.invoke, FunctionName=name, Payload=b'{"s": 4}') for _ in range(4)]
+            time.sleep(1.0)  # the function's 4 slots are taken
+            started = time.monotonic()
+            with pytest.raises(lam.exceptions.TooManyRequestsException, match="Rate Exceeded") as throttled:
+                lam.invoke(FunctionName=name, Payload=b'{"s": 0}')
+            assert 0.9 <= time.monotonic() - started < 3
+            assert throttled.value.response["ResponseMetadata"]["HTTPStatusCode"] == 429
+            assert [json.loads(f.result(timeout=30)["Payload"].read()) for f in busy] == [1, 1, 1, 1]
+        records = own(srv, f"/pointcast/v1/functions/{name}/invocations")["Invocations"]
+        assert sorted(r["Outcome"] for r in records) == ["Success"] * 4 + ["Throttled"]

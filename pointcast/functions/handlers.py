@@ -12,6 +12,7 @@ from typing import Any
 import orjson
 from starlette.responses import Response
 
+from pointcast.aws.errors import TooManyRequests
 from pointcast.aws.restjson import Call
 from pointcast.context import Context
 from pointcast.functions import service
@@ -194,9 +195,18 @@ async def invoke(ctx: Context, call: Call) -> Any:
     client_context = call.param("ClientContext")
     if client_context:
         client_context = _client_context(client_context)
-    result = await host.invoke(name, payload, client_context=client_context, request_id=request_id, hosted_only=True)
+    result = await host.invoke(
+        name,
+        payload,
+        client_context=client_context,
+        request_id=request_id,
+        hosted_only=True,
+        queue_timeout=ctx.settings.invoke_queue_seconds,
+    )
     if result.refused:  # deleted while the call waited for a worker
         raise ResourceNotFound(f"Function not found: {function_arn(ctx.region, ctx.account_id, name)}")
+    if result.throttled:  # as Lambda answers a call past the function's concurrency; clients retry it
+        raise TooManyRequests(json.loads(result.payload)["errorMessage"])
     if result.function_error:
         headers["X-Amz-Function-Error"] = result.function_error
     if call.param("LogType") == "Tail":

@@ -316,6 +316,7 @@ class FunctionHost:
         idle: Callable[[], AbstractAsyncContextManager[None]] | None = None,
         request_id: str | None = None,
         hosted_only: bool = False,
+        queue_timeout: float | None = None,
     ) -> Invocation:
         """Run the function once with ``event``; never raises for what the function did (see ``Invocation``).
 
@@ -366,11 +367,18 @@ class FunctionHost:
                             idle=idle,
                             current=current if tries_left else None,
                             request_id=request_id,
+                            **({} if queue_timeout is None else {"queue_timeout": queue_timeout}),
                         )
                     except Stale:
                         continue
                     result = Invocation(
-                        ran.request_id, ran.payload, ran.function_error, ran.logs, ran.duration_ms, ran.timed_out
+                        ran.request_id,
+                        ran.payload,
+                        ran.function_error,
+                        ran.logs,
+                        ran.duration_ms,
+                        ran.timed_out,
+                        ran.throttled,
                     )
                 elif hosted_only:
                     result = Invocation.refusal(f"FUNCTION_NOT_FOUND: pointcast hosts no function {ref}")
@@ -411,6 +419,8 @@ class FunctionHost:
     def _record(self, key: str, kind: str, source: str | None, started: datetime, result: Invocation) -> None:
         if result.refused:
             outcome = "Refused"
+        elif result.throttled:
+            outcome = "Throttled"
         elif result.timed_out:
             outcome = "TimedOut"
         else:

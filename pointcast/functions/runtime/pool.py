@@ -65,6 +65,13 @@ def _failed(request_id: str, error_type: str, message: str) -> InvokeResult:
     return InvokeResult(request_id, error_document(error_type, message), "Unhandled", "", 0.0)
 
 
+def _throttled(request_id: str, name: str, waited: float) -> InvokeResult:
+    message = f"Rate Exceeded: no worker for {name} was free within {waited:g} s (its concurrency, or the pool's)"
+    return InvokeResult(
+        request_id, error_document("TooManyRequestsException", message), "Unhandled", "", 0.0, throttled=True
+    )
+
+
 class WorkerPool:
     """Worker processes serving the Lambda Runtime API, per function, within per-function and total bounds."""
 
@@ -181,6 +188,7 @@ class WorkerPool:
         idle: Callable[[], AbstractAsyncContextManager[None]] | None = None,
         current: Callable[[], bool] | None = None,
         request_id: str | None = None,
+        queue_timeout: float = QUEUE_TIMEOUT,
     ) -> InvokeResult:
         """Run ``spec``'s handler once on ``event``; what the handler did is in the result, never raised.
 
@@ -188,18 +196,19 @@ class WorkerPool:
         ``idle``, when given, is entered around a wait for one of the function's concurrency slots (a campaign's
         runner may lend the batch's delivery slot out meanwhile). ``current``, when given, is asked once the slot
         is taken whether ``spec`` still holds; if not, the slot goes back and ``Stale`` is raised. ``request_id`` is
-        the invocation's id (the context's aws_request_id), made here when not given.
+        the invocation's id (the context's aws_request_id), made here when not given. A call that finds no slot
+        and worker within ``queue_timeout`` seconds ends ``throttled`` (TooManyRequestsException), having run nothing.
         """
         self._check_running()
         request_id = request_id or str(uuid.uuid4())
         fn = self._function(spec)
-        deadline = time.monotonic() + QUEUE_TIMEOUT
+        deadline = time.monotonic() + queue_timeout
         try:
             waiting = idle() if idle is not None and not self._free(fn) else contextlib.nullcontext()
             async with waiting:
                 await self._acquire(fn, deadline)
         except TimeoutError:
-            return _failed(request_id, "TooManyRequestsException", f"no worker for {spec.name} within {QUEUE_TIMEOUT}s")
+            return _throttled(request_id, spec.name, queue_timeout)
         if current is not None and not current():
             self._release(fn)
             raise Stale(spec.name)
@@ -216,7 +225,7 @@ class WorkerPool:
         except WorkerGone as exc:
             return _failed(request_id, "Runtime.ExitError", str(exc))
         except TimeoutError:
-            return _failed(request_id, "TooManyRequestsException", f"no worker for {spec.name} within {QUEUE_TIMEOUT}s")
+            return _throttled(request_id, spec.name, queue_timeout)
         except LaunchError as exc:
             return _failed(request_id, exc.error_type, str(exc))
         except OSError as exc:

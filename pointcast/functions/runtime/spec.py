@@ -45,6 +45,7 @@ class InvokeResult:
     logs: str
     duration_ms: float
     timed_out: bool = False
+    throttled: bool = False  # nothing ran: no worker was free within the call's wait (``WorkerPool.invoke``)
 
 
 def error_document(error_type: str, message: str, trace: list[str] | None = None) -> bytes:
