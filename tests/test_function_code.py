@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
-from pointcast.functions.code import decode_zip, sweep, unpack
+from pointcast.functions.code import decode_zip, remove_tree, sweep, unpack
 from pointcast.functions.errors import InvalidParameterValue
 from tests.support.campaigns import wait_for
 from tests.support.functions import ROLE, deploy, zip_code
@@ -273,3 +273,42 @@ def test_code_of_an_old_revision_or_a_deleted_function_leaves_the_disk(lam: Any,
     assert len(list(home.iterdir())) == 1
     lam.delete_function(FunctionName=name)
     wait_for(lambda: not home.exists(), 20, "the deleted function's code to be removed")
+
+
+# -- (4) symbolic links --------------------------------------------------------------------------------------------
+
+LINK = (stat.S_IFLNK | 0o777) << 16
+
+
+def test_symbolic_links_are_unpacked_as_links_and_checked_like_files(tmp_path: Path) -> None:
+    """A native library's version links (``libx.so.1 -> libx.so.1.2``) must stay links; one pointing outside the
+    package is refused."""
+    data = make_zip(
+        [
+            ("index.py", "import os\n", PLAIN),
+            ("lib/libx.so.1.2", "ELF", PLAIN),
+            ("lib/libx.so.1", "libx.so.1.2", LINK),
+            ("vendor", "lib", LINK),  # a link to a directory
+            ("lib/up", "../index.py", LINK),
+        ]
+    )
+    decode_zip(base64.b64encode(data).decode())
+    code = unpack(tmp_path, "links", data)
+    assert (
+        os.readlink(code / "lib" / "libx.so.1") == "libx.so.1.2"
+        and (code / "vendor" / "libx.so.1").read_text() == "ELF"
+    )
+    assert (code / "lib" / "up").read_text() == "import os\n"
+    inode = code.stat().st_ino
+    assert unpack(tmp_path, "links", data).stat().st_ino == inode  # intact: reused as it is
+    code.chmod(0o755)  # damaged (a handler running as root): unpacked again
+    remove_tree(code / "lib")
+    (code / "vendor").unlink()
+    os.symlink("/etc", code / "vendor")
+    code.chmod(0o555)
+    again = unpack(tmp_path, "links", data)
+    assert os.readlink(again / "vendor") == "lib" and os.readlink(again / "lib" / "libx.so.1") == "libx.so.1.2"
+    for target in ("/etc/passwd", "../x", "lib/../../x", "", "vendor/.."):
+        bad = make_zip([("index.py", "", PLAIN), ("lib/a", "", PLAIN), ("vendor", "lib", LINK), ("l", target, LINK)])
+        with pytest.raises(InvalidParameterValue, match="the symbolic link 'l' points outside the package"):
+            decode_zip(base64.b64encode(bad).decode())

@@ -68,6 +68,11 @@ def decode_zip(encoded: str) -> bytes:
             both = next((str(path) for path in files if path in dirs), None)
             if both is not None:
                 raise InvalidParameterValue(f"{_UNZIP_ERROR} ('{both[:200]}' is both a file and a directory)")
+            for path, info in files.items():
+                if _is_link(info) and not _link_inside(path, archive.read(info)):
+                    raise InvalidParameterValue(
+                        f"{_UNZIP_ERROR} (the symbolic link '{str(path)[:200]}' points outside the package, or nowhere)"
+                    )
             size = sum(info.file_size for info in infos)
             if size > MAX_UNZIPPED_BYTES:  # before inflating anything: a 2 MB zip may hold gigabytes of zeros
                 raise InvalidParameterValue(
@@ -119,6 +124,23 @@ def _layout(archive: zipfile.ZipFile) -> tuple[dict[PurePosixPath, zipfile.ZipIn
             files[path] = info
             dirs.update(p for p in path.parents if p != PurePosixPath("."))
     return files, dirs
+
+
+def _is_link(info: zipfile.ZipInfo) -> bool:
+    """A symbolic link (``zip --symlinks``, npm's and pip's packagers): its content is the target."""
+    return stat.S_ISLNK(info.external_attr >> 16)
+
+
+def _link_inside(path: PurePosixPath, target: bytes) -> bool:
+    """Whether a link at ``path`` to ``target`` stays inside the package: a relative target whose ``..`` parts all
+    lead it (``../lib/libx.so.1``) and climb no higher than the package. (A ``..`` after a name is refused: the
+    name may itself be a link, to the package's top, and climb out from there.)"""
+    text = target.decode("utf-8", "replace")
+    if not text or text.startswith("/") or "\x00" in text:
+        return False
+    parts = [part for part in text.split("/") if part not in ("", ".")]
+    climbs = next((i for i, part in enumerate(parts) if part != ".."), len(parts))
+    return ".." not in parts[climbs:] and climbs <= len(path.parts) - 1
 
 
 def _file_mode(info: zipfile.ZipInfo) -> int:
@@ -211,6 +233,9 @@ def _extract(
         (staging / path).mkdir(parents=True, exist_ok=True)
     for path, info in files.items():
         dest = staging / path
+        if _is_link(info):
+            os.symlink(archive.read(info).decode("utf-8", "replace"), dest)  # (a link's own mode is not used)
+            continue
         with archive.open(info) as source, open(dest, "wb") as sink:
             shutil.copyfileobj(source, sink, _CHUNK)
         dest.chmod(_file_mode(info))
@@ -232,6 +257,11 @@ def _intact(target: Path, files: dict[PurePosixPath, zipfile.ZipInfo], dirs: set
             for entry in dirnames:
                 path = here / entry
                 st = (target / path).lstat()
+                if stat.S_ISLNK(st.st_mode):  # a link to a directory: os.walk lists it here, and does not enter it
+                    if not _same_link(target / path, files.get(path)):
+                        return False
+                    seen_files.add(path)
+                    continue
                 if not stat.S_ISDIR(st.st_mode) or stat.S_IMODE(st.st_mode) != DIR_MODE or path not in dirs:
                     return False
                 seen_dirs.add(path)
@@ -239,6 +269,11 @@ def _intact(target: Path, files: dict[PurePosixPath, zipfile.ZipInfo], dirs: set
                 path = here / entry
                 info = files.get(path)
                 st = (target / path).lstat()
+                if stat.S_ISLNK(st.st_mode) or (info is not None and _is_link(info)):
+                    if not _same_link(target / path, info):
+                        return False
+                    seen_files.add(path)
+                    continue
                 if (
                     info is None
                     or not stat.S_ISREG(st.st_mode)
@@ -251,6 +286,14 @@ def _intact(target: Path, files: dict[PurePosixPath, zipfile.ZipInfo], dirs: set
     except OSError:
         return False
     return seen_files == files.keys() and seen_dirs == dirs
+
+
+def _same_link(path: Path, info: zipfile.ZipInfo | None) -> bool:
+    """Whether ``path`` is the symbolic link the entry ``info`` describes (its target is the entry's content)."""
+    if info is None or not _is_link(info) or not path.is_symlink():
+        return False
+    target = os.readlink(path).encode()
+    return len(target) == info.file_size and zlib.crc32(target) == info.CRC
 
 
 def _crc32(path: Path) -> int:
