@@ -476,3 +476,20 @@ def test_an_invoke_past_the_concurrency_is_throttled_after_a_short_wait(tmp_path
             assert [json.loads(f.result(timeout=30)["Payload"].read()) for f in busy] == [1, 1, 1, 1]
         records = own(srv, f"/pointcast/v1/functions/{name}/invocations")["Invocations"]
         assert sorted(r["Outcome"] for r in records) == ["Success"] * 4 + ["Throttled"]
+
+
+def test_event_invocations_waiting_are_bounded(tmp_path: Path) -> None:
+    """Event invocations wait for a worker in the server's memory; past POINTCAST_FUNCTION_EVENT_QUEUE of them an
+    Event Invoke is answered 429 TooManyRequestsException, and once they have run, it is taken again."""
+    with running_server("sqlite", tmp_path / "srv", None, POINTCAST_FUNCTION_EVENT_QUEUE="3") as srv:
+        lam = srv.lambda_()
+        name = _name()
+        deploy(lam, name, "import time\ndef handler(event, context):\n    time.sleep(1.5)\n", Timeout=10)
+        for _ in range(3):
+            assert lam.invoke(FunctionName=name, InvocationType="Event", Payload=b"{}")["StatusCode"] == 202
+        with pytest.raises(lam.exceptions.TooManyRequestsException, match="too many Event invocations"):
+            lam.invoke(FunctionName=name, InvocationType="Event", Payload=b"{}")
+        wait_for(
+            lambda: len(own(srv, f"/pointcast/v1/functions/{name}/invocations")["Invocations"]) == 3, 30, "the three"
+        )
+        assert lam.invoke(FunctionName=name, InvocationType="Event", Payload=b"{}")["StatusCode"] == 202

@@ -190,7 +190,8 @@ async def invoke(ctx: Context, call: Call) -> Any:
     if kind == "DryRun":
         return Response(status_code=204, headers=headers)
     if kind == "Event":
-        host.invoke_later(name, payload, request_id)
+        if not host.invoke_later(name, payload, request_id):
+            raise TooManyRequests("Rate Exceeded: too many Event invocations are waiting to run; try again later")
         return Response(status_code=202, headers=headers)
     client_context = call.param("ClientContext")
     if client_context:

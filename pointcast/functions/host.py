@@ -39,6 +39,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("pointcast.functions")
 SPEC_TTL = 2.0  # seconds a function's configuration and policy are reused before being read again
 LOG_KEEP = 4096  # bytes of an invocation's log kept with its record (and returned by LogType: Tail)
+EVENT_BYTES_QUEUED = 256 * 1024 * 1024  # bytes of Event invocations' events waiting or running at once
 SWEEP_SECONDS = 300.0  # how often unpacked code no longer used is looked for, besides after each change
 SWEEP_DELAY = 1.0
 FLUSH_SECONDS = 0.25
@@ -119,6 +120,7 @@ class FunctionHost:
         self.remote = remote
         self.code_root = ctx.settings.data_dir / "functions"
         self.concurrency = ctx.settings.function_concurrency
+        self.event_queue = ctx.settings.function_event_queue
         self._hosted: dict[str, _Hosted] = {}
         self._reading: dict[str, asyncio.Future[_Hosted | None]] = {}  # name -> the read every caller waits on
         self._remote_verdicts: dict[tuple[str, str], tuple[float, str | None]] = {}  # (ref, source) -> (when, why not)
@@ -129,6 +131,8 @@ class FunctionHost:
         self._sweep_soon = asyncio.Event()  # a function changed: its old code may go
         self._flushing = asyncio.Lock()
         self._background: set[asyncio.Task[Any]] = set()
+        self._events: set[asyncio.Task[Invocation]] = set()  # Event invocations waiting or running
+        self._event_bytes = 0  # ... and the size of their events
 
     @functools.cached_property
     def node_available(self) -> bool:
@@ -407,12 +411,24 @@ class FunctionHost:
         settings = self.ctx.settings
         return parsed.name if parsed is not None and parsed.is_local(settings.region, settings.account_id) else ref
 
-    def invoke_later(self, ref: str, event: bytes, request_id: str | None = None) -> None:
+    def invoke_later(self, ref: str, event: bytes, request_id: str | None = None) -> bool:
         """InvocationType Event (the Lambda API's): run a hosted function in the background; the record, under
-        ``request_id``, is the only trace."""
+        ``request_id``, is the only trace. False (nothing queued) when ``event_queue`` events, or
+        ``EVENT_BYTES_QUEUED`` bytes of them, are already waiting or running: memory is not spent without bound."""
+        if len(self._events) >= self.event_queue or self._event_bytes + len(event) > EVENT_BYTES_QUEUED:
+            return False
         task = asyncio.create_task(self.invoke(ref, event, kind="Event", request_id=request_id, hosted_only=True))
         self._background.add(task)
-        task.add_done_callback(self._background.discard)
+        self._events.add(task)
+        self._event_bytes += len(event)
+
+        def done(finished: asyncio.Task[Invocation], size: int = len(event)) -> None:
+            self._background.discard(finished)
+            self._events.discard(finished)
+            self._event_bytes -= size
+
+        task.add_done_callback(done)
+        return True
 
     # -- records --------------------------------------------------------------------------------------------------
 
