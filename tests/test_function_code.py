@@ -7,6 +7,7 @@ import base64
 import io
 import json
 import os
+import resource
 import shutil
 import stat
 import subprocess
@@ -308,7 +309,24 @@ def test_symbolic_links_are_unpacked_as_links_and_checked_like_files(tmp_path: P
     code.chmod(0o555)
     again = unpack(tmp_path, "links", data)
     assert os.readlink(again / "vendor") == "lib" and os.readlink(again / "lib" / "libx.so.1") == "libx.so.1.2"
-    for target in ("/etc/passwd", "../x", "lib/../../x", "", "vendor/.."):
+    for target in ("/etc/passwd", "../x", "lib/../../x", "", "vendor/..", "d/" * 2500 + "x"):
         bad = make_zip([("index.py", "", PLAIN), ("lib/a", "", PLAIN), ("vendor", "lib", LINK), ("l", target, LINK)])
         with pytest.raises(InvalidParameterValue, match="the symbolic link 'l' points outside the package"):
             decode_zip(base64.b64encode(bad).decode())
+
+
+def test_a_link_entry_is_not_inflated_before_the_limits_are_checked() -> None:
+    """A link's target is small: an entry marked as a link that declares more is refused by its declared size, not
+    inflated (1 GiB of zeros compress to ~1 MB)."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr(zipfile.ZipInfo("index.py"), "")
+        info = zipfile.ZipInfo("bomb")
+        info.external_attr, info.compress_type = LINK, zipfile.ZIP_DEFLATED
+        with archive.open(info, "w", force_zip64=True) as sink:
+            for _ in range(1024):
+                sink.write(bytes(1 << 20))
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    with pytest.raises(InvalidParameterValue, match="longer than 4095 bytes"):
+        decode_zip(base64.b64encode(buffer.getvalue()).decode())
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - peak < 200 * 1024  # KiB: not the 1 GiB

@@ -118,6 +118,9 @@ def test_invoke_takes_what_lambda_takes_and_refuses_a_bad_client_context(lam) ->
     answer = lam.invoke(FunctionName=name, Payload=b'{"a": "\\ud800"}', ClientContext=ctx)
     body = json.loads(answer["Payload"].read())
     assert "FunctionError" not in answer and body == [True, {"k": "v"}], body
+    for payload in (b'{"a": NaN}', b"Infinity", b'{"a": -Infinity}'):  # Python's json takes them; JSON has none
+        with pytest.raises(lam.exceptions.InvalidRequestContentException):
+            lam.invoke(FunctionName=name, Payload=payload)
     for bad in (base64.b64encode(b"not json").decode(), base64.b64encode(b"[1]").decode(), "A" * 3584):
         with pytest.raises(lam.exceptions.InvalidParameterValueException, match="X-Amz-Client-Context"):
             lam.invoke(FunctionName=name, Payload=b"{}", ClientContext=bad)

@@ -30,6 +30,7 @@ MAX_ZIP_BYTES = 50 * 1024 * 1024  # AWS Lambda's limit for a zip uploaded with t
 MAX_UNZIPPED_BYTES = 250 * 1024 * 1024
 _UNZIP_ERROR = "Could not unzip uploaded file. Please check your file, then try to upload again."
 MAX_NAME_BYTES = 255  # a file or directory name (NAME_MAX)
+MAX_LINK_BYTES = 4095  # a symbolic link's target (PATH_MAX less its NUL)
 MAX_PATH_BYTES = 3072  # a path inside the package: PATH_MAX (4,096) less room for DATA_DIR/functions/NAME/<hash>
 STAGING_KEPT = 3600.0  # seconds a staging directory of ``unpack`` is left before ``sweep`` takes it for a crash's
 FILE_MODE = 0o444
@@ -69,9 +70,12 @@ def decode_zip(encoded: str) -> bytes:
             if both is not None:
                 raise InvalidParameterValue(f"{_UNZIP_ERROR} ('{both[:200]}' is both a file and a directory)")
             for path, info in files.items():
-                if _is_link(info) and not _link_inside(path, archive.read(info)):
+                # A link's target is its content: at most PATH_MAX - 1 bytes, checked by its declared size before
+                # anything is inflated (reading an entry stops at its declared size)
+                if _is_link(info) and (info.file_size > MAX_LINK_BYTES or not _link_inside(path, archive.read(info))):
                     raise InvalidParameterValue(
-                        f"{_UNZIP_ERROR} (the symbolic link '{str(path)[:200]}' points outside the package, or nowhere)"
+                        f"{_UNZIP_ERROR} (the symbolic link '{str(path)[:200]}' points outside the package, "
+                        f"or nowhere, or its target is longer than {MAX_LINK_BYTES} bytes)"
                     )
             size = sum(info.file_size for info in infos)
             if size > MAX_UNZIPPED_BYTES:  # before inflating anything: a 2 MB zip may hold gigabytes of zeros

@@ -147,6 +147,10 @@ def tail(result: Invocation, memory_mb: int) -> str:
     )
 
 
+def _not_json(constant: str) -> Any:
+    raise ValueError(f"{constant} is not JSON")
+
+
 def _client_context(encoded: str) -> str:
     """The ``X-Amz-Client-Context`` header as the handler gets it: base64 of a JSON object, at most 3,583 bytes
     (botocore's model); anything else is refused here rather than failing inside the function."""
@@ -179,7 +183,7 @@ async def invoke(ctx: Context, call: Call) -> Any:
             orjson.loads(payload)
         except orjson.JSONDecodeError:
             try:  # JSON orjson refuses but Lambda takes (a lone surrogate's escape); the worker decodes it the same way
-                json.loads(payload)
+                json.loads(payload, parse_constant=_not_json)  # (NaN and Infinity are Python's, not JSON)
             except ValueError:
                 raise InvalidRequestContent("Could not parse request body into json: the payload is not JSON") from None
     else:
