@@ -21,6 +21,7 @@ from pointcast.aws.sigv4 import SigV4Verifier
 from pointcast.aws.wire import json_response, new_id
 from pointcast.context import Context
 from pointcast.engine import handlers as engine_handlers
+from pointcast.engine.leader import Engine
 from pointcast.engine.runner import Runner
 from pointcast.functions import routes as function_routes
 from pointcast.functions.host import FunctionHost
@@ -81,16 +82,17 @@ def create_app(ctx: Context, verifier: SigV4Verifier, node: str | None, node_ric
         functions = build_function_host(ctx, node, node_ric)
         await functions.start()
         ctx.functions = functions
-        runner = Runner(ctx, ctx.clock) if ctx.settings.engine_enabled else None
-        app.state.runner = runner
-        if runner:
-            await runner.start()
-            ctx.wake_engine = runner.wake
-            ctx.destinations_down = runner.destinations_down
+        # The campaign engine runs on one server of a store at a time (engine/leader.py); the others stand by.
+        engine = Engine(ctx, lambda: Runner(ctx, ctx.clock)) if ctx.settings.engine_enabled else None
+        app.state.runner = engine
+        if engine:
+            await engine.start()
+            ctx.wake_engine = engine.wake
+            ctx.destinations_down = engine.destinations_down
         await import_jobs.resume_orphans(ctx)
         yield
-        if runner:
-            await runner.stop()
+        if engine:
+            await engine.stop()
         await functions.stop()
         ctx.functions = None
         ctx.db.dispose()
