@@ -496,3 +496,25 @@ def test_event_invocations_waiting_are_bounded(tmp_path: Path) -> None:
             lambda: len(own(srv, f"/pointcast/v1/functions/{name}/invocations")["Invocations"]) == 3, 30, "the three"
         )
         assert lam.invoke(FunctionName=name, InvocationType="Event", Payload=b"{}")["StatusCode"] == 202
+
+
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="needs Linux")
+def test_a_second_server_on_the_data_directory_leaves_the_first_ones_workers_alone(tmp_path: Path) -> None:
+    """What a killed server's workers left is killed when a server starts again on its data directory, but only
+    when no other server runs there: a second server (a mistake, or a second node of one store) must not kill the
+    running one's workers."""
+    pids_file = tmp_path / "pids.json"
+    with running_server("sqlite", tmp_path / "srv", None) as first:
+        lam = first.lambda_()
+        deploy(lam, "hangs", HANGS_WITH_A_CHILD, allow=None, Timeout=90)
+        lam.invoke(FunctionName="hangs", InvocationType="Event", Payload=json.dumps({"pids": str(pids_file)}))
+        pids = wait_for(lambda: pids_file.exists() and json.loads(pids_file.read_text() or "null"), 30, "the pids")
+        try:
+            second = Server(first.data_dir, dict(first.env)).start()
+            second.stop()
+            assert _alive(pids["worker"]) and _alive(pids["child"])
+            assert "left running by a worker of an earlier server" not in second.log()
+        finally:
+            for pid in pids.values():
+                with contextlib.suppress(OSError):
+                    os.kill(pid, signal.SIGKILL)

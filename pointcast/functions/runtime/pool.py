@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import logging
 import os
 import shutil
@@ -107,15 +108,25 @@ class WorkerPool:
         self._reaper: asyncio.Task[None] | None = None
         self._started = False
         self._stopped = False
+        self._lock_fd = -1
 
     async def start(self) -> None:
         """Prepare the work dir and the idle reaper; each worker gets its Runtime API listener when it starts.
-        What the workers of an earlier server on this work dir left running (it was killed) is killed first."""
+        What the workers of an earlier server on this work dir left running (it was killed) is killed first, when
+        no other server on the work dir is running: every running pool holds a shared lock on ``pool.lock``
+        (released with its process), and only a pool that finds none takes it exclusively and looks."""
         self.work_dir.mkdir(parents=True, exist_ok=True)
-        for pid in launch.leftover_processes(self.work_dir):
-            with contextlib.suppress(OSError):
-                os.kill(pid, signal.SIGKILL)
-                log.warning("killed process %d, left running by a worker of an earlier server", pid)
+        self._lock_fd = os.open(self.work_dir / "pool.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            pass  # another server's pool runs here: what runs here is its
+        else:
+            for pid in launch.leftover_processes(self.work_dir):
+                with contextlib.suppress(OSError):
+                    os.kill(pid, signal.SIGKILL)
+                    log.warning("killed process %d, left running by a worker of an earlier server", pid)
+        fcntl.flock(self._lock_fd, fcntl.LOCK_SH)  # (from exclusive: a conversion)
         self._started = True
         self._reaper = asyncio.create_task(self._reap_idle(), name="pointcast-pool-reaper")
 
@@ -138,6 +149,9 @@ class WorkerPool:
             self._close(worker)  # busy ones too: their invocations end with "signal: killed"
         if self._closing:
             await asyncio.wait(list(self._closing.values()), timeout=STOP_TIMEOUT)
+        if self._lock_fd >= 0:
+            os.close(self._lock_fd)
+            self._lock_fd = -1
 
     def code_dirs(self) -> set[Path]:
         """The code directories of every worker, running or idle."""
