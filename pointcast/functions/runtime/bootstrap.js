@@ -4,24 +4,27 @@
  *
  * Workers run AWS's own client (npm aws-lambda-ric) where `pointcast functions install-node-ric` has built it
  * (node_ric.py); it needs a native build, so this runs where it is not installed. It speaks the same API
- * (2018-06-01) at AWS_LAMBDA_RUNTIME_API and follows the Lambda Node.js runtime's conventions:
+ * (2018-06-01) at AWS_LAMBDA_RUNTIME_API and does what AWS's client does (its dist/index.mjs is the reference):
  *
- *   - _HANDLER is "path/module.fn" (fn may be nested: "module.a.b"); the module is resolved in LAMBDA_TASK_ROOT
- *     as module.js, module.mjs or module.cjs (ES modules via import()), else by require(). It is loaded once
- *     per worker and reused (warm starts).
+ *   - _HANDLER is "path/module.fn" (fn may be nested: "module.a.b"; ".." is refused); the module is loaded from
+ *     LAMBDA_TASK_ROOT as named, as module.js by require() (or as an ES module under "type": "module"), then
+ *     module.mjs, module.cjs, then by Node's resolution. It is loaded once per worker and reused (warm starts).
  *   - Init failures are posted to /init/error (Runtime.ImportModuleError, Runtime.HandlerNotFound,
- *     Runtime.MalformedHandlerName, Runtime.UserCodeSyntaxError) and the process exits.
- *   - Loop: GET /invocation/next -> handler(event, context, callback) -> POST /response or /error. Callback
- *     handlers (callback(err, result), context.succeed/fail/done) and async or promise-returning handlers both
- *     work; the first answer wins. Errors are posted as {errorType, errorMessage, trace}.
+ *     Runtime.MalformedHandlerName, Runtime.UserCodeSyntaxError, or the module's own error) and the process exits.
+ *   - Loop: GET /invocation/next -> handler(event, context, callback) -> POST /response or /error. The first of
+ *     callback, context.succeed/fail/done and a returned promise answers. Errors are posted as
+ *     {errorType, errorMessage, trace}: an Error (or an object shaped like one) by its name, message and stack,
+ *     any other value by its type and toString(); a rejection with null or undefined is the string "handled".
  *   - context: functionName, functionVersion, invokedFunctionArn, memoryLimitInMB, awsRequestId, logGroupName,
  *     logStreamName, clientContext, identity, getRemainingTimeInMillis(), callbackWaitsForEmptyEventLoop.
- *     A callback's answer is posted once the event loop is empty while callbackWaitsForEmptyEventLoop is true
- *     (the default), at once otherwise; an async handler's, and context.done/succeed/fail's, at once (work
- *     left pending then runs on in the warm worker, as after a freeze/thaw). If the event loop empties before
- *     the handler answers, the answer is null (as on Lambda).
- *   - console.* lines are written as "<ISO time>\t<request id>\t<LEVEL>\t<message>", as on Lambda.
- *   - An uncaught exception or unhandled rejection fails the current invocation and ends the process.
+ *     A callback's result is posted once the event loop is empty while callbackWaitsForEmptyEventLoop is true
+ *     (the default), at once otherwise; its error, an async handler's answer and context.done/succeed/fail's
+ *     at once (work left pending then runs on in the warm worker, as after a freeze/thaw). If the event loop
+ *     empties before the handler answers, the answer is null.
+ *   - console.* lines are written as "<ISO time>\t<request id>\t<LEVEL>\t<message>" (console.fatal too), as on
+ *     Lambda; levels below AWS_LAMBDA_LOG_LEVEL are not written.
+ *   - An uncaught exception or unhandled rejection (Runtime.UnhandledPromiseRejection) fails the current
+ *     invocation and ends the process; between invocations it only ends the process (the pool replaces it).
  */
 
 const fs = require('fs');
@@ -39,6 +42,7 @@ const TASK_ROOT = process.env.LAMBDA_TASK_ROOT || process.cwd();
 const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
 
 let currentRequestId;
+let initialized = false; // the handler is loaded: an error between invocations belongs to no invocation
 let answerOnEmptyLoop; // set while a handler runs: what 'beforeExit' does
 
 // -- the Runtime API ------------------------------------------------------------------------------------------
@@ -61,19 +65,51 @@ function call(method, urlPath, body, headers) {
   });
 }
 
+// Errors as AWS's client (aws-lambda-ric's Errors.js) reports them: an Error, or anything shaped like one, by its
+// name, message and stack; any other value by its type and its toString().
+function isErrorLike(obj) {
+  return Boolean(
+    obj && obj.name && obj.message && obj.stack &&
+      typeof obj.name === 'string' && typeof obj.message === 'string' && typeof obj.stack === 'string',
+  );
+}
+
 function errorDocument(err) {
-  if (err instanceof Error) {
-    const trace = typeof err.stack === 'string' ? err.stack.split('\n') : [];
-    return { errorType: err.name || 'Error', errorMessage: err.message, trace };
-  }
-  if (typeof err === 'string') return { errorType: 'string', errorMessage: err, trace: [] };
-  let message;
   try {
-    message = JSON.stringify(err);
+    if (util.types.isNativeError(err) || isErrorLike(err)) {
+      return { errorType: err.name, errorMessage: err.message, trace: err.stack.split('\n') };
+    }
+    return { errorType: typeof err, errorMessage: err.toString(), trace: [] };
   } catch (_) {
-    message = String(err);
+    return {
+      errorType: 'handled',
+      errorMessage:
+        'callback called with Error argument, but there was a problem while retrieving one or more of its message, name, and stack',
+    };
   }
-  return { errorType: typeof err, errorMessage: message === undefined ? String(err) : message, trace: [] };
+}
+
+// The log line's JSON for an error ("Invoke Error", "Uncaught Exception"), as AWS's client writes it.
+function formatted(err) {
+  const withProperties = (_key, value) => {
+    if (!(value instanceof Error)) return value;
+    const doc = Object.assign({ errorType: value.name, errorMessage: value.message, code: value.code }, value);
+    if (typeof value.stack === 'string') doc.stack = value.stack.split('\n');
+    return doc;
+  };
+  try {
+    return '\t' + JSON.stringify(err, withProperties);
+  } catch (_) {
+    return '\t' + JSON.stringify(errorDocument(err));
+  }
+}
+
+class UnhandledPromiseRejection extends Error {
+  constructor(reason) {
+    super(reason);
+    this.name = 'Runtime.UnhandledPromiseRejection';
+    this.reason = reason;
+  }
 }
 
 function postError(urlPath, doc) {
@@ -82,68 +118,89 @@ function postError(urlPath, doc) {
 
 // -- logging --------------------------------------------------------------------------------------------------
 
+// As AWS's client: each level under AWS_LAMBDA_LOG_LEVEL (the function's LoggingConfig) writes nothing.
+const LEVELS = ['TRACE', 'DEBUG', 'INFO', 'WARN', 'ERROR', 'FATAL'];
+
 function patchConsole() {
-  const line = (level) => (...args) => {
-    const text = util.format(...args);
-    process.stdout.write(`${new Date().toISOString()}\t${currentRequestId}\t${level}\t${text}\n`);
+  const least = Math.max(0, LEVELS.indexOf(String(process.env.AWS_LAMBDA_LOG_LEVEL || 'TRACE').toUpperCase()));
+  const line = (level) => {
+    if (LEVELS.indexOf(level) < least) return () => {};
+    return (...args) => {
+      const text = util.format(...args);
+      process.stdout.write(`${new Date().toISOString()}\t${currentRequestId}\t${level}\t${text}\n`);
+    };
   };
+  console.trace = line('TRACE');
+  console.debug = line('DEBUG');
   console.log = line('INFO');
   console.info = line('INFO');
-  console.debug = line('DEBUG');
   console.warn = line('WARN');
   console.error = line('ERROR');
-  console.trace = (...args) => line('TRACE')(new Error(util.format(...args)).stack.replace(/^Error/, 'Trace'));
+  console.fatal = line('FATAL');
 }
 
 // -- loading the handler --------------------------------------------------------------------------------------
 
 class InitError extends Error {
-  constructor(errorType, message, cause) {
+  constructor(errorType, message) {
     super(message);
     this.name = errorType;
-    if (cause && cause.stack) this.stack = `${errorType}: ${message}\n${cause.stack}`;
   }
+}
+
+// Loading as AWS's client does (aws-lambda-ric's UserFunction.js): the module as named, then .js (by require, unless
+// a package.json says "type": "module"), then .js as an ES module, .mjs, .cjs; then Node's own resolution.
+function hasTypeModule(folder) {
+  if (folder.endsWith('/node_modules')) return false;
+  const manifest = path.join(folder, 'package.json');
+  if (fs.existsSync(manifest)) {
+    try {
+      return JSON.parse(fs.readFileSync(manifest)).type === 'module';
+    } catch (_) {
+      return false;
+    }
+  }
+  return folder === '/' ? false : hasTypeModule(path.resolve(folder, '..'));
 }
 
 async function loadModule(moduleRoot, moduleName) {
   const base = path.resolve(TASK_ROOT, moduleRoot, moduleName);
+  const required = (ext) => (fs.existsSync(base + ext) ? require(base + ext) : undefined);
+  const imported = async (ext) => (fs.existsSync(base + ext) ? await import(pathToFileURL(base + ext).href) : undefined);
   try {
-    if (fs.existsSync(base + '.mjs')) return await import(pathToFileURL(base + '.mjs').href);
-    for (const ext of ['.js', '.cjs']) {
-      if (!fs.existsSync(base + ext)) continue;
-      try {
-        return require(base + ext);
-      } catch (err) {
-        if (err && err.code === 'ERR_REQUIRE_ESM') return await import(pathToFileURL(base + ext).href);
-        throw err;
-      }
+    const bare = required('');
+    if (bare) return bare;
+    const typeModule = fs.existsSync(base + '.js') && hasTypeModule(path.dirname(base + '.js'));
+    if (!typeModule) {
+      const js = required('.js');
+      if (js) return js;
     }
-    return require(require.resolve(moduleName, { paths: [path.resolve(TASK_ROOT, moduleRoot), TASK_ROOT] }));
+    const loaded = (typeModule && (await imported('.js'))) || (await imported('.mjs')) || required('.cjs');
+    if (loaded) return loaded;
+    return require(require.resolve(moduleName, { paths: [TASK_ROOT, moduleRoot] }));
   } catch (err) {
-    if (err instanceof SyntaxError) throw new InitError('Runtime.UserCodeSyntaxError', String(err), err);
-    if (err && err.code === 'MODULE_NOT_FOUND' && String(err.message).includes(moduleName)) {
-      throw new InitError('Runtime.ImportModuleError', `Error: Cannot find module '${moduleName}'`, err);
-    }
+    if (err instanceof SyntaxError) throw new InitError('Runtime.UserCodeSyntaxError', String(err));
+    if (err && err.code === 'MODULE_NOT_FOUND') throw new InitError('Runtime.ImportModuleError', String(err));
     throw err;
   }
 }
 
 async function loadHandler(handlerString) {
+  if (handlerString.includes('..')) {
+    throw new InitError(
+      'Runtime.MalformedHandlerName',
+      `'${handlerString}' is not a valid handler name. Use absolute paths when specifying root directories in handler names.`,
+    );
+  }
   const file = path.basename(handlerString);
-  const moduleRoot = handlerString.slice(0, handlerString.length - file.length);
+  const moduleRoot = handlerString.substring(0, handlerString.indexOf(file));
   const match = /^([^.]*)\.(.*)$/.exec(file);
-  if (!match) throw new InitError('Runtime.MalformedHandlerName', `Bad handler ${handlerString}`);
+  if (!match) throw new InitError('Runtime.MalformedHandlerName', 'Bad handler');
   const [, moduleName, fnPath] = match;
   const mod = await loadModule(moduleRoot, moduleName);
-  let fn = mod;
-  for (const part of fnPath.split('.')) fn = fn == null ? undefined : fn[part];
-  if (typeof fn !== 'function' && mod && mod.default) {
-    fn = mod.default;
-    for (const part of fnPath.split('.')) fn = fn == null ? undefined : fn[part];
-  }
-  if (typeof fn !== 'function') {
-    throw new InitError('Runtime.HandlerNotFound', `${file} is undefined or not exported`);
-  }
+  const fn = fnPath.split('.').reduce((nested, key) => nested && nested[key], mod);
+  if (!fn) throw new InitError('Runtime.HandlerNotFound', `${handlerString} is undefined or not exported`);
+  if (typeof fn !== 'function') throw new InitError('Runtime.HandlerNotFound', `${handlerString} is not a function`);
   return fn;
 }
 
@@ -171,6 +228,10 @@ function makeContext(headers, requestId) {
 }
 
 function runHandler(handler, event, context) {
+  // As AWS's client (aws-lambda-ric's CallbackContext.js): the first of callback, succeed, fail, done and the
+  // returned promise answers. The callback's error answers at once; its result waits for the event loop to be
+  // empty while context.callbackWaitsForEmptyEventLoop is true (the default), so that work the handler left
+  // pending runs first, in this invocation (and its failure is this invocation's). done/succeed/fail answer at once.
   return new Promise((resolve, reject) => {
     let answered = false;
     const settle = (err, result) => {
@@ -180,19 +241,21 @@ function runHandler(handler, event, context) {
       else resolve(result);
     };
     answerOnEmptyLoop = () => settle(null, null);
-    // The handler's callback answers once the event loop is empty while context.callbackWaitsForEmptyEventLoop
-    // is true (the default), as on Lambda: work the handler left pending runs first, in this invocation, and
-    // an exception it throws fails this invocation, not the next one. context.done/succeed/fail answer at once.
-    let called = false;
-    const callback = (err, result) => {
-      if (answered || called) return;
-      called = true;
-      if (context.callbackWaitsForEmptyEventLoop) answerOnEmptyLoop = () => settle(err, result);
-      else settle(err, result);
+    let finished = false;
+    const first = (fn) => (...args) => {
+      if (finished) return;
+      finished = true;
+      fn(...args);
     };
-    context.done = settle;
-    context.succeed = (result) => settle(null, result);
-    context.fail = (err) => settle(err === undefined || err === null ? 'handled' : err);
+    const done = (err, result) => settle(err, result);
+    const callback = first((err, result) => {
+      if (err !== undefined && err !== null) settle(err);
+      else if (context.callbackWaitsForEmptyEventLoop) answerOnEmptyLoop = () => settle(null, result);
+      else settle(null, result);
+    });
+    context.done = first(done);
+    context.succeed = first((result) => done(null, result));
+    context.fail = first((err) => done(err === undefined || err === null ? 'handled' : err));
     let returned;
     try {
       returned = handler(event, context, callback);
@@ -200,12 +263,7 @@ function runHandler(handler, event, context) {
       settle(err);
       return;
     }
-    if (returned && typeof returned.then === 'function') {
-      returned.then(
-        (result) => settle(null, result),
-        (err) => settle(err === undefined || err === null ? new Error('the handler rejected with ' + err) : err),
-      );
-    }
+    if (returned && typeof returned.then === 'function') returned.then(context.succeed, context.fail);
   });
 }
 
@@ -226,9 +284,8 @@ async function invokeOnce(handler) {
     });
     body = JSON.stringify(result === undefined ? null : result);
   } catch (err) {
-    const doc = errorDocument(err);
-    console.error('Invoke Error', '\t' + JSON.stringify(doc));
-    await postError(`/invocation/${requestId}/error`, doc);
+    console.error('Invoke Error', formatted(err));
+    await postError(`/invocation/${requestId}/error`, errorDocument(err));
     return;
   }
   await call('POST', `/invocation/${requestId}/response`, body);
@@ -236,13 +293,17 @@ async function invokeOnce(handler) {
 
 // -- main -----------------------------------------------------------------------------------------------------
 
+// An uncaught exception or unhandled rejection fails the invocation under way (or the init) and ends the process.
+// Between invocations (work a handler left behind) there is nothing to fail: the process ends, and the pool runs
+// the next call on a fresh worker.
 function failAndExit(kind) {
-  return (err) => {
-    const doc = errorDocument(err);
-    doc.errorType = kind === 'rejection' ? 'Runtime.UnhandledPromiseRejection' : doc.errorType;
-    console.error(kind === 'rejection' ? 'Unhandled Promise Rejection' : 'Uncaught Exception', '\t' + JSON.stringify(doc));
+  return (reason) => {
+    const err = kind === 'rejection' ? new UnhandledPromiseRejection(reason) : reason;
+    const code = kind === 'rejection' ? 128 : 129;
+    console.error(kind === 'rejection' ? 'Unhandled Promise Rejection' : 'Uncaught Exception', formatted(err));
+    if (initialized && !currentRequestId) process.exit(code);
     const target = currentRequestId ? `/invocation/${currentRequestId}/error` : '/init/error';
-    postError(target, doc).finally(() => process.exit(129));
+    postError(target, errorDocument(err)).finally(() => process.exit(code));
   };
 }
 
@@ -255,12 +316,11 @@ async function main() {
   try {
     handler = await loadHandler(process.env._HANDLER || '');
   } catch (err) {
-    const doc = errorDocument(err);
-    if (!(err instanceof InitError)) doc.errorType = 'Runtime.ImportModuleError';
-    console.error('Init Error', '\t' + JSON.stringify(doc));
-    await postError('/init/error', doc).catch(() => {});
-    process.exit(1);
+    console.error('Uncaught Exception', formatted(err));
+    await postError('/init/error', errorDocument(err)).catch(() => {});
+    process.exit(129);
   }
+  initialized = true;
   for (;;) {
     await invokeOnce(handler);
     currentRequestId = undefined;

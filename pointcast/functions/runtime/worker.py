@@ -155,7 +155,7 @@ class Worker:
     async def start(self) -> None:
         """Open the listener and the log file, then start the process; raises LaunchError or OSError."""
         argv = launch.command(self.spec, self._python, self._node, self._node_ric)
-        argv = launch.with_memory_limit(argv, self.spec.memory_mb)
+        argv = launch.with_memory_limit(argv, launch.memory_limit_mb(self.spec, self._node_ric))
         address = await self._api.start() if self._api is not None else None
         env = launch.environment(
             self.spec, self._base_env, address, launch.log_stream_name(), self._work_dir / "pycache"
