@@ -55,7 +55,9 @@ def serve(
         bool | None,
         typer.Option("--allow-any-credentials", help="Accept any signature (throwaway local use only)"),
     ] = None,
-    log_level: Annotated[str | None, typer.Option(help="debug, info, warning (env POINTCAST_LOG_LEVEL)")] = None,
+    log_level: Annotated[
+        str | None, typer.Option(help="critical, error, warning, info, debug, trace (env POINTCAST_LOG_LEVEL)")
+    ] = None,
 ) -> None:
     """Serve every API pointcast speaks on one port.
 

@@ -16,7 +16,7 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="POINTCAST_", extra="ignore")
 
     host: str = "127.0.0.1"
-    port: int = Field(8787, ge=0, le=65535)
+    port: int = Field(8787, ge=1, le=65535)  # (not 0: functions and Code.Location are given this port)
     advertised_url: str | None = None  # how functions and clients reach this server (default: from host and port)
     data_dir: Path = Path("pointcast-data")
     database_url: str | None = None

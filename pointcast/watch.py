@@ -22,24 +22,31 @@ def watch(client: Any, app_id: str, campaign_id: str, timeout: float, console: C
         TextColumn("[bold]{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
-        TextColumn("sent {task.fields[sent]}  failed {task.fields[failed]}  skipped {task.fields[skipped]}"),
+        TextColumn(
+            "sent {task.fields[sent]}  failed {task.fields[failed]}  skipped {task.fields[skipped]}"
+            "  filtered {task.fields[filtered]}"
+        ),
         TextColumn("{task.fields[rate]:.0f}/s"),
         TimeElapsedColumn(),
         TimeRemainingColumn(),
     )
     deadline = time.monotonic() + timeout
     with Progress(*columns, console=console, transient=False) as bar:
-        task = bar.add_task(campaign_id[:12], total=None, sent=0, failed=0, skipped=0, rate=0.0)
+        task = bar.add_task(campaign_id[:12], total=None, sent=0, failed=0, skipped=0, filtered=0, rate=0.0)
         started, first_done = time.monotonic(), None
         progress: dict[str, Any] = {}
         while time.monotonic() < deadline:
             progress = client.request("GET", path)
-            state = pinpoint.get_campaign(ApplicationId=app_id, CampaignId=campaign_id)["CampaignResponse"]["State"]
+            campaign = pinpoint.get_campaign(ApplicationId=app_id, CampaignId=campaign_id)["CampaignResponse"]
+            state = campaign["State"]
             done = progress["Sent"] + progress["Failed"] + progress["Filtered"]  # of Planned: batches' endpoints
             if first_done is None and done:
                 first_done = (time.monotonic(), done)
             rate = (done - first_done[1]) / max(time.monotonic() - first_done[0], 1e-6) if first_done else 0.0
             description = campaign_id[:12]
+            start = (campaign.get("Schedule") or {}).get("StartTime")
+            if not progress["Runs"] and state["CampaignStatus"] == "SCHEDULED" and start:
+                description += f" [dim]not started: scheduled for {start}[/dim]"
             for down in progress.get("DestinationsDown") or []:  # its batches wait for the destination's breaker
                 description += (
                     f" [red]{down['Destination']} is down ({down['DownSeconds']:.0f} s; {down['LastError']})[/red]"
@@ -51,7 +58,8 @@ def watch(client: Any, app_id: str, campaign_id: str, timeout: float, console: C
                 completed=done,
                 sent=progress["Sent"],
                 failed=progress["Failed"],
-                skipped=progress["Skipped"] + progress["Filtered"],
+                skipped=progress["Skipped"],
+                filtered=progress["Filtered"],
                 rate=rate,
             )
             running = any(run["State"] != "COMPLETED" for run in progress["Runs"])
@@ -59,7 +67,13 @@ def watch(client: Any, app_id: str, campaign_id: str, timeout: float, console: C
                 break
             time.sleep(POLL_SECONDS)
         else:
-            console.print(f"[yellow]stopped watching after {timeout:.0f} s; the campaign is still running[/yellow]")
+            if progress.get("Runs"):
+                console.print(f"[yellow]stopped watching after {timeout:.0f} s; the campaign is still running[/yellow]")
+            else:
+                console.print(
+                    f"[yellow]stopped watching after {timeout:.0f} s; the campaign has not started "
+                    f"({state['CampaignStatus']}, start {start})[/yellow]"
+                )
             return 2
     elapsed = time.monotonic() - started
     console.print(

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
-from tests.support.server import BIN, KEY_ID, REGION, SECRET, cli_env
+from tests.support.campaigns import wait_for
+from tests.support.server import BIN, KEY_ID, REGION, SECRET, cli_env, free_port
 from tests.test_campaign_run import endpoints, load
 
 
@@ -106,3 +109,55 @@ def test_cli_errors_are_one_line(server, app_id) -> None:
     secret = pointcast(server, "apps", "webhook-secret", app_id)
     assert secret.returncode == 0 and secret.stdout.startswith("whsec_")
     assert pointcast(server, "apps", "webhook-secret", "--delete", app_id).stdout.strip() == "deleted"
+
+
+def test_cli_mistakes_are_one_line(server, tmp_path: Path) -> None:
+    """A URL without its scheme, a profile that does not exist, a URL that is not pointcast's: one line each (they
+    were tracebacks); and serve refuses port 0, which functions would be told."""
+    not_pointcast = subprocess.Popen(
+        [sys.executable, "-m", "http.server", "--bind", "127.0.0.1", str(port := free_port())],
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_for(lambda: socket.socket().connect_ex(("127.0.0.1", port)) == 0, 10, "the plain HTTP server")
+        cases = [
+            (["--endpoint-url", server.url.removeprefix("http://")], "must be an http:// or https:// URL"),
+            (["--profile", "nosuch"], "could not be found"),
+            (["--endpoint-url", f"http://127.0.0.1:{port}"], "no JSON: is it pointcast's URL?"),
+        ]
+        for extra, words in cases:
+            result = pointcast(server, "functions", "logs", "fn", *extra)
+            assert result.returncode == 1 and words in result.stderr, (extra, result.stderr)
+            assert "Traceback" not in result.stderr, result.stderr
+    finally:
+        not_pointcast.terminate()
+        not_pointcast.wait(timeout=10)
+    run_env = {**cli_env(), "POINTCAST_DATA_DIR": str(tmp_path / "data"), "POINTCAST_PORT": "0", "COLUMNS": "200"}
+    refused = subprocess.run([str(Path(BIN) / "pointcast"), "serve"], env=run_env, capture_output=True, text=True)
+    assert (
+        refused.returncode in (1, 2) and "POINTCAST_PORT: Input should be greater than or equal to 1" in refused.stderr
+    )
+
+
+def test_watch_says_a_campaign_scheduled_for_later_has_not_started(server, pinpoint, app_id, test_ca) -> None:
+    from tests.support.server import ACCOUNT_ID
+    from tests.support.tls import TLSReceiver
+
+    with TLSReceiver(test_ca, account_id=ACCOUNT_ID) as receiver:
+        segment = pinpoint.create_segment(ApplicationId=app_id, WriteSegmentRequest={"Name": "later"})
+        later = pinpoint.create_campaign(
+            ApplicationId=app_id,
+            WriteCampaignRequest={
+                "Name": "later",
+                "SegmentId": segment["SegmentResponse"]["Id"],
+                "Schedule": {"StartTime": "2099-01-01T00:00:00Z"},
+                "MessageConfiguration": {"CustomMessage": {"Data": "x"}},
+                "CustomDeliveryConfiguration": {"DeliveryUri": receiver.url, "EndpointTypes": ["CUSTOM"]},
+            },
+        )["CampaignResponse"]
+    watched = pointcast(server, "campaigns", "watch", "--timeout", "1", app_id, later["Id"])
+    assert watched.returncode == 2, watched.stdout + watched.stderr
+    assert "not started: scheduled for 2099-01-01T00:00:00Z" in watched.stdout
+    assert "the campaign has not started (SCHEDULED, start 2099-01-01T00:00:00Z)" in watched.stdout

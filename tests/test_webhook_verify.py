@@ -200,7 +200,11 @@ def test_wrong_account_id_fails(receiver: TLSReceiver, trusting_context: ssl.SSL
 def test_missing_header_fails(receiver: TLSReceiver, trusting_context: ssl.SSLContext) -> None:
     receiver.account_id = None
     message = head_error(receiver.url, trusting_context)
-    assert message.endswith("answered without the X-Amz-Pinpoint-AccountId header")
+    assert message.endswith("answered with status 200, without the X-Amz-Pinpoint-AccountId header")
+    receiver.head_status = 404  # a route that takes only POST: the status is the clue
+    assert "answered with status 404, without the X-Amz-Pinpoint-AccountId header" in head_error(
+        receiver.url, trusting_context
+    )
 
 
 @pytest.mark.parametrize("status", [500, 502, 503])
@@ -215,7 +219,7 @@ def test_server_error_fails_even_with_the_header(
 def test_redirect_is_not_followed(receiver: TLSReceiver, trusting_context: ssl.SSLContext) -> None:
     receiver.head_responder = lambda rec: (301, {"Location": "/elsewhere"}, b"")
     message = head_error(receiver.url, trusting_context)
-    assert "answered without the X-Amz-Pinpoint-AccountId header" in message
+    assert "answered with status 301 (it was not followed), without the X-Amz-Pinpoint-AccountId header" in message
     assert [r.path for r in receiver.requests] == ["/hook"]
 
 

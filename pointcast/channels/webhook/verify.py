@@ -183,7 +183,8 @@ async def check_webhook_head(
     if status >= 500:
         raise _head_error(field, url, f"answered with status {status}, a server error")
     if received is None:
-        raise _head_error(field, url, f"answered without the {ACCOUNT_ID_HEADER} header")
+        hint = " (it was not followed)" if 300 <= status < 400 else ""
+        raise _head_error(field, url, f"answered with status {status}{hint}, without the {ACCOUNT_ID_HEADER} header")
     expected = account_id.strip()
     if received.strip() != expected:
         raise _head_error(
