@@ -13,7 +13,7 @@ import pytest
 
 from pointcast.functions.runtime import node_ric
 from tests.conftest import need_service
-from tests.support.server import BIN
+from tests.support.server import BIN, free_port
 
 
 def fake_package(root: Path, *, native: bool = True) -> Path:
@@ -76,7 +76,7 @@ def test_install_says_what_is_missing(tmp_path: Path, monkeypatch: pytest.Monkey
 
 def test_serve_refuses_a_path_without_the_client(tmp_path: Path) -> None:
     done = subprocess.run(
-        [str(BIN / "pointcast"), "serve", "--data-dir", str(tmp_path / "data"), "--port", "0"],
+        [str(BIN / "pointcast"), "serve", "--data-dir", str(tmp_path / "data"), "--port", str(free_port())],
         env={"PATH": str(BIN), "POINTCAST_NODE_RIC": str(tmp_path / "nothing-here"), "COLUMNS": "500"},
         capture_output=True,
         text=True,
@@ -92,7 +92,7 @@ def test_serve_refuses_a_client_this_node_cannot_load(tmp_path: Path) -> None:
         need_service("Node.js ('node') is not on PATH")
     fake_package(tmp_path / "prefix")
     done = subprocess.run(
-        [str(BIN / "pointcast"), "serve", "--data-dir", str(tmp_path / "data"), "--port", "0"],
+        [str(BIN / "pointcast"), "serve", "--data-dir", str(tmp_path / "data"), "--port", str(free_port())],
         env={
             "PATH": f"{BIN}:{Path(str(NODE)).parent}",
             "POINTCAST_NODE_RIC": str(tmp_path / "prefix"),

@@ -38,8 +38,9 @@ _KEY = "SELECT pg_try_advisory_lock(hashtext('pointcast.engine:' || current_sche
 
 class _PostgresLock:
     def __init__(self, url: sa.URL | str) -> None:
-        # Its own engine without a pool: the lock lives exactly as long as this one connection. Keepalives make a
-        # vanished holder's session (and lock) end within a minute on PostgreSQL's side.
+        # Its own engine without a pool: the lock lives exactly as long as this one connection. TCP keepalives on
+        # both sides (the client's here, PostgreSQL's set for the session in ``acquire``): a holder whose host
+        # vanished loses its session, and the lock, within half a minute, and a holder notices a vanished database.
         self._engine = sa.create_engine(
             url,
             poolclass=sa.pool.NullPool,
@@ -51,6 +52,8 @@ class _PostgresLock:
         self.release()
         conn = self._engine.connect()
         try:
+            for setting in ("tcp_keepalives_idle = 10", "tcp_keepalives_interval = 5", "tcp_keepalives_count = 3"):
+                conn.exec_driver_sql(f"SET {setting}")
             held = bool(conn.exec_driver_sql(_KEY).scalar())
             conn.commit()
         except Exception:
