@@ -15,7 +15,6 @@ import contextlib
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from itertools import chain
 from typing import TYPE_CHECKING, Any
 
 import msgspec
@@ -116,6 +115,7 @@ def _members_json(members: Members) -> bytes:
 # building every attribute list and metric as Python objects, with far less for the collector to look at.
 _DEFINITIONS = msgspec.json.Decoder(dict[str, Members])
 _OBJECT = msgspec.json.Decoder(Members)
+_ENCODE = msgspec.json.Encoder().encode
 
 
 def _object(raw: bytes | msgspec.Raw) -> Members | None:
@@ -163,19 +163,11 @@ def _definitions(payload: bytes, wanted: set[str]) -> tuple[dict[str, Members], 
 
 
 def _written_as(payload: bytes, value: dict[str, Members]) -> bool:
-    """Whether ``payload`` is exactly ``value`` written compactly: its length is the least any text of that value
-    can have (no space, no escape in a name, and no name twice: JSON readers keep a repeated name's last value, so
-    the bytes of an earlier one, which might be anything, must not reach the channel)."""
-    # Per entry: the id, its quotes and colon, and its object: braces, and per member its name, quotes, colon and
-    # value, with a comma between members ("{}" when empty); commas between entries and the outer braces.
-    # Counted in C (map, chain, join) rather than per member in Python: ~20 us for 50 endpoints of 15 members.
-    definitions = value.values()
-    counts = list(map(len, definitions))
-    size = 5 * len(value) + 1 + 4 * sum(counts) + counts.count(0) + sum(map(len, value))
-    # Names and ids are counted in characters: one beyond ASCII takes more bytes, so the count falls short (re-encoded).
-    size += len("".join(chain.from_iterable(definitions)))
-    size += len(b"".join(chain.from_iterable(map(dict.values, definitions))))
-    return size == len(payload)
+    """Whether ``payload`` is exactly ``value`` written compactly (no space, no escape in a name, and no name twice:
+    JSON readers keep a repeated name's last value, so the bytes of an earlier one, which might be anything, must
+    not reach the channel). Encoding the decoded value again costs ~11 us for 50 endpoints: its members are the
+    answer's own JSON text (msgspec.Raw), copied as they are."""
+    return _ENCODE(value) == payload
 
 
 def decode_filter(payload: bytes, ids: list[str]) -> Filtered:
