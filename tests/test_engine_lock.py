@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+import psycopg
 import pytest
 
 from tests.conftest import make_server
@@ -100,3 +101,30 @@ def test_the_standby_takes_the_runs_over_when_the_engine_dies(pair: list[Server]
     assert set(rx.delivered()) == set(IDS)
     found = outcomes(standby, app_id, campaign_id, page_size=ENDPOINTS)
     assert sorted(o["EndpointId"] for o in found) == IDS and {o["Status"] for o in found} == {"SENT"}
+
+
+def test_an_engine_that_loses_its_lock_stops_and_takes_it_again(
+    backend: str, pair: list[Server], test_ca: TestCA
+) -> None:
+    """PostgreSQL ends the lock's session (a restart, a network cut, an operator): the engine stops, then, as a
+    standby, takes the lock again (here nobody else did first) and runs campaigns as before."""
+    if backend != "postgres":
+        pytest.skip("the lock's session is PostgreSQL's")
+    engine, _ = engine_and_standby(pair)
+    schema = engine.env["POINTCAST_DATABASE_URL"].rsplit("search_path%3D", 1)[1]
+    base = engine.env["POINTCAST_DATABASE_URL"].split("?", 1)[0]
+    key = f"pointcast.engine:{schema}"
+    with psycopg.connect(base, autocommit=True) as conn:
+        ended = conn.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory' AND granted "
+            "AND objid = (hashtext(%s)::bigint & 4294967295)::oid",
+            (key,),
+        ).fetchall()
+    assert ended == [(True,)]
+    wait_for(lambda: "the store's engine lock was lost" in engine.log(), 15, "the engine to see its lock lost")
+    wait_for(lambda: sorted(map(role, pair)) == ["engine", "standby"], 15, "an engine again")
+    with Receiver(test_ca) as rx:
+        app_id, campaign_id = campaign_on(pair[1], rx)
+        wait_for_runs(pair[1], pair[1].pinpoint(), app_id, campaign_id, 1, "COMPLETED", timeout=60)
+        received = Counter(post.batch_id for post in rx.posts())
+    assert len(received) == BATCHES and set(received.values()) == {1}
