@@ -19,7 +19,7 @@ import pytest
 from pointcast.functions.runtime import FunctionSpec, InvokeResult, PoolStopped, WorkerPool, node_available, node_ric
 from tests.conftest import need_service
 from tests.support import pool as pool_support
-from tests.support.pool import ARN, function, run
+from tests.support.pool import ARN, alive, function, run
 
 NODE = shutil.which("node")
 BASE_ENV = {
@@ -73,11 +73,7 @@ def gone(pid: int, within: float = 5.0) -> bool:
     """True once ``pid`` no longer exists (or is only a zombie)."""
     deadline = time.monotonic() + within
     while time.monotonic() < deadline:
-        try:
-            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-        except (FileNotFoundError, ProcessLookupError):
-            return True
-        if state == "Z":
+        if not alive(pid):
             return True
         time.sleep(0.05)
     return False

@@ -15,6 +15,7 @@ import struct
 import time
 import uuid
 import zipfile
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -25,6 +26,7 @@ from botocore.exceptions import ClientError
 from tests.conftest import running_server
 from tests.support.campaigns import own, wait_for
 from tests.support.functions import EVERY_APP, ROLE, deploy, zip_code
+from tests.support.pool import alive
 from tests.support.server import ACCOUNT_ID, REGION, Server
 from tests.support.signing import signed_request
 
@@ -371,14 +373,6 @@ def test_nodejs_needs_node(tmp_path: Path) -> None:
         deploy(lam, _name(), allow=None)  # Python functions are fine
 
 
-def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"  # a zombie has ended
-    except FileNotFoundError:
-        return False
-
-
 HANGS_WITH_A_CHILD = """
 import json, subprocess, sys, time
 def handler(event, context):
@@ -389,27 +383,34 @@ def handler(event, context):
 """
 
 
+@contextlib.contextmanager
+def hanging_worker(srv: Server, tmp_path: Path) -> Iterator[dict[str, int]]:
+    """A worker of ``srv`` running HANGS_WITH_A_CHILD: the pids of the worker and of its handler's child, both
+    killed on the way out whatever the test did."""
+    pids_file = tmp_path / "pids.json"
+    lam = srv.lambda_()
+    deploy(lam, "hangs", HANGS_WITH_A_CHILD, allow=None, Timeout=90)
+    lam.invoke(FunctionName="hangs", InvocationType="Event", Payload=json.dumps({"pids": str(pids_file)}))
+    pids = wait_for(lambda: pids_file.exists() and json.loads(pids_file.read_text() or "null"), 30, "the pids")
+    try:
+        yield pids
+    finally:
+        for pid in pids.values():
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
+
+
 @pytest.mark.skipif(not Path("/proc").is_dir() or not shutil.which("setpriv"), reason="needs Linux and setpriv")
 def test_a_killed_server_leaves_no_worker_running(tmp_path: Path) -> None:
     """kill -9 of the server: its busy worker dies with it (no handler runs on past its Timeout, beside the one a
     restarted server starts for the same batch), and what the handler started is killed when the server starts."""
-    pids_file = tmp_path / "pids.json"
-    with running_server("sqlite", tmp_path / "srv", None) as srv:
-        lam = srv.lambda_()
-        deploy(lam, "hangs", HANGS_WITH_A_CHILD, allow=None, Timeout=90)
-        lam.invoke(FunctionName="hangs", InvocationType="Event", Payload=json.dumps({"pids": str(pids_file)}))
-        pids = wait_for(lambda: pids_file.exists() and json.loads(pids_file.read_text() or "null"), 30, "the pids")
-        try:
-            srv.stop(signal.SIGKILL)
-            wait_for(lambda: not _alive(pids["worker"]), 10, "the worker to die with the server")
-            assert _alive(pids["child"])  # the handler's own child outlived its worker...
-            srv.start()
-            wait_for(lambda: not _alive(pids["child"]), 10, "the child to be killed")  # ... until the next start
-            assert "left running by a worker of an earlier server" in srv.log()
-        finally:
-            for pid in pids.values():
-                with contextlib.suppress(OSError):
-                    os.kill(pid, signal.SIGKILL)
+    with running_server("sqlite", tmp_path / "srv", None) as srv, hanging_worker(srv, tmp_path) as pids:
+        srv.stop(signal.SIGKILL)
+        wait_for(lambda: not alive(pids["worker"]), 10, "the worker to die with the server")
+        assert alive(pids["child"])  # the handler's own child outlived its worker...
+        srv.start()
+        wait_for(lambda: not alive(pids["child"]), 10, "the child to be killed")  # ... until the next start
+        assert "left running by a worker of an earlier server" in srv.log()
 
 
 def test_lambda_errors_are_lambdas_own(lam, server: Server) -> None:
@@ -503,18 +504,8 @@ def test_a_second_server_on_the_data_directory_leaves_the_first_ones_workers_alo
     """What a killed server's workers left is killed when a server starts again on its data directory, but only
     when no other server runs there: a second server (a mistake, or a second node of one store) must not kill the
     running one's workers."""
-    pids_file = tmp_path / "pids.json"
-    with running_server("sqlite", tmp_path / "srv", None) as first:
-        lam = first.lambda_()
-        deploy(lam, "hangs", HANGS_WITH_A_CHILD, allow=None, Timeout=90)
-        lam.invoke(FunctionName="hangs", InvocationType="Event", Payload=json.dumps({"pids": str(pids_file)}))
-        pids = wait_for(lambda: pids_file.exists() and json.loads(pids_file.read_text() or "null"), 30, "the pids")
-        try:
-            second = Server(first.data_dir, dict(first.env)).start()
-            second.stop()
-            assert _alive(pids["worker"]) and _alive(pids["child"])
-            assert "left running by a worker of an earlier server" not in second.log()
-        finally:
-            for pid in pids.values():
-                with contextlib.suppress(OSError):
-                    os.kill(pid, signal.SIGKILL)
+    with running_server("sqlite", tmp_path / "srv", None) as first, hanging_worker(first, tmp_path) as pids:
+        second = Server(first.data_dir, dict(first.env)).start()
+        second.stop()
+        assert alive(pids["worker"]) and alive(pids["child"])
+        assert "left running by a worker of an earlier server" not in second.log()

@@ -15,6 +15,15 @@ T = TypeVar("T")
 ARN = "arn:aws:lambda:us-east-1:123456789012:function:{}"
 
 
+def alive(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie has ended: only its exit status is left)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    return state != "Z"
+
+
 def run(make: Callable[[], Awaitable[T]], limit: float = 60.0) -> T:
     """``make()`` on a fresh event loop, bounded by ``limit`` seconds."""
 
