@@ -124,10 +124,9 @@ class Engine:
         self._make_runner = make_runner
         db = ctx.db
         if db.is_sqlite:
-            database = db.url.removeprefix("sqlite:///")
-            on_disk = database not in ("", ":memory:")
-            where = Path(database + ".engine-lock") if on_disk else ctx.settings.data_dir / "engine.lock"
-            self._lock: _PostgresLock | _FileLock = _FileLock(where)
+            where = db.sqlite_path
+            lock = where.with_name(where.name + ".engine-lock") if where else ctx.settings.data_dir / "engine.lock"
+            self._lock: _PostgresLock | _FileLock = _FileLock(lock)
         else:
             self._lock = _PostgresLock(db.engine.url)
         self.runner: Runner | None = None

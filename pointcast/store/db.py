@@ -45,11 +45,12 @@ class Database:
     def __init__(self, url: str, *, echo: bool = False) -> None:
         self.url = url
         self.is_sqlite = url.startswith("sqlite")
+        path = url.removeprefix("sqlite:///") if self.is_sqlite else ""
+        self.sqlite_path = Path(path) if path and path != ":memory:" else None  # the database file, if one
         kwargs: dict[str, Any] = {"json_serializer": _json_dumps, "json_deserializer": orjson.loads}
         if self.is_sqlite:
-            path = url.removeprefix("sqlite:///")
-            if path and path != ":memory:":
-                Path(path).parent.mkdir(parents=True, exist_ok=True)
+            if self.sqlite_path is not None:
+                self.sqlite_path.parent.mkdir(parents=True, exist_ok=True)
             kwargs["connect_args"] = {"check_same_thread": False, "timeout": 30}
             kwargs["pool_size"] = 8
             kwargs["max_overflow"] = 16
