@@ -84,7 +84,7 @@ def create_app(ctx: Context, verifier: SigV4Verifier, node: str | None, node_ric
         ctx.functions = functions
         # The campaign engine runs on one server of a store at a time (engine/leader.py); the others stand by.
         engine = Engine(ctx, lambda: Runner(ctx, ctx.clock)) if ctx.settings.engine_enabled else None
-        app.state.runner = engine
+        app.state.engine = engine
         if engine:
             await engine.start()
             ctx.wake_engine = engine.wake
@@ -108,8 +108,7 @@ def create_app(ctx: Context, verifier: SigV4Verifier, node: str | None, node_ric
     app.state.ctx = ctx
 
     async def health(_: Request) -> Response:
-        runner = app.state.runner
-        engine = runner.status() if runner else None
+        engine = app.state.engine.status() if app.state.engine else None
         functions = ctx.functions.status() if ctx.functions else None
         return json_response({"status": "ok", "version": __version__, "engine": engine, "functions": functions})
 

@@ -132,7 +132,7 @@ def insert_outcome_sets(conn: sa.Connection, sets: Sequence[tuple[Any, ...]]) ->
     conn.exec_driver_sql(
         "INSERT INTO outcomes (activity_id, endpoint_id, run_id, status, reason, batch_id, at) "
         f"SELECT {values} FROM {expand} WHERE true ON CONFLICT (activity_id, endpoint_id) DO NOTHING",
-        [(*row[:3], storable(row[3]), *row[4:]) if row[3] and "\x00" in row[3] else row for row in sets],
+        [(*row[:3], storable(row[3]), *row[4:]) for row in sets],
     )
 
 

@@ -247,15 +247,14 @@ function runHandler(handler, event, context) {
       finished = true;
       fn(...args);
     };
-    const done = (err, result) => settle(err, result);
     const callback = first((err, result) => {
       if (err !== undefined && err !== null) settle(err);
       else if (context.callbackWaitsForEmptyEventLoop) answerOnEmptyLoop = () => settle(null, result);
       else settle(null, result);
     });
-    context.done = first(done);
-    context.succeed = first((result) => done(null, result));
-    context.fail = first((err) => done(err === undefined || err === null ? 'handled' : err));
+    context.done = first(settle);
+    context.succeed = first((result) => settle(null, result));
+    context.fail = first((err) => settle(err === undefined || err === null ? 'handled' : err));
     let returned;
     try {
       returned = handler(event, context, callback);
