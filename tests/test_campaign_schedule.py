@@ -15,8 +15,10 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 import sqlalchemy as sa
+from psycopg.types.json import Jsonb
 
 from pointcast.campaigns.repository import campaigns
 from pointcast.segments.repository import segments
@@ -121,6 +123,36 @@ def test_future_start_time_waits_for_the_clock(clock_server, pinpoint, app_id, r
     set_clock(clock_server, start + timedelta(days=3))  # a one-time campaign never runs again
     settle()
     assert len(activities(pinpoint, app_id, cid)) == 1 and status(pinpoint, app_id, cid) == "COMPLETED"
+
+
+def test_tags_written_while_the_engine_starts_a_run_are_kept(clock_server, pinpoint, app_id, receiver) -> None:
+    """The engine changes a campaign's State without the resource's lock. On PostgreSQL a TagResource that commits
+    between the engine's read of the campaign and its write must not be undone by it: here the test's own
+    transaction stands in for TagResource, holding the campaign's row (as TagResource does) while the run starts."""
+    load(pinpoint, app_id, [endpoint(f"tg-{i:03d}") for i in range(10)])
+    segment = audience_segment(pinpoint, app_id)
+    start = utc("2030-04-01T12:00:00Z")
+    set_clock(clock_server, start - timedelta(hours=1))
+    campaign = webhook_campaign(pinpoint, app_id, segment, receiver.url, {"StartTime": iso(start)})
+    cid = campaign["Id"]
+    url = clock_server.env.get("POINTCAST_DATABASE_URL")
+    if url:
+        with psycopg.connect(url) as held:
+            row = held.execute(
+                "SELECT doc FROM campaigns WHERE app_id = %s AND id = %s FOR UPDATE", (app_id, cid)
+            ).fetchone()
+            assert row is not None
+            doc = {**row[0], "tags": {"team": "blue"}}
+            held.execute("UPDATE campaigns SET doc = %s WHERE app_id = %s AND id = %s", (Jsonb(doc), app_id, cid))
+            set_clock(clock_server, start)
+            time.sleep(1.0)  # the engine's tick (every 0.1 s) has read the campaign and waits for its row
+            held.commit()
+    else:  # SQLite serialises writers: the engine's read and write are one transaction anyway
+        pinpoint.tag_resource(ResourceArn=campaign["Arn"], TagsModel={"tags": {"team": "blue"}})
+        set_clock(clock_server, start)
+    wait_for_runs(clock_server, pinpoint, app_id, cid, 1, "COMPLETED")
+    assert sorted(receiver.delivered().elements()) == [f"tg-{i:03d}" for i in range(10)]
+    assert pinpoint.get_campaign(ApplicationId=app_id, CampaignId=cid)["CampaignResponse"]["tags"] == {"team": "blue"}
 
 
 def test_a_campaign_the_engine_cannot_read_is_invalid_and_the_others_run(clock_server, pinpoint, app_id, receiver):

@@ -74,6 +74,6 @@ def finish_run(conn: sa.Connection, run_id: str, now: datetime) -> None:
     created = schedule.parse_time(doc["CreationDate"])
     done = schedule.finished(doc.get("Schedule") or {}, created, schedule.parse_time(last))
     state = "COMPLETED" if done else "PENDING_NEXT_RUN"
-    if not doc.get("IsPaused"):
-        doc = with_state(doc, state)
-    campaigns.set_current(conn, run.app_id, doc)
+    campaigns.change_current(
+        conn, run.app_id, run.campaign_id, doc["Version"], lambda d: d if d.get("IsPaused") else with_state(d, state)
+    )

@@ -80,7 +80,7 @@ def start_due_runs(conn: sa.Connection, now: datetime) -> list[str]:
                 run_id = _start_if_due(conn, row.app_id, doc, now)
         except (ArithmeticError, LookupError, TypeError, ValueError) as exc:
             log.error("campaign %s of application %s is INVALID: %r", doc.get("Id"), row.app_id, exc)
-            campaigns.set_current(conn, row.app_id, with_state(doc, "INVALID"))
+            campaigns.change_current(conn, row.app_id, doc["Id"], doc["Version"], lambda d: with_state(d, "INVALID"))
             continue
         if run_id is not None:
             started.append(run_id)
@@ -99,8 +99,10 @@ def _start_if_due(conn: sa.Connection, app_id: str, doc: dict[str, Any], now: da
     moment = schedule.due(sched, created, last_at, now)
     if moment is None:
         if not open_run and last_at is not None and schedule.finished(sched, created, last_at):
-            campaigns.set_current(conn, app_id, with_state(doc, "COMPLETED"))
+            campaigns.change_current(conn, app_id, doc["Id"], doc["Version"], lambda d: with_state(d, "COMPLETED"))
         return None
+    if not campaigns.change_current(conn, app_id, doc["Id"], doc["Version"], lambda d: with_state(d, "EXECUTING")):
+        return None  # updated or deleted since it was read: the next tick reads it again
     run_id = new_id()
     repo.insert_run(
         conn,
@@ -131,7 +133,6 @@ def _start_if_due(conn: sa.Connection, app_id: str, doc: dict[str, Any], now: da
             },
             run_id,
         )
-    campaigns.set_current(conn, app_id, with_state(doc, "EXECUTING"))
     return run_id
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -53,6 +54,27 @@ class VersionedRepository:
         if "Version" in doc:
             query = query.where(t.c.version == doc["Version"])
         conn.execute(query.values(doc=doc))
+
+    def change_current(
+        self,
+        conn: sa.Connection,
+        app_id: str,
+        resource_id: str,
+        version: int,
+        change: Callable[[dict[str, Any]], dict[str, Any]],
+    ) -> bool:
+        """Rewrite the current document as ``change`` makes it from the stored one, read again with its row locked,
+        while it is still at ``version``; False if it is gone or another version is current.
+
+        For writers that hold no resource lock (the engine's state changes): the change applies to what is stored
+        now, so that what another transaction committed since the caller read it (TagResource's tags) stays."""
+        t = self.table
+        where = (t.c.app_id == app_id, t.c.id == resource_id, t.c.version == version)
+        row = conn.execute(sa.select(t.c.doc).where(*where).with_for_update()).first()
+        if row is None:
+            return False
+        conn.execute(sa.update(t).where(*where).values(doc=change(dict(row.doc))))
+        return True
 
     def _insert_version(self, conn: sa.Connection, app_id: str, doc: dict[str, Any]) -> None:
         conn.execute(
