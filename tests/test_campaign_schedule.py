@@ -777,6 +777,36 @@ def test_messages_per_second_paces_delivery(clock_server, pinpoint, app_id, rece
     assert min(gaps) >= 0.25, [round(g, 2) for g in gaps]
 
 
+def test_messages_per_second_is_the_campaigns_rate_across_overlapping_runs(clock_server, pinpoint, app_id, receiver):
+    """Limits.MessagesPerSecond is "the maximum number of messages that a campaign can send each second". Hourly at
+    local time, the run of 13:00 reaches UTC while the run of 12:00 reaches UTC-1: both send at once, and together
+    they keep the campaign's 100 a second (paced per run, their batches came in pairs, twice the rate)."""
+    utc_ids, west_ids = [f"pu-{i:03d}" for i in range(250)], [f"pw-{i:03d}" for i in range(250)]
+    load(
+        pinpoint, app_id, [endpoint(i, "UTC") for i in utc_ids] + [endpoint(i, "Atlantic/Cape_Verde") for i in west_ids]
+    )
+    segment = audience_segment(pinpoint, app_id)
+    start = utc("2031-05-05T12:00:00Z")
+    set_clock(clock_server, start - timedelta(days=1))
+    schedule = {"StartTime": iso(start), "EndTime": iso(start + timedelta(hours=1, minutes=1)), "Frequency": "HOURLY",
+                "IsLocalTime": True, "Timezone": "UTC"}  # fmt: skip
+    cid = webhook_campaign(pinpoint, app_id, segment, receiver.url, schedule, Limits={"MessagesPerSecond": 100})["Id"]
+    for ahead in (14, 13):  # each occurrence's run is planned when UTC+14 reaches it; nothing is due yet
+        set_clock(clock_server, start - timedelta(hours=ahead))
+        settle(1)
+    assert receiver.post_count() == 0
+    set_clock(clock_server, start + timedelta(hours=1))  # 12:00's UTC and UTC-1 batches, 13:00's UTC batches
+    wait_for(lambda: sum(receiver.delivered().values()) == 750, 30, "750 messages at 100 a second")
+    posts = receiver.posts()
+    assert len(posts) == 15
+    assert {post.payload["ScheduledTime"] for post in posts} == {iso(start), iso(start + timedelta(hours=1))}
+    gaps = [b.received_at - a.received_at for a, b in itertools.pairwise(posts)]
+    assert min(gaps) >= 0.25, [round(g, 2) for g in gaps]  # one batch of 50 each 0.5 s, whichever run it is of
+    set_clock(clock_server, start + timedelta(hours=2))  # 13:00 in UTC-1
+    wait_for_runs(clock_server, pinpoint, app_id, cid, 2, "COMPLETED", timeout=30)
+    assert receiver.delivered() == Counter({i: 2 for i in utc_ids + west_ids})
+
+
 def test_deleting_a_campaign_while_it_sends_stops_its_sending(clock_server, pinpoint, app_id, receiver) -> None:
     """20 batches paced at 50 messages a second (one a second); deleted after 3 have arrived, the campaign sends
     at most the batch in flight and the one starting then: its batches read ahead are dropped."""

@@ -183,7 +183,9 @@ class Runner:
         self._task: asyncio.Task[None] | None = None
         self._session: Transport | None = None
         self._wake = asyncio.Event()
-        self._rates: dict[str, float] = {}  # run id -> monotonic time the next batch may start
+        # (app id, campaign id) -> monotonic time its next batch may start: MessagesPerSecond is the campaign's
+        # rate, shared by its runs (local-time runs overlap)
+        self._rates: dict[tuple[str, str], float] = {}
         self._specs: dict[str, RunSpec] = {}  # run id -> what delivery reads of it once (ExecuteDeps.spec)
         self._reschedule = True
         self._scheduled_at = 0.0
@@ -307,13 +309,15 @@ class Runner:
         self._gone &= held
 
     def _forget_idle_runs(self) -> None:
-        """Drop what is kept per run (its spec, its pace) for runs with nothing queued, in flight or being planned:
-        a server that runs an hourly campaign for a year would otherwise keep 8,760 of each. A run that has more to
-        send later (a local-time batch) reads its spec again then."""
+        """Drop what is kept per run (its spec, and its campaign's pace) for runs with nothing queued, in flight or
+        being planned: a server that runs an hourly campaign for a year would otherwise keep 8,760 of each. A run
+        that has more to send later (a local-time batch) reads its spec again then."""
         active = set(self._ready.runs()) | {run_id for run_id, _ in self._lanes.values()} | set(self._planning)
-        for kept in (self._specs, self._rates):
-            for run_id in [r for r in kept if r not in active]:
-                del kept[run_id]
+        for run_id in [r for r in self._specs if r not in active]:
+            del self._specs[run_id]
+        paced = {(spec.app_id, spec.campaign_id) for spec in self._specs.values()}
+        for campaign in [c for c in self._rates if c not in paced]:
+            del self._rates[campaign]
 
     async def _plan(self, run_id: str) -> None:
         """Plan a run on a worker thread. The batches each chunk commits go straight to the look-ahead, with the
@@ -464,7 +468,7 @@ class Runner:
             return 0.0
         wait = 0.0
         if spec.limits.get("MessagesPerSecond"):
-            wait = self._rates.get(item.batch.run_id, 0.0) - time.monotonic()
+            wait = self._rates.get((spec.app_id, spec.campaign_id), 0.0) - time.monotonic()
         for breaker in self._breakers(spec, item.batch.treatment_id):
             wait = max(wait, breaker.hold())
         if wait > 0 and (max_duration := spec.limits.get("MaximumDuration")):
@@ -473,12 +477,13 @@ class Runner:
         return wait
 
     def _paced(self, item: Prepared) -> None:
-        """A batch of n endpoints holds its run's next start back by n / MessagesPerSecond seconds."""
+        """A batch of n endpoints holds its campaign's next start (of any of its runs) back by n / MessagesPerSecond
+        seconds."""
         spec = self._specs.get(item.batch.run_id)
         rate = spec.limits.get("MessagesPerSecond") if spec is not None else None
-        if rate:
-            run_id = item.batch.run_id
-            self._rates[run_id] = max(time.monotonic(), self._rates.get(run_id, 0.0)) + len(item.ids) / rate
+        if spec is not None and rate:
+            campaign = (spec.app_id, spec.campaign_id)
+            self._rates[campaign] = max(time.monotonic(), self._rates.get(campaign, 0.0)) + len(item.ids) / rate
 
     def _start_ready(self) -> None:
         """Fill the free slots: first with batches back from waiting away, then from the read-ahead, the runs in
