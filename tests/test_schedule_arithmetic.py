@@ -24,13 +24,18 @@ def walk(sched: dict[str, Any], written: datetime) -> Iterator[datetime]:
         if frequency == "ONCE" and (end is None or start < end):
             yield start
         return
+    # Local time, by the day, week or month: steps on Schedule.Timezone's wall clock (09:00 stays 09:00).
+    wall = schedule.zone(sched.get("Timezone")) if sched.get("IsLocalTime") and frequency != "HOURLY" else None
+    first = start if wall is None else start.astimezone(wall).replace(tzinfo=None)
     index = 0
     while True:
         moment = (
-            schedule._add_months(start, index)
+            schedule._add_months(first, index)
             if frequency == "MONTHLY"
-            else start + schedule.PERIODS[frequency] * index
+            else first + schedule.PERIODS[frequency] * index
         )
+        if wall is not None:
+            moment = moment.replace(tzinfo=wall).astimezone(UTC)
         if end is not None and moment >= end:
             return
         yield moment
@@ -139,3 +144,25 @@ def test_quiet_time_includes_its_start_and_its_end_minute() -> None:
     assert not in_quiet_time(at("21:59:59"), night, "UTC") and in_quiet_time(at("03:00:00"), night, "UTC")
     assert in_quiet_time(at("12:00:00"), day, "UTC") and in_quiet_time(at("13:30:30"), day, "UTC")
     assert not in_quiet_time(at("13:31:00"), day, "UTC") and not in_quiet_time(at("11:59:59"), day, "UTC")
+
+
+def test_a_daily_local_time_campaign_in_an_iana_zone_keeps_its_wall_time_across_daylight_saving() -> None:
+    """09:00 in New York stays 09:00: 14:00Z in winter, 13:00Z from the second Sunday of March (EDT), 14:00Z again
+    from the first Sunday of November. Stepped in UTC it became 10:00 for the summer."""
+    sched = {"StartTime": "2030-03-08T14:00:00Z", "EndTime": "2030-11-06T00:00:00Z", "Frequency": "DAILY",
+             "IsLocalTime": True, "Timezone": "America/New_York"}  # fmt: skip
+    moments = list(schedule.occurrences(sched, BASE))
+    new_york = schedule.zone("America/New_York")
+    assert {(m.astimezone(new_york).hour, m.astimezone(new_york).minute) for m in moments} == {(9, 0)}
+    assert moments[:4] == [datetime(2030, 3, d, h, tzinfo=UTC) for d, h in ((8, 14), (9, 14), (10, 13), (11, 13))]
+    assert moments[-4:] == [datetime(2030, 11, d, h, tzinfo=UTC) for d, h in ((2, 13), (3, 14), (4, 14), (5, 14))]
+    assert len(moments) == 243  # every day, none twice or lost at either change
+    # The 10th's run starts when 09:00 comes to UTC+14 (19:00Z on the 9th), and sends to New York at 13:00Z.
+    assert schedule.due(sched, BASE, None, datetime(2030, 3, 9, 18, 59, tzinfo=UTC)) == moments[1]
+    assert schedule.due(sched, BASE, None, datetime(2030, 3, 9, 19, 0, tzinfo=UTC)) == moments[2]
+    assert schedule.local_send_time(moments[2], sched, "America/New_York") == datetime(2030, 3, 10, 13, tzinfo=UTC)
+    weekly = {**sched, "Frequency": "WEEKLY", "Timezone": "Europe/London", "StartTime": "2030-03-24T09:00:00Z"}
+    london = [m.astimezone(schedule.zone("Europe/London")) for m in schedule.occurrences(weekly, BASE)]
+    assert {(m.hour, m.weekday()) for m in london} == {(9, 6)}  # Sunday 09:00 on both sides of 2030-03-31
+    fixed = {**sched, "Timezone": "UTC-05"}  # the model's fixed offsets never move
+    assert {m.hour for m in schedule.occurrences(fixed, BASE)} == {14}

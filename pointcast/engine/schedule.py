@@ -4,7 +4,8 @@ Decisions (docs/contract.md): an IMMEDIATE campaign starts when it was created (
 is resumed); when the server was down
 across several occurrences, only the latest missed one runs; with ``IsLocalTime`` the start time's wall-clock time
 (in ``Schedule.Timezone``) is used in each endpoint's ``Demographic.Timezone``, and the run starts when the
-earliest time zone (UTC+14) reaches it; an endpoint inside quiet time is skipped, not delayed.
+earliest time zone (UTC+14) reaches it, and DAILY, WEEKLY and MONTHLY occurrences step on that zone's wall clock
+(09:00 stays 09:00 across daylight saving); an endpoint inside quiet time is skipped, not delayed.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import calendar
 import itertools
 import re
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta, timezone, tzinfo
 from functools import cache
 from typing import Any
@@ -20,6 +22,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 PERIODS = {"HOURLY": timedelta(hours=1), "DAILY": timedelta(days=1), "WEEKLY": timedelta(weeks=1)}
 ONE_TIME = ("ONCE", "EVENT", "IN_APP_EVENT")
+_WALL_CLOCK = ("DAILY", "WEEKLY", "MONTHLY")  # local time: stepped on Schedule.Timezone's wall clock (_Cadence)
 LOCAL_LEAD = timedelta(hours=26)  # local time: UTC+14 sends up to 26 hours before UTC-12
 _OFFSET = re.compile(r"^UTC(?:([+-])(\d{2})(?::(\d{2}))?)?$")
 
@@ -58,68 +61,95 @@ def _add_months(moment: datetime, months: int) -> datetime:
     return moment.replace(year=year, month=month, day=day)
 
 
-def _occurrence(start: datetime, frequency: str, index: int) -> datetime:
-    return _add_months(start, index) if frequency == "MONTHLY" else start + PERIODS[frequency] * index
+@dataclass(frozen=True)
+class _Cadence:
+    """A schedule's occurrences: ``start`` stepped by ``frequency``, before ``end``. With ``wall`` (a local-time
+    campaign's ``Schedule.Timezone``, for DAILY, WEEKLY and MONTHLY) the steps are taken on that zone's wall clock, so
+    09:00 stays 09:00 across its daylight-saving changes; otherwise, and for HOURLY (every hour is an hour), in UTC."""
+
+    start: datetime
+    end: datetime | None
+    frequency: str
+    wall: tzinfo | None = None
+
+    def at(self, index: int) -> datetime:
+        if self.wall is None:
+            return self._step(self.start, index)
+        local = self._step(self.start.astimezone(self.wall).replace(tzinfo=None), index)
+        return local.replace(tzinfo=self.wall).astimezone(UTC)
+
+    def _step(self, moment: datetime, index: int) -> datetime:
+        return _add_months(moment, index) if self.frequency == "MONTHLY" else moment + PERIODS[self.frequency] * index
+
+    def index_at_or_before(self, moment: datetime) -> int:
+        """The index of the latest occurrence at or before ``moment`` (-1 if none), by arithmetic: an hourly
+        campaign of ten years has 87,600 occurrences, and the scheduler asks every second."""
+        if moment < self.start:
+            return -1
+        if self.wall is None and self.frequency != "MONTHLY":
+            return (moment - self.start) // PERIODS[self.frequency]
+        first, now = (
+            (self.start, moment)
+            if self.wall is None
+            else (self.start.astimezone(self.wall), moment.astimezone(self.wall))
+        )
+        if self.frequency == "MONTHLY":
+            index = (now.year - first.year) * 12 + now.month - first.month
+        else:
+            index = (now.replace(tzinfo=None) - first.replace(tzinfo=None)) // PERIODS[self.frequency]
+        while self.at(index + 1) <= moment:  # the wall clock's estimate may be one off across a change of offset
+            index += 1
+        while index >= 0 and self.at(index) > moment:  # a later day or time in the month: one back
+            index -= 1
+        return index
+
+    def last_index(self) -> int | None:
+        """The index of the last occurrence before ``end`` (-1 if none), or None when the schedule has no end."""
+        if self.end is None:
+            return None
+        index = self.index_at_or_before(self.end)
+        return index - 1 if index >= 0 and self.at(index) >= self.end else index
 
 
-def _index_at_or_before(start: datetime, frequency: str, moment: datetime) -> int:
-    """The index of the latest occurrence at or before ``moment`` (-1 if none), by arithmetic: an hourly campaign
-    of ten years has 87,600 occurrences, and the scheduler asks every second."""
-    if moment < start:
-        return -1
-    if frequency != "MONTHLY":
-        return (moment - start) // PERIODS[frequency]
-    index = (moment.year - start.year) * 12 + moment.month - start.month
-    while index >= 0 and _add_months(start, index) > moment:  # a later day or time in the month: one back
-        index -= 1
-    return index
-
-
-def _read(schedule: dict[str, Any], written: datetime) -> tuple[datetime, datetime | None, str]:
+def _read(schedule: dict[str, Any], written: datetime) -> _Cadence:
     start_text = schedule.get("StartTime", "IMMEDIATE")
     start = written if start_text == "IMMEDIATE" else parse_time(start_text)
     end = parse_time(schedule["EndTime"]) if schedule.get("EndTime") else None
-    return start, end, schedule.get("Frequency", "ONCE")
-
-
-def _last_index(start: datetime, end: datetime | None, frequency: str) -> int | None:
-    """The index of the last occurrence before ``end`` (-1 if none), or None when the schedule has no end."""
-    if end is None:
-        return None
-    index = _index_at_or_before(start, frequency, end)
-    return index - 1 if index >= 0 and _occurrence(start, frequency, index) >= end else index
+    frequency = schedule.get("Frequency", "ONCE")
+    wall = zone(schedule.get("Timezone")) if schedule.get("IsLocalTime") and frequency in _WALL_CLOCK else None
+    return _Cadence(start, end, frequency, wall)
 
 
 def occurrences(schedule: dict[str, Any], written: datetime) -> Iterator[datetime]:
     """Each start time of the schedule (UTC; for local time, the wall time read in Schedule.Timezone)."""
-    start, end, frequency = _read(schedule, written)
-    if frequency in ONE_TIME:
-        if frequency == "ONCE" and (end is None or start < end):
-            yield start
+    cadence = _read(schedule, written)
+    if cadence.frequency in ONE_TIME:
+        if cadence.frequency == "ONCE" and (cadence.end is None or cadence.start < cadence.end):
+            yield cadence.start
         return
-    last = _last_index(start, end, frequency)
+    last = cadence.last_index()
     for index in itertools.count() if last is None else range(last + 1):
-        yield _occurrence(start, frequency, index)
+        yield cadence.at(index)
 
 
 def due(schedule: dict[str, Any], written: datetime, last_run: datetime | None, now: datetime) -> datetime | None:
     """The latest occurrence that is due at ``now`` and newer than ``last_run``, or None."""
-    start, end, frequency = _read(schedule, written)
-    if frequency in ONE_TIME:
+    cadence = _read(schedule, written)
+    if cadence.frequency in ONE_TIME:
         latest = next(occurrences(schedule, written), None)
         if latest is None or earliest_send(latest, schedule) > now:
             return None
     else:
         # An occurrence's first send is at most LOCAL_LEAD before it (earliest_send), so none later can be due.
-        index = _index_at_or_before(start, frequency, now + LOCAL_LEAD if schedule.get("IsLocalTime") else now)
-        last = _last_index(start, end, frequency)
+        index = cadence.index_at_or_before(now + LOCAL_LEAD if schedule.get("IsLocalTime") else now)
+        last = cadence.last_index()
         if last is not None:
             index = min(index, last)
-        while index >= 0 and earliest_send(_occurrence(start, frequency, index), schedule) > now:
+        while index >= 0 and earliest_send(cadence.at(index), schedule) > now:
             index -= 1
         if index < 0:
             return None
-        latest = _occurrence(start, frequency, index)
+        latest = cadence.at(index)
     return latest if last_run is None or latest > last_run else None
 
 
@@ -130,13 +160,13 @@ def earliest_send(moment: datetime, schedule: dict[str, Any]) -> datetime:
 
 def finished(schedule: dict[str, Any], written: datetime, last_run: datetime | None) -> bool:
     """True when no occurrence after ``last_run`` remains."""
-    start, end, frequency = _read(schedule, written)
-    if frequency in ONE_TIME:
+    cadence = _read(schedule, written)
+    if cadence.frequency in ONE_TIME:
         return all(last_run is not None and moment <= last_run for moment in occurrences(schedule, written))
-    last = _last_index(start, end, frequency)
+    last = cadence.last_index()
     if last is None:
         return False  # recurring without an end
-    return last < 0 or (last_run is not None and _occurrence(start, frequency, last) <= last_run)
+    return last < 0 or (last_run is not None and cadence.at(last) <= last_run)
 
 
 def local_send_time(scheduled: datetime, schedule: dict[str, Any], endpoint_zone: str | None) -> datetime:
