@@ -4,6 +4,7 @@ and pointcast's bootstrap.js (each Node.js test runs under both)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import json
 import os
@@ -548,6 +549,41 @@ def test_idle_workers_end(tmp_path: Path) -> None:
     pid, workers = run(main)
     assert workers == 0
     assert gone(pid)
+
+
+DAEMONIZER = """
+import subprocess, sys
+
+def handler(event, context):
+    # A session of its own (out of the worker's process group), and no output to the worker's log file.
+    child = subprocess.Popen(
+        [sys.executable, "-c", "import time; time.sleep(60)"],
+        start_new_session=True, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    return child.pid
+"""
+
+
+def test_processes_a_handler_starts_in_a_session_of_their_own_end_with_its_worker(tmp_path: Path) -> None:
+    """Killing the worker's process group misses them; what they inherit from the worker's environment finds them
+    when the worker ends (here, when it has been idle too long; the same path as a Timeout's kill)."""
+    spec = function(tmp_path, "daemonizer", DAEMONIZER)
+
+    async def main() -> tuple[int, bool]:
+        async with running_pool(tmp_path, idle_seconds=0.5) as pool:
+            pid = ok(await pool.invoke(spec, b"{}"))
+            await asyncio.sleep(0.2)
+            running = alive(pid)  # it outlives the call, as Lambda's do until the environment ends
+            await asyncio.sleep(1.5)
+            return pid, running
+
+    pid, running_after_the_call = run(main)
+    try:
+        assert running_after_the_call
+        assert gone(pid)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
 
 
 def test_stop_ends_busy_workers(tmp_path: Path) -> None:

@@ -152,11 +152,23 @@ def _dies_with_its_parent(argv: list[str]) -> list[str]:
     return [SETPRIV, "--pdeathsig", "KILL", "--", *argv] if SETPRIV else argv
 
 
-def leftover_processes(work_dir: Path) -> list[int]:
-    """Processes whose output still goes to a worker's log file in ``work_dir``: what workers of a server that was
-    killed left running (children a handler started outlive their worker). Read from ``/proc`` (Linux; elsewhere
-    none are found); a process that redirected its output is not found."""
-    prefix = f"{work_dir}{os.sep}worker-"
+WORKER_ENV = "POINTCAST_WORKER"  # a worker's path in the pool's work dir (its log file without ".log")
+
+
+def worker_path(work_dir: Path, worker_id: str) -> str:
+    """What names a worker's processes: its log file is this plus ".log", and ``WORKER_ENV`` in their environment
+    (inherited by whatever the handler starts) is this."""
+    return f"{work_dir}{os.sep}worker-{worker_id}"
+
+
+def processes_of(prefix: str) -> list[int]:
+    """Processes a worker whose path (``worker_path``) begins with ``prefix`` started, found in ``/proc`` (Linux;
+    elsewhere none): by ``WORKER_ENV`` in the environment they were started with (what a process does to its
+    environment later does not show there), or by their output going to such a worker's log file.
+
+    What a handler starts in a session of its own is not in the worker's process group, so killing the group
+    misses it; this finds it too, unless it both dropped the variable from its environment and its output."""
+    marker = f"{WORKER_ENV}={prefix}".encode()
     found: list[int] = []
     try:
         entries = list(os.scandir("/proc"))
@@ -165,12 +177,30 @@ def leftover_processes(work_dir: Path) -> list[int]:
     for entry in entries:
         if not entry.name.isdigit() or int(entry.name) == os.getpid():
             continue
-        for fd in (1, 2):
-            try:
-                target = os.readlink(f"/proc/{entry.name}/fd/{fd}")
-            except OSError:
-                continue
-            if target.startswith(prefix):
-                found.append(int(entry.name))
-                break
+        if _carries(entry.name, marker) or _writes_to(entry.name, prefix):
+            found.append(int(entry.name))
     return found
+
+
+def _carries(pid: str, marker: bytes) -> bool:
+    try:
+        with open(f"/proc/{pid}/environ", "rb") as f:
+            environ = f.read()
+    except OSError:
+        return False
+    return any(entry.startswith(marker) for entry in environ.split(b"\0"))
+
+
+def _writes_to(pid: str, prefix: str) -> bool:
+    for fd in (1, 2):
+        try:
+            if os.readlink(f"/proc/{pid}/fd/{fd}").startswith(prefix):
+                return True
+        except OSError:
+            continue
+    return False
+
+
+def leftover_processes(work_dir: Path) -> list[int]:
+    """What the workers of a server that was killed left running in ``work_dir`` (``processes_of``)."""
+    return processes_of(worker_path(work_dir, ""))

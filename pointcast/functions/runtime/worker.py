@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import random
 import signal
@@ -42,6 +43,8 @@ INIT_TIMEOUT = 10.0  # seconds of init (until a fresh worker asks for its first 
 REAP_TIMEOUT = 5.0  # seconds to wait for a killed process to be reaped
 MAX_LOGS = 4 * 1024 * 1024  # bytes of output kept per invocation (the tail)
 TRUNCATE_AT = 1024 * 1024  # the log file is emptied at the end of an invocation once it is this big
+
+log = logging.getLogger("pointcast.functions")
 
 
 @dataclass(slots=True)
@@ -132,7 +135,8 @@ class Worker:
         self._api = RuntimeApi(self) if self._pipe is None else None
         self._proc: asyncio.subprocess.Process | None = None
         self._watcher: asyncio.Task[None] | None = None
-        self._log_path = work_dir / f"worker-{self.id}.log"
+        self._path = launch.worker_path(work_dir, self.id)  # names its processes (launch.processes_of)
+        self._log_path = Path(f"{self._path}.log")
         self._log_fd = -1
         self._log_offset = 0
         self._started = 0.0  # monotonic: when the process was started (its init began)
@@ -161,6 +165,7 @@ class Worker:
             self.spec, self._base_env, address, launch.log_stream_name(), self._work_dir / "pycache"
         )
         pass_fds: tuple[int, ...] = ()
+        env[launch.WORKER_ENV] = self._path
         if self._pipe is not None:
             pass_fds = self._pipe.open()
             env[PIPE_ENV] = ",".join(map(str, pass_fds))
@@ -242,6 +247,10 @@ class Worker:
                 self._platform_log(f"{message}\nRuntime.ExitError\n")
                 self._finish(invocation, error_document("Runtime.ExitError", message), "Unhandled")
         self._on_exit(self)
+        for pid in await asyncio.to_thread(launch.processes_of, self._path):  # started in sessions of their own
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGKILL)
+                log.info("killed process %d, started by %s's worker %s, which has ended", pid, self.spec.name, self.id)
 
     # -- invoking -------------------------------------------------------------------------------------------------
 
