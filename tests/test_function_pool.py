@@ -586,6 +586,54 @@ def test_processes_a_handler_starts_in_a_session_of_their_own_end_with_its_worke
             os.kill(pid, signal.SIGKILL)
 
 
+AT_HOME = """
+import logging, os, tempfile
+
+os.chdir("/")  # what the handler's own modules are found by must not be the current directory
+log = logging.getLogger()
+
+
+def handler(event, context):
+    import helper
+
+    try:
+        {}["missing"]
+    except KeyError:
+        log.exception("lookup failed")
+    print("AFTER-PRINT")
+    return {
+        "helper": helper.NAME,
+        "libraries": os.environ["LD_LIBRARY_PATH"].split(":"),
+        "tmpdir": os.environ["TMPDIR"],
+        "gettempdir": tempfile.gettempdir(),
+        "writable": os.access(tempfile.gettempdir(), os.W_OK),
+    }
+"""
+
+
+def test_a_python_worker_finds_its_package_as_lambda_does_and_frames_each_log_record(tmp_path: Path) -> None:
+    """Its own modules from LAMBDA_TASK_ROOT whatever the current directory, native libraries from the package's
+    root and lib/ (after the system's), a TMPDIR of its own that ends with it, and a log record with a traceback
+    ended by a newline (it ran on into the next output)."""
+    spec = function(tmp_path, "at-home", AT_HOME)
+    (spec.code_dir / "helper.py").write_text("NAME = 'helper'\n")
+
+    async def main() -> tuple[Any, str]:
+        async with running_pool(tmp_path) as pool:
+            result = await pool.invoke(spec, b"{}")
+            return ok(result), result.logs
+
+    answer, logs = run(main)
+    root = str(spec.code_dir)
+    assert answer["helper"] == "helper"
+    libraries = answer["libraries"]
+    assert libraries[-2:] == [root, f"{root}/lib"] and len(libraries) > 2  # the system's first, as in Lambda
+    assert answer["gettempdir"] == answer["tmpdir"] and answer["writable"]
+    assert answer["tmpdir"].startswith(str(tmp_path / "pool" / "worker-"))
+    assert not os.path.exists(answer["tmpdir"])  # removed with its worker (the pool has stopped)
+    assert "KeyError: 'missing'\nAFTER-PRINT\n" in logs, logs
+
+
 def test_stop_ends_busy_workers(tmp_path: Path) -> None:
     spec = function(tmp_path, "long", SLEEPER, timeout=60.0)
 
@@ -691,6 +739,28 @@ def test_node_filter_example(tmp_path: Path, node_client: dict[str, Any]) -> Non
         assert '{\r  "ApplicationId": "app",' in results[1].logs
     else:
         assert "Executing" not in results[0].logs and '{\n  "ApplicationId": "app",' in results[1].logs
+
+
+def test_node_finds_modules_in_its_package_root_as_lambda_does(tmp_path: Path, node_client: dict[str, Any]) -> None:
+    """Lambda's NODE_PATH ends with /var/task: a handler in src/ requires a module at the package's root by its bare
+    name (Node's own lookup climbs node_modules/ folders only)."""
+    spec = function(
+        tmp_path,
+        "node-paths",
+        "exports.name = 'helpers';\n",
+        runtime="nodejs20.x",
+        filename="helpers.js",
+        handler="src/app.handler",
+    )
+    (spec.code_dir / "src").mkdir()
+    source = "const helpers = require('helpers');\nexports.handler = async () => ({ name: helpers.name });\n"
+    (spec.code_dir / "src" / "app.js").write_text(source)
+
+    async def main() -> Any:
+        async with running_pool(tmp_path, **node_client) as pool:
+            return ok(await pool.invoke(spec, b"{}"))
+
+    assert run(main) == {"name": "helpers"}
 
 
 def test_node_async_handler_and_context(tmp_path: Path, node_client: dict[str, Any]) -> None:

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import shutil
 import subprocess
+import sysconfig
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from pointcast.functions.runtime.node_ric import entry_point
 from pointcast.functions.runtime.spec import FunctionSpec
@@ -24,7 +27,7 @@ RIC_MAIN = (
 TRANSPORTS = ("pipe", "runtime-api")  # for Python workers; Node.js workers always use the Runtime API
 
 # Taken from the server's own environment; nothing else of it reaches a handler.
-PASSTHROUGH = ("PATH", "HOME", "LANG", "LC_ALL", "LC_CTYPE", "TMPDIR")
+PASSTHROUGH = ("PATH", "HOME", "LANG", "LC_ALL", "LC_CTYPE", "LD_LIBRARY_PATH")
 # Keys Lambda reserves: a function's Environment cannot replace these when the pool's base environment has them.
 RESERVED_FROM_BASE = frozenset(
     {
@@ -91,6 +94,7 @@ def environment(
     env = {key: os.environ[key] for key in PASSTHROUGH if key in os.environ}
     env.update(base_env)
     env["TZ"] = ":UTC"  # Lambda's default; not reserved, so the function's Environment may set its own
+    env.update(search_paths(spec, env))
     env.update(spec.environment)
     env.update({key: base_env[key] for key in RESERVED_FROM_BASE if key in base_env})
     env.update(
@@ -111,6 +115,25 @@ def environment(
     if api_address is not None:  # None: the worker talks over pipes (ric.py), and there is no Runtime API to name
         env["AWS_LAMBDA_RUNTIME_API"] = api_address
     return env
+
+
+def _system_lib_dirs() -> list[str]:
+    multiarch = sysconfig.get_config_var("MULTIARCH") or ""
+    candidates = [f"/lib/{multiarch}", f"/usr/lib/{multiarch}"] if multiarch else []
+    return [d for d in [*candidates, "/lib64", "/usr/lib64"] if os.path.isdir(d)]
+
+
+def search_paths(spec: FunctionSpec, env: Mapping[str, str]) -> dict[str, str]:
+    """Where a worker looks for native libraries and Node.js modules, in Lambda's order: the system's own
+    libraries first, then the package's root and its ``lib/`` (Lambda: ``/lib64:/usr/lib64:…:/var/task:
+    /var/task/lib:/opt/lib``), and Node.js modules in the package's root as a last resort (``NODE_PATH`` ends with
+    ``/var/task``). Not reserved: a function's Environment may set its own."""
+    root = str(spec.code_dir)
+    libraries = [*filter(None, env.get("LD_LIBRARY_PATH", "").split(":")), *_system_lib_dirs(), root, f"{root}/lib"]
+    paths = {"LD_LIBRARY_PATH": ":".join(dict.fromkeys(libraries))}
+    if spec.is_node:
+        paths["NODE_PATH"] = root
+    return paths
 
 
 NODE_RIC_NATIVE_MB = 32  # what AWS's aws-lambda-ric's native client (its threads, curl) adds to RLIMIT_DATA's count
@@ -204,3 +227,18 @@ def _writes_to(pid: str, prefix: str) -> bool:
 def leftover_processes(work_dir: Path) -> list[int]:
     """What the workers of a server that was killed left running in ``work_dir`` (``processes_of``)."""
     return processes_of(worker_path(work_dir, ""))
+
+
+def remove_tree(path: str) -> None:
+    """Remove a worker's TMPDIR, whatever modes its handler left on what it made there."""
+
+    def writable_and_again(function: Any, name: str, _exc: Any) -> None:
+        with contextlib.suppress(OSError):
+            os.chmod(os.path.dirname(name), 0o700)
+            if os.path.isdir(name) and not os.path.islink(name):
+                os.chmod(name, 0o700)
+                shutil.rmtree(name, ignore_errors=True)
+            else:
+                function(name)
+
+    shutil.rmtree(path, onerror=writable_and_again)

@@ -126,6 +126,8 @@ class WorkerPool:
                 with contextlib.suppress(OSError):
                     os.kill(pid, signal.SIGKILL)
                     log.warning("killed process %d, left running by a worker of an earlier server", pid)
+            for tmp_dir in self.work_dir.glob("worker-*.tmp"):  # the TMPDIRs of those workers
+                launch.remove_tree(str(tmp_dir))
         fcntl.flock(self._lock_fd, fcntl.LOCK_SH)  # (from exclusive: a conversion)
         self._started = True
         self._reaper = asyncio.create_task(self._reap_idle(), name="pointcast-pool-reaper")

@@ -174,7 +174,26 @@ class PipeRuntimeClient(BaseLambdaRuntimeClient):
         raise exc
 
 
+class FramedLogSink(bootstrap.StandardLogSink):  # type: ignore[misc]
+    """awslambdaric's sink for a runtime without Lambda's telemetry pipe, with each record ended by a newline. In
+    Lambda every record is a frame of its own (one log event); written as they come, a record without a final newline
+    (any with a traceback: ``log.exception``) ran on into the next output, ``KeyError: 'x'AFTER-PRINT``."""
+
+    def log(self, msg: str, frame_type: Any = None) -> None:
+        sys.stdout.write(msg if msg.endswith("\n") else msg + "\n")
+
+
+def _task_root_first() -> None:
+    """Lambda's Python runtimes search ``LAMBDA_TASK_ROOT`` first; ``python -c`` puts the current directory there
+    instead (``''``), which a handler that changes directory loses."""
+    root = os.environ.get("LAMBDA_TASK_ROOT")
+    if root and sys.path and sys.path[0] == "":
+        sys.path[0] = root
+
+
 def main(argv: list[str]) -> None:
+    _task_root_first()
+    bootstrap.StandardLogSink = FramedLogSink
     BaseLambdaRuntimeClient.marshaller = FastMarshaller()
     pipe = os.environ.pop(PIPE_ENV, "")
     if not pipe:

@@ -137,6 +137,7 @@ class Worker:
         self._watcher: asyncio.Task[None] | None = None
         self._path = launch.worker_path(work_dir, self.id)  # names its processes (launch.processes_of)
         self._log_path = Path(f"{self._path}.log")
+        self._tmp_dir = f"{self._path}.tmp"  # TMPDIR, unless the function's Environment sets one
         self._log_fd = -1
         self._log_offset = 0
         self._started = 0.0  # monotonic: when the process was started (its init began)
@@ -166,6 +167,9 @@ class Worker:
         )
         pass_fds: tuple[int, ...] = ()
         env[launch.WORKER_ENV] = self._path
+        if "TMPDIR" not in self.spec.environment:  # the worker's own, gone with it (Lambda's /tmp is per environment)
+            os.makedirs(self._tmp_dir, mode=0o700, exist_ok=True)
+            env["TMPDIR"] = self._tmp_dir
         if self._pipe is not None:
             pass_fds = self._pipe.open()
             env[PIPE_ENV] = ",".join(map(str, pass_fds))
@@ -216,6 +220,8 @@ class Worker:
             self._log_fd = -1
         with contextlib.suppress(OSError):
             self._log_path.unlink()
+        if os.path.isdir(self._tmp_dir):
+            await asyncio.to_thread(launch.remove_tree, self._tmp_dir)
 
     async def _watch(self, proc: asyncio.subprocess.Process) -> None:
         returncode = await proc.wait()
