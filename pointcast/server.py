@@ -11,7 +11,7 @@ from urllib.parse import parse_qs, unquote
 
 from fastapi import FastAPI, Request
 from starlette.responses import Response
-from starlette.routing import Route
+from starlette.routing import Route, request_response
 
 from pointcast import __version__
 from pointcast.api import Api, build_apis
@@ -172,6 +172,7 @@ def create_app(ctx: Context, verifier: SigV4Verifier, node: str | None, node_ric
         app.router.routes.append(Route(path, public(handler), methods=[method]))
     app.router.routes.append(Route("/openapi.json", openapi, methods=["GET"]))
     app.router.routes.append(Route("/{path:path}", dispatch, methods=_METHODS))
+    app.router.default = request_response(dispatch)  # what {path:path} does not match (a newline in the path)
     return app
 
 

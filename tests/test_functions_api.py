@@ -247,7 +247,8 @@ def test_configuration_members_are_applied_or_refused_not_dropped(lam) -> None:
     assert created["LoggingConfig"]["LogFormat"] == "JSON" and created["EphemeralStorage"] == {"Size": 1024}
     updated = lam.update_function_configuration(FunctionName=name, EphemeralStorage={"Size": 2048},
                                                 LoggingConfig={"LogFormat": "Text"}, KMSKeyArn=KEY,
-                                                VpcConfig={"SubnetIds": [], "SecurityGroupIds": []})  # fmt: skip
+                                                VpcConfig={"SubnetIds": [], "SecurityGroupIds": []},
+                                                SnapStart={"ApplyOn": "None"})  # fmt: skip
     assert updated["EphemeralStorage"] == {"Size": 2048} and updated["LoggingConfig"]["LogFormat"] == "Text"
     assert updated["KMSKeyArn"] == KEY
     arm = lam.update_function_code(
@@ -256,11 +257,31 @@ def test_configuration_members_are_applied_or_refused_not_dropped(lam) -> None:
     assert arm["Architectures"] == ["arm64"]
     for change, words in (
         ({"VpcConfig": {"SubnetIds": ["subnet-1"]}}, "VpcConfig is not supported"),
+        ({"SnapStart": {"ApplyOn": "PublishedVersions"}}, "SnapStart is not supported"),
         ({"DeadLetterConfig": {"TargetArn": f"arn:aws:sqs:{REGION}:{ACCOUNT_ID}:dlq"}}, "DeadLetterConfig"),
         ({"EphemeralStorage": {"Size": 20000}}, "between 512 and 10240"),
     ):
         with pytest.raises(lam.exceptions.InvalidParameterValueException, match=words):
             lam.update_function_configuration(FunctionName=name, **change)
+
+
+def test_names_with_a_trailing_newline_and_policies_for_latest_are_refused_as_lambda_does(lam, server) -> None:
+    """A pattern's ``$`` takes a final newline: ``nl\\n`` was created as ``nl``, and an Environment key ``FOO\\n`` was
+    stored but never reached the handler. AddPermission on ``$LATEST`` is refused by Lambda in its own words."""
+    with pytest.raises(lam.exceptions.InvalidParameterValueException):
+        lam.create_function(FunctionName="nl\n", Runtime="python3.12", Role=ROLE, Handler="index.handler",
+                            Code={"ZipFile": zip_code({"index.py": "x = 1\n"})})  # fmt: skip
+    name = _name()
+    with pytest.raises(lam.exceptions.InvalidParameterValueException, match="FOO"):
+        deploy(lam, name, allow=None, Environment={"Variables": {"FOO\n": "1"}})
+    deploy(lam, name, allow=None)
+    for reference in ({"FunctionName": name, "Qualifier": "$LATEST"}, {"FunctionName": f"{name}:$LATEST"}):
+        with pytest.raises(lam.exceptions.InvalidParameterValueException, match=r"adding policies for \$LATEST"):
+            lam.add_permission(**reference, StatementId="s", Action="lambda:InvokeFunction",
+                               Principal="pinpoint.amazonaws.com")  # fmt: skip
+    response = httpx.get(f"{server.url}/2015-03-31/functions/nl%0A/configuration", timeout=10)
+    assert response.status_code in (403, 404) and "x-amzn-errortype" in response.headers, response.text
+    lam.delete_function(FunctionName=name)
 
 
 def test_a_zip_is_refused_by_its_declared_size_before_anything_is_inflated(lam) -> None:

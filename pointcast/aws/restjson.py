@@ -60,7 +60,7 @@ def _template_regex(template: str) -> tuple[re.Pattern[str], dict[str, str], dic
         labels[group] = label
         regex += f"(?P<{group}>.+)" if greedy else f"(?P<{group}>[^/]+)"
         pos = match.end()
-    regex += re.escape(path[pos:]) + "/?$"
+    regex += re.escape(path[pos:]) + r"/?\Z"
     return re.compile(regex), labels, fixed_query
 
 

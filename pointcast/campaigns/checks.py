@@ -13,7 +13,7 @@ from pointcast.pinpoint import limits, targets
 
 ROOT = "WriteCampaignRequest"
 MIN_YEAR, MAX_YEAR = 1970, 9998
-_UTC_OFFSET = re.compile(r"^UTC([+-](0\d|1[0-4])(:[0-5]\d)?)?$")
+_UTC_OFFSET = re.compile(r"^UTC([+-](0\d|1[0-4])(:[0-5]\d)?)?\Z")
 
 
 def parse_time(value: str, path: str) -> datetime:

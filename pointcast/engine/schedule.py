@@ -24,7 +24,7 @@ PERIODS = {"HOURLY": timedelta(hours=1), "DAILY": timedelta(days=1), "WEEKLY": t
 ONE_TIME = ("ONCE", "EVENT", "IN_APP_EVENT")
 _WALL_CLOCK = ("DAILY", "WEEKLY", "MONTHLY")  # local time: stepped on Schedule.Timezone's wall clock (_Cadence)
 LOCAL_LEAD = timedelta(hours=26)  # local time: UTC+14 sends up to 26 hours before UTC-12
-_OFFSET = re.compile(r"^UTC(?:([+-])(\d{2})(?::(\d{2}))?)?$")
+_OFFSET = re.compile(r"^UTC(?:([+-])(\d{2})(?::(\d{2}))?)?\Z")
 
 
 def parse_time(value: str) -> datetime:

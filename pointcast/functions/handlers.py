@@ -116,6 +116,9 @@ async def delete_function(ctx: Context, call: Call) -> Any:
 
 
 async def add_permission(ctx: Context, call: Call) -> Any:
+    ref = parse_ref(call.param("FunctionName"))
+    if call.param("Qualifier") == "$LATEST" or (ref is not None and ref.qualifier == "$LATEST"):
+        raise InvalidParameterValue("We currently do not support adding policies for $LATEST.")  # Lambda's words
     name = _name(ctx, call)
     request = {**call.body, "Qualifier": call.param("Qualifier")}
     result = await ctx.write(lambda conn: service.add_permission(conn, name, request, ctx.region, ctx.account_id))

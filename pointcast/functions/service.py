@@ -31,7 +31,7 @@ from pointcast.store import lock
 
 DEFAULT_TIMEOUT = 3
 DEFAULT_MEMORY = 128
-_ENV_KEY = re.compile(r"^[a-zA-Z][a-zA-Z0-9_]+$")
+_ENV_KEY = re.compile(r"^[a-zA-Z][a-zA-Z0-9_]+\Z")
 _RESERVED_ENV = {
     "_HANDLER",
     "_X_AMZN_TRACE_ID",
@@ -196,7 +196,10 @@ def _check_code(code: dict[str, Any], prefix: str) -> None:
 
 def _given(value: Any) -> bool:
     """A member that asks for something: ``VpcConfig: {SubnetIds: [], SecurityGroupIds: []}`` is how tools say
-    "no VPC", and ``DeadLetterConfig: {}`` "no queue", which is what pointcast has."""
+    "no VPC", ``DeadLetterConfig: {}`` "no queue" and ``SnapStart: {ApplyOn: None}`` "no SnapStart" (the enum's own
+    value, which Terraform sends when a ``snap_start`` block is removed), which is what pointcast has."""
+    if isinstance(value, dict) and value == {"ApplyOn": "None"}:
+        return False
     if isinstance(value, dict):
         return any(_given(v) for v in value.values())
     return bool(value)

@@ -24,7 +24,7 @@ MESSAGES_PER_SECOND = (1, 20_000)
 MAX_DAILY_TOTAL_SESSION = 100
 MIN_MAXIMUM_DURATION = 60
 MAX_TAGS = 50
-_HH_MM = re.compile(r"^([01]\d|2[0-3]):[0-5]\d$")
+_HH_MM = re.compile(r"^([01]\d|2[0-3]):[0-5]\d\Z")
 
 
 _ENUMS = {"EndpointStatus": ("ACTIVE", "INACTIVE"), "OptOut": ("ALL", "NONE")}

@@ -14,7 +14,7 @@ from pointcast.context import Context
 from pointcast.functions.names import parse_ref
 
 _FUNCTION_ARN = re.compile(
-    r"^arn:aws[a-zA-Z-]*:lambda:[a-z0-9-]+:\d{12}:function:[a-zA-Z0-9-_]{1,64}(:[a-zA-Z0-9$_-]+)?$"
+    r"^arn:aws[a-zA-Z-]*:lambda:[a-z0-9-]+:\d{12}:function:[a-zA-Z0-9-_]{1,64}(:[a-zA-Z0-9$_-]+)?\Z"
 )
 
 
