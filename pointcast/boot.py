@@ -6,6 +6,7 @@ import ctypes
 import ctypes.util
 import gc
 import json
+import logging
 import os
 import secrets
 import shutil
@@ -22,6 +23,7 @@ from pointcast.server import create_app
 from pointcast.settings import Settings
 from pointcast.store import Database
 
+log = logging.getLogger("pointcast")
 CREDENTIALS_FILE = "credentials.json"
 M_ARENA_MAX = -8  # glibc's mallopt parameter number
 
@@ -31,18 +33,31 @@ def load_credentials(settings: Settings) -> tuple[dict[str, str], bool]:
 
     Returns the keys and whether a pair was just created (so ``serve`` can say how to export it).
     """
+    private_data_dir(settings.data_dir)
     if settings.credentials:
         return parse_credentials(settings.credentials), False
     path = settings.data_dir / CREDENTIALS_FILE
     if path.exists():
         stored = json.loads(path.read_text())
         return {stored["aws_access_key_id"]: stored["aws_secret_access_key"]}, False
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
     akid = "PC" + secrets.token_hex(9).upper()
     secret = secrets.token_urlsafe(30)
-    path.write_text(json.dumps({"aws_access_key_id": akid, "aws_secret_access_key": secret}, indent=2))
-    os.chmod(path, 0o600)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)  # never readable by others, not even at first
+    with os.fdopen(fd, "w") as f:
+        f.write(json.dumps({"aws_access_key_id": akid, "aws_secret_access_key": secret}, indent=2))
     return {akid: secret}, True
+
+
+def private_data_dir(data_dir: Path) -> None:
+    """Make the data dir for the owner only when it is new: it holds the store (webhook secrets, functions'
+    environments), the credentials and the functions' code. An existing one keeps its modes (it may be a directory
+    the user chose to share); what pointcast keeps there is made private one by one (the SQLite file, the code and
+    worker directories), and a warning names a directory others can enter."""
+    if not data_dir.exists():
+        data_dir.mkdir(mode=0o700, parents=True)
+    elif data_dir.stat().st_mode & 0o077:
+        log.warning("the data dir %s is open to other users (mode %o); pointcast's files in it are not",
+                    data_dir, data_dir.stat().st_mode & 0o777)  # fmt: skip
 
 
 def build(settings: Settings, keys: dict[str, str]) -> FastAPI:

@@ -136,10 +136,11 @@ def create_app(ctx: Context, verifier: SigV4Verifier, node: str | None, node_ric
             request_id = new_id()
             try:
                 _refuse_nul_in_url(request)
-                body = await request.body()
                 scope = request.scope
                 raw_path = scope.get("raw_path", b"").decode("latin-1").split("?", 1)[0] or scope["path"]
                 headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+                verifier.screen(headers)  # before the body is read
+                body = await _body(request, headers, MAX_BODY_BYTES, PayloadTooLarge)
                 verifier.verify(
                     request.method, raw_path, scope.get("query_string", b"").decode("latin-1"), headers, body
                 )
@@ -192,6 +193,23 @@ def _refuse_nul_in_url(request: Request) -> None:
         raise BadRequest("The request's path or query contains the NUL character (%00), which it may not contain")
 
 
+async def _body(request: Request, headers: dict[str, str], limit: int, too_large: type[AwsError]) -> bytes:
+    """The request's body, read no further than ``limit`` bytes (a chunked body has no Content-Length to refuse)."""
+    length = headers.get("content-length", "")
+    if length.isascii() and length.isdigit() and int(length) > limit:
+        raise too_large(f"The request body is {length} bytes; at most {limit} are accepted")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise too_large(f"The request body is over {limit} bytes; at most {limit} are accepted")
+        chunks.append(chunk)
+    body = b"".join(chunks)
+    request._body = body  # what Request.body() returns from now on (the stream is consumed)
+    return body
+
+
 async def _handle(
     ctx: Context, verifier: SigV4Verifier, apis: list[Api], request: Request, request_id: str
 ) -> tuple[Any, int]:
@@ -201,13 +219,9 @@ async def _handle(
     headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
     api = next((a for a in apis if a.owns(raw_path)), None)
     limit = api.max_body if api else MAX_BODY_BYTES
-    length = headers.get("content-length")
     too_large = api.too_large if api else PayloadTooLarge
-    if length and length.isascii() and length.isdigit() and int(length) > limit:
-        raise too_large(f"The request body is {length} bytes; at most {limit} are accepted")
-    body = await request.body()
-    if len(body) > limit:
-        raise too_large(f"The request body is {len(body)} bytes; at most {limit} are accepted")
+    verifier.screen(headers)  # before the body is read
+    body = await _body(request, headers, limit, too_large)
 
     signer = verifier.verify(request.method, raw_path, query_string, headers, body)
     if api is None:

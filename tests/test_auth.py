@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+import socket
 from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
 
+from pointcast.boot import private_data_dir
+from tests.support.functions import deploy
 from tests.support.server import Server, client, server_env
 from tests.support.signing import signed_request
 
@@ -27,6 +30,34 @@ def test_signed_request_passes(server: Server) -> None:
 
 def test_unsigned_request_is_refused(server: Server) -> None:
     assert_forbidden(httpx.get(f"{server.url}/v1/apps"), "Missing Authentication Token")
+
+
+@pytest.mark.parametrize("path", ["/v1/apps", "/2015-03-31/functions", "/pointcast/clock"])
+def test_an_unsigned_request_is_refused_before_its_body_is_read(server: Server, path: str) -> None:
+    """The headers alone refuse it: before, the server read a body of up to 70 MB first, for anyone on the port
+    (20 such connections took its memory from 123 MB to 1.4 GB). Here only 1 byte of a 60 MB body is sent."""
+    url = httpx.URL(server.url)
+    head = (
+        f"POST {path} HTTP/1.1\r\nHost: {url.netloc.decode()}\r\nContent-Type: application/json\r\n"
+        "Content-Length: 60000000\r\n\r\n{"
+    )
+    with socket.create_connection((url.host, url.port), timeout=5) as sock:
+        sock.sendall(head.encode())
+        answer = b""
+        for _ in range(10):  # the answer comes without the rest of the body (else: a timeout)
+            answer += sock.recv(65536)
+            if b"\r\n\r\n" in answer and answer.endswith(b"}"):
+                break
+    assert answer.startswith(b"HTTP/1.1 403 "), answer[:200]
+    assert b"Missing Authentication Token" in answer
+
+
+def test_an_unsigned_payload_is_refused(server: Server) -> None:
+    """UNSIGNED-PAYLOAD is S3's: with it, a Pinpoint request's signature covered no body, and a captured request
+    could be sent again with another one (it made an application named as the replayer chose)."""
+    headers = {"X-Amz-Content-SHA256": "UNSIGNED-PAYLOAD"}
+    response = signed_request("POST", f"{server.url}/v1/apps", b'{"Name": "evil"}', headers=headers)
+    assert_forbidden(response, "UNSIGNED-PAYLOAD is for S3 only")
 
 
 def test_wrong_secret_and_unknown_key(server: Server) -> None:
@@ -78,6 +109,17 @@ def test_generated_credentials_and_allow_any(tmp_path) -> None:
         assert "export AWS_ACCESS_KEY_ID=" + stored["aws_access_key_id"] in server.log()
         pp = client("pinpoint", server.url, key=stored["aws_access_key_id"], secret=stored["aws_secret_access_key"])
         assert pp.get_apps()["ApplicationsResponse"]["Item"] == []
+        lam = client("lambda", server.url, key=stored["aws_access_key_id"], secret=stored["aws_secret_access_key"])
+        deploy(lam, "private", allow=None)
+        assert lam.invoke(FunctionName="private", Payload=b"{}")["StatusCode"] == 200
+        # Secrets live here (keys, webhook secrets, functions' environments and code): the owner's only.
+        fresh = tmp_path / "fresh"
+        kept = [fresh / "credentials.json", *fresh.glob("*.sqlite3*"), fresh / "functions", fresh / "workers"]
+        modes = {path.name: path.stat().st_mode & 0o777 for path in kept}
+        assert modes.pop("functions") == modes.pop("workers") == 0o700, modes
+        assert len(modes) >= 2 and set(modes.values()) == {0o600}, modes
+        private_data_dir(tmp_path / "new" / "data")  # a data dir pointcast makes (this one the test made first)
+        assert (tmp_path / "new" / "data").stat().st_mode & 0o777 == 0o700
         server.stop()
         server.start()  # the same pair is reused, not replaced
         assert json.loads((tmp_path / "fresh" / "credentials.json").read_text()) == stored

@@ -42,6 +42,12 @@ class SigV4Verifier:
         self._max_skew = max_skew_seconds
         self._allow_any = allow_any
 
+    def screen(self, headers: Mapping[str, str], *, now: datetime | None = None) -> None:
+        """Raise ``Forbidden`` for what the headers alone refuse (no signature, an unknown key, a date out of the
+        allowed skew), so that such a request is answered before its body is read: unsigned callers could
+        otherwise make the server hold up to 70 MB each."""
+        self._signer(headers, now)
+
     def verify(
         self,
         method: str,
@@ -53,41 +59,17 @@ class SigV4Verifier:
         now: datetime | None = None,
     ) -> SignedRequest:
         """Return who signed the request, or raise ``Forbidden`` saying why it is refused."""
-        authorization = headers.get("authorization")
-        if not authorization:
-            if self._allow_any:
-                return SignedRequest("anonymous", "", "")
-            raise Forbidden("Missing Authentication Token: the request is not signed with AWS Signature Version 4")
-        match = _AUTH_RE.match(authorization.strip())
-        if not match:
-            raise Forbidden("Authorization header is not a valid AWS4-HMAC-SHA256 signature")
-        signer = SignedRequest(match["akid"], match["region"], match["service"])
-        if self._allow_any:
-            return signer
-        secret = self._keys.get(signer.access_key)
+        signer, secret, amz_date, match = self._signer(headers, now)
         if secret is None:
-            raise Forbidden(
-                f"The security token included in the request is invalid: unknown access key '{signer.access_key}'"
-            )
-        amz_date = headers.get("x-amz-date")
-        if not amz_date:
-            raise Forbidden("Missing X-Amz-Date header")
-        try:
-            signed_at = datetime.strptime(amz_date, "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
-        except ValueError:
-            raise Forbidden(f"X-Amz-Date '{amz_date}' is not in the form YYYYMMDDTHHMMSSZ") from None
-        if match["date"] != amz_date[:8]:
-            raise Forbidden("Credential scope date does not match X-Amz-Date")
-        skew = abs(((now or datetime.now(UTC)) - signed_at).total_seconds())
-        if skew > self._max_skew:
-            raise Forbidden(
-                f"Signature expired: X-Amz-Date {amz_date} is {int(skew)} s away from the server time "
-                f"(at most {self._max_skew} s allowed)"
-            )
+            return signer  # any credentials allowed
         content_sha = headers.get("x-amz-content-sha256")
-        if content_sha and content_sha != "UNSIGNED-PAYLOAD" and content_sha != hashlib.sha256(body).hexdigest():
+        # Only S3 defines UNSIGNED-PAYLOAD; a Pinpoint or Lambda request signed that way could be replayed with
+        # another body, and no client of these services sends it.
+        if content_sha == "UNSIGNED-PAYLOAD":
+            raise Forbidden("X-Amz-Content-SHA256 UNSIGNED-PAYLOAD is for S3 only: sign the request's body")
+        if content_sha is not None and content_sha != hashlib.sha256(body).hexdigest():
             raise Forbidden("X-Amz-Content-SHA256 does not match the request body")
-
+        assert match is not None
         signed_names = match["signed"].split(";")
         missing = [name for name in signed_names if name not in headers]
         if missing:
@@ -108,6 +90,44 @@ class SigV4Verifier:
                 "Check your AWS Secret Access Key and signing method."
             )
         return signer
+
+    def _signer(
+        self, headers: Mapping[str, str], now: datetime | None
+    ) -> tuple[SignedRequest, str | None, str, re.Match[str] | None]:
+        """The header checks (``screen``): who signs, their secret (None: any credentials are allowed), the
+        request's X-Amz-Date and the parsed Authorization header."""
+        authorization = headers.get("authorization")
+        if not authorization:
+            if self._allow_any:
+                return SignedRequest("anonymous", "", ""), None, "", None
+            raise Forbidden("Missing Authentication Token: the request is not signed with AWS Signature Version 4")
+        match = _AUTH_RE.match(authorization.strip())
+        if not match:
+            raise Forbidden("Authorization header is not a valid AWS4-HMAC-SHA256 signature")
+        signer = SignedRequest(match["akid"], match["region"], match["service"])
+        if self._allow_any:
+            return signer, None, "", match
+        secret = self._keys.get(signer.access_key)
+        if secret is None:
+            raise Forbidden(
+                f"The security token included in the request is invalid: unknown access key '{signer.access_key}'"
+            )
+        amz_date = headers.get("x-amz-date")
+        if not amz_date:
+            raise Forbidden("Missing X-Amz-Date header")
+        try:
+            signed_at = datetime.strptime(amz_date, "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
+        except ValueError:
+            raise Forbidden(f"X-Amz-Date '{amz_date}' is not in the form YYYYMMDDTHHMMSSZ") from None
+        if match["date"] != amz_date[:8]:
+            raise Forbidden("Credential scope date does not match X-Amz-Date")
+        skew = abs(((now or datetime.now(UTC)) - signed_at).total_seconds())
+        if skew > self._max_skew:
+            raise Forbidden(
+                f"Signature expired: X-Amz-Date {amz_date} is {int(skew)} s away from the server time "
+                f"(at most {self._max_skew} s allowed)"
+            )
+        return signer, secret, amz_date, match
 
 
 def parse_credentials(text: str) -> dict[str, str]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -51,6 +53,8 @@ class Database:
         if self.is_sqlite:
             if self.sqlite_path is not None:
                 self.sqlite_path.parent.mkdir(parents=True, exist_ok=True)
+                with contextlib.suppress(OSError):  # not ours to change: SQLite says what it cannot do
+                    _owner_only(self.sqlite_path)
             kwargs["connect_args"] = {"check_same_thread": False, "timeout": 30}
             kwargs["pool_size"] = 8
             kwargs["max_overflow"] = 16
@@ -96,6 +100,21 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+
+def _owner_only(path: Path) -> None:
+    """The SQLite file readable by its owner only (it holds webhook secrets and functions' environments); SQLite
+    gives its -wal and -shm files the database file's mode."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        if os.fstat(fd).st_mode & 0o077:
+            os.fchmod(fd, 0o600)
+    finally:
+        os.close(fd)
+    for companion in (Path(f"{path}-wal"), Path(f"{path}-shm")):
+        with contextlib.suppress(OSError):
+            if companion.stat().st_mode & 0o077:
+                companion.chmod(0o600)
 
 
 def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:

@@ -116,6 +116,7 @@ class WorkerPool:
         no other server on the work dir is running: every running pool holds a shared lock on ``pool.lock``
         (released with its process), and only a pool that finds none takes it exclusively and looks."""
         self.work_dir.mkdir(parents=True, exist_ok=True)
+        self.work_dir.chmod(0o700)  # workers' logs, TMPDIRs and bytecode: the owner's only
         self._lock_fd = os.open(self.work_dir / "pool.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         try:
             fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
