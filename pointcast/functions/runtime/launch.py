@@ -7,7 +7,6 @@ import os
 import secrets
 import shutil
 import subprocess
-import sysconfig
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
@@ -117,19 +116,18 @@ def environment(
     return env
 
 
-def _system_lib_dirs() -> list[str]:
-    multiarch = sysconfig.get_config_var("MULTIARCH") or ""
-    candidates = [f"/lib/{multiarch}", f"/usr/lib/{multiarch}"] if multiarch else []
-    return [d for d in [*candidates, "/lib64", "/usr/lib64"] if os.path.isdir(d)]
-
-
 def search_paths(spec: FunctionSpec, env: Mapping[str, str]) -> dict[str, str]:
-    """Where a worker looks for native libraries and Node.js modules, in Lambda's order: the system's own
-    libraries first, then the package's root and its ``lib/`` (Lambda: ``/lib64:/usr/lib64:…:/var/task:
-    /var/task/lib:/opt/lib``), and Node.js modules in the package's root as a last resort (``NODE_PATH`` ends with
-    ``/var/task``). Not reserved: a function's Environment may set its own."""
+    """Where a worker looks for native libraries and Node.js modules, as in Lambda: the package's root and its
+    ``lib/`` (Lambda's ``LD_LIBRARY_PATH`` has ``/var/task:/var/task/lib``), after what the server's own
+    ``LD_LIBRARY_PATH`` names, and Node.js modules in the package's root as a last resort (``NODE_PATH`` ends with
+    ``/var/task``). Not reserved: a function's Environment may set its own.
+
+    Lambda lists ``/lib64:/usr/lib64`` first too; here the system's directories stay out of it, because a Python
+    built with ``--enable-shared`` (pyenv's) finds its own ``libpython`` through RUNPATH, which
+    ``LD_LIBRARY_PATH`` overrides: with ``/usr/lib/x86_64-linux-gnu`` named, Debian's libpython3.11 was loaded
+    instead and ``import ssl`` failed."""
     root = str(spec.code_dir)
-    libraries = [*filter(None, env.get("LD_LIBRARY_PATH", "").split(":")), *_system_lib_dirs(), root, f"{root}/lib"]
+    libraries = [*filter(None, env.get("LD_LIBRARY_PATH", "").split(":")), root, f"{root}/lib"]
     paths = {"LD_LIBRARY_PATH": ":".join(dict.fromkeys(libraries))}
     if spec.is_node:
         paths["NODE_PATH"] = root
