@@ -11,6 +11,7 @@ import os
 import re
 import shutil
 import signal
+import socket
 import time
 from pathlib import Path
 from typing import Any
@@ -613,7 +614,7 @@ def handler(event, context):
 
 def test_a_python_worker_finds_its_package_as_lambda_does_and_frames_each_log_record(tmp_path: Path) -> None:
     """Its own modules from LAMBDA_TASK_ROOT whatever the current directory, native libraries from the package's
-    root and lib/ (after the system's), a TMPDIR of its own that ends with it, and a log record with a traceback
+    root and lib/, a TMPDIR of its own that ends with it, and a log record with a traceback
     ended by a newline (it ran on into the next output)."""
     spec = function(tmp_path, "at-home", AT_HOME)
     (spec.code_dir / "helper.py").write_text("NAME = 'helper'\n")
@@ -627,11 +628,35 @@ def test_a_python_worker_finds_its_package_as_lambda_does_and_frames_each_log_re
     root = str(spec.code_dir)
     assert answer["helper"] == "helper"
     libraries = answer["libraries"]
-    assert libraries[-2:] == [root, f"{root}/lib"] and len(libraries) > 2  # the system's first, as in Lambda
+    assert libraries[-2:] == [root, f"{root}/lib"]
     assert answer["gettempdir"] == answer["tmpdir"] and answer["writable"]
     assert answer["tmpdir"].startswith(str(tmp_path / "pool" / "worker-"))
     assert not os.path.exists(answer["tmpdir"])  # removed with its worker (the pool has stopped)
     assert "KeyError: 'missing'\nAFTER-PRINT\n" in logs, logs
+
+
+def test_only_the_worker_itself_is_served_by_its_runtime_api(tmp_path: Path) -> None:
+    """Any process on the host can connect to a worker's Runtime API port (127.0.0.1). Before, one that asked for
+    the next invocation took the event and could answer it, and the worker's own runtime waited in vain. Now a
+    connection that is not the worker process's own is cut off, and the worker goes on."""
+    source = "import os\ndef handler(e, c):\n    return [os.environ['AWS_LAMBDA_RUNTIME_API'], e]\n"
+    spec = function(tmp_path, "guarded", source)
+
+    def intrude(address: str) -> bytes:
+        host, port = address.split(":")
+        with socket.create_connection((host, int(port)), timeout=5) as sock:
+            sock.sendall(f"GET /2018-06-01/runtime/invocation/next HTTP/1.1\r\nHost: {address}\r\n\r\n".encode())
+            return sock.recv(65536)  # b"": closed without an answer
+
+    async def main() -> tuple[bytes, Any]:
+        async with running_pool(tmp_path, transport="runtime-api") as pool:
+            address, _ = ok(await pool.invoke(spec, b"1"))
+            answer = await asyncio.to_thread(intrude, address)
+            return answer, ok(await pool.invoke(spec, b"2", queue_timeout=5))
+
+    answer, second = run(main)
+    assert answer == b""
+    assert second[1] == 2
 
 
 def test_stop_ends_busy_workers(tmp_path: Path) -> None:

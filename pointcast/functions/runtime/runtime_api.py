@@ -1,7 +1,10 @@
 """The Lambda Runtime API, served to one worker on its own 127.0.0.1 port.
 
 A listener per worker makes the worker's identity the port it talks to: no token to forge or mix up, and a
-worker can only ever fetch and answer its own invocations. Routes and headers are Lambda's (2018-06-01):
+worker can only ever fetch and answer its own invocations. Anyone on the host can connect to a loopback port, so a
+connection is served only if its socket is one of the worker process's own open files (``peer_is``, read from
+``/proc`` at its first request): another process, another function's handler or another user, is cut off.
+Routes and headers are Lambda's (2018-06-01):
 
     GET  /2018-06-01/runtime/invocation/next          -> 200, the event, Lambda-Runtime-* headers
     POST /2018-06-01/runtime/invocation/{id}/response -> 202
@@ -18,6 +21,9 @@ it does not understand (chunked bodies, malformed heads) gets a 4xx and the conn
 from __future__ import annotations
 
 import asyncio
+import os
+import socket
+import struct
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol, cast
@@ -59,6 +65,10 @@ class Session(Protocol):
 
     def posted_init_error(self, body: bytes, error_type: str | None) -> None: ...
 
+    @property
+    def pid(self) -> int | None:
+        """The worker process's id, once it is started."""
+
     def response_too_large(self, request_id: str, size: int) -> bool: ...
 
 
@@ -87,6 +97,7 @@ class _Connection(asyncio.Protocol):
         self._waiting: Callable[[Delivery], None] | None = None  # a GET next not answered yet
         self._keep_alive = True
         self._processing = False
+        self._trusted = False  # the peer is the worker process itself (checked at the first request)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = cast(asyncio.Transport, transport)  # uvloop's transports are not asyncio subclasses
@@ -162,6 +173,11 @@ class _Connection(asyncio.Protocol):
         return True
 
     def _dispatch(self, method: bytes, target: bytes, headers: dict[bytes, bytes], body: bytes) -> None:
+        if not self._trusted:
+            self._trusted = self._transport is not None and _from_worker(self._transport, self._session.pid)
+            if not self._trusted:
+                self.abort()
+                return
         if method == b"GET":
             if target != NEXT:
                 self._reply(_error(404, "NotFound", f"no route GET {target.decode(errors='replace')}"))
@@ -228,6 +244,41 @@ class _Connection(asyncio.Protocol):
         self._keep_alive = False
         self._buffer.clear()
         self._reply(_error(status, error_type, message))
+
+
+def _from_worker(transport: asyncio.Transport, pid: int | None) -> bool:
+    peer, ours = transport.get_extra_info("peername"), transport.get_extra_info("sockname")
+    if pid is None or not peer or not ours:
+        return False
+    verdict = peer_is(pid, peer[0], peer[1], ours[1])
+    return verdict is not False  # None: this system has no /proc to tell (not Linux)
+
+
+def peer_is(pid: int, host: str, port: int, listening_port: int) -> bool | None:
+    """Whether the IPv4 TCP socket at ``host:port`` connected to our ``listening_port`` is one of process ``pid``'s
+    open files: its inode from ``/proc/net/tcp``, then the process's descriptors. None when ``/proc`` is missing."""
+    try:
+        with open("/proc/net/tcp", "rb") as table:
+            lines = table.read().splitlines()[1:]
+    except OSError:
+        return None
+    local = b"%08X:%04X" % (struct.unpack("=I", socket.inet_aton(host))[0], port)
+    remote_port = b":%04X" % listening_port
+    inode = next((f[9] for f in map(bytes.split, lines) if f[1] == local and f[2].endswith(remote_port)), None)
+    if inode is None:
+        return False
+    wanted = f"socket:[{inode.decode()}]"
+    try:
+        descriptors = os.listdir(f"/proc/{pid}/fd")
+    except OSError:
+        return False
+    for fd in descriptors:
+        try:
+            if os.readlink(f"/proc/{pid}/fd/{fd}") == wanted:
+                return True
+        except OSError:
+            continue
+    return False
 
 
 class RuntimeApi:
