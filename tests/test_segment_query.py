@@ -304,3 +304,33 @@ def test_recency_rounds_the_cutoff_up_to_the_stored_millisecond(store: Database)
     predicate = compile_segment(segment, now=now, load_segment=load)
     assert selection.exact
     assert ids == {v.id for v in views if predicate(v)} == {"after"}
+
+
+def test_long_lists_of_values_and_dimensions_are_evaluated_on_both_stores(store: Database) -> None:
+    """SQLite refuses an expression tree deeper than 1,000, and ``a OR b OR c …`` is as deep as its terms: a
+    CONTAINS of 500 values, or a group of 1,100 dimensions matching ANY, made planning fail at every tick (the run
+    stayed PLANNING). The terms are now nested in halves, on both stores alike."""
+    views = [EndpointView(f"e{i}", {"Attributes": {"code": [f"x-{i:04d}-y"]}}, None) for i in range(1500)]
+    app_id = put(store, views)
+    needles = [f"-{i:04d}-" for i in range(0, 1500, 2)]
+    contains = {"Attributes": {"code": {"AttributeType": "CONTAINS", "Values": needles}}}
+    result = evaluate(store, app_id, {"Id": "s", "Dimensions": contains}, views)
+    check(result, {f"e{i}" for i in range(0, 1500, 2)})
+    dimensions = [{"Attributes": {"code": {"Values": [f"x-{i:04d}-y"]}}} for i in range(1100)]
+    group = {"Id": "g", "SegmentGroups": {"Include": "ALL", "Groups": [{"Type": "ANY", "Dimensions": dimensions}]}}
+    check(evaluate(store, app_id, group, views), {f"e{i}" for i in range(1100)})
+
+
+def test_an_on_date_at_the_edge_of_the_calendar_matches_nothing(store: Database) -> None:
+    """0001-01-01T00:00:00+01:00 is in year 0 in UTC: its day could not be worked out, and planning failed at every
+    tick. It is on no day (BEFORE and AFTER already compared such values without converting them)."""
+    views = [
+        EndpointView("edge", {"Attributes": {"d": ["0001-01-01T00:00:00+01:00"]}}, None),
+        EndpointView("far", {"Attributes": {"d": ["9999-12-31T23:00:00-05:00"]}}, None),
+        EndpointView("day", {"Attributes": {"d": ["2024-01-01T08:00:00Z"]}}, None),
+    ]
+    app_id = put(store, views)
+    on = {"Attributes": {"d": {"AttributeType": "ON", "Values": ["2024-01-01"]}}}
+    check(evaluate(store, app_id, {"Id": "s", "Dimensions": on}, views), {"day"})
+    edge = {"Attributes": {"d": {"AttributeType": "ON", "Values": ["0001-01-01T00:00:00+01:00"]}}}
+    check(evaluate(store, app_id, {"Id": "s", "Dimensions": edge}, views), set())

@@ -277,11 +277,19 @@ def _attribute(get: Getter, where: str, dimension: dict[str, Any]) -> Predicate:
     if kind == "AFTER":
         return dated(lambda moment: moment > first)
     if kind == "ON":
-        day: date = first.astimezone(UTC).date()
-        return dated(lambda moment: moment.astimezone(UTC).date() == day)
+        day = _utc_day(first)
+        return _never if day is None else dated(lambda moment: _utc_day(moment) == day)
     last = bounds[1]
     assert last is not None
     return dated(lambda moment: first <= moment <= last)
+
+
+def _utc_day(moment: datetime) -> date | None:
+    """The moment's day in UTC; None at the edge of the calendar (0001-01-01T00:00:00+01:00 is in year 0)."""
+    try:
+        return moment.astimezone(UTC).date()
+    except OverflowError:
+        return None
 
 
 def _attributes(member: str, path: tuple[str, ...], dimensions: dict[str, Any] | None) -> list[Predicate]:

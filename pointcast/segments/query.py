@@ -90,18 +90,33 @@ _NONE = Selection(_FALSE, _FALSE, True)
 _UNKNOWN = Selection(_FALSE, _TRUE, False)
 
 
+_FLAT = 64  # terms joined in one flat list; longer lists are nested (_balanced)
+
+
 def _and(conditions: list[Condition]) -> Condition:
     if any(c is _FALSE for c in conditions):
         return _FALSE
     kept = [c for c in conditions if c is not _TRUE]
-    return _TRUE if not kept else kept[0] if len(kept) == 1 else sa.and_(*kept)
+    return _TRUE if not kept else kept[0] if len(kept) == 1 else _balanced(sa.and_, kept)
 
 
 def _or(conditions: list[Condition]) -> Condition:
     if any(c is _TRUE for c in conditions):
         return _TRUE
     kept = [c for c in conditions if c is not _FALSE]
-    return _FALSE if not kept else kept[0] if len(kept) == 1 else sa.or_(*kept)
+    return _FALSE if not kept else kept[0] if len(kept) == 1 else _balanced(sa.or_, kept)
+
+
+def _balanced(join: Callable[..., Condition], terms: list[Condition]) -> Condition:
+    """``join(*terms)``, nested in halves past _FLAT terms: SQLite parses ``a OR b OR c …`` into a tree as deep as
+    its terms, and refuses one deeper than 1,000 ("Expression tree is too large"), which a CONTAINS of 500 values
+    reached. SQLAlchemy flattens a list joined inside another (grouped or not) back into one, so each half is
+    wrapped in ``coalesce(half, NULL)``, which is the half itself in every case, NULL included."""
+    if len(terms) <= _FLAT:
+        return join(*terms)
+    middle = len(terms) // 2
+    halves = (_balanced(join, terms[:middle]), _balanced(join, terms[middle:]))
+    return join(*(sa.func.coalesce(half, sa.null(), type_=sa.Boolean) for half in halves))
 
 
 def _not(condition: Condition) -> Condition:
