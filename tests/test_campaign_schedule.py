@@ -209,6 +209,33 @@ def test_a_run_whose_segment_cannot_be_evaluated_fails_with_the_reason(clock_ser
     assert receiver.post_count() == 0
 
 
+def test_a_run_whose_planning_fails_unexpectedly_ends_after_five_tries(clock_server, pinpoint, app_id, receiver):
+    """A fault nobody foresaw (here a stored dimension that is text, not an object: AttributeError) made planning
+    fail at every tick, for ever, the run PLANNING and the campaign EXECUTING with no Error anywhere. After five
+    failures in a row the run ends with the last one."""
+    load(pinpoint, app_id, [endpoint(f"ep-{i:02d}") for i in range(10)])
+    segment_id = audience_segment(pinpoint, app_id)
+    start = utc("2030-05-02T12:00:00Z")
+    set_clock(clock_server, start - timedelta(hours=1))
+    campaign = webhook_campaign(pinpoint, app_id, segment_id, receiver.url, {"StartTime": iso(start)})
+    stored = pinpoint.get_segment(ApplicationId=app_id, SegmentId=segment_id)["SegmentResponse"]
+    broken = {**stored, "Dimensions": {"Attributes": {"team": "blue"}}}
+    versions = m.segment_versions
+
+    def store(conn: Any) -> None:
+        segments.set_current(conn, app_id, broken)
+        conn.execute(sa.update(versions).where(versions.c.segment_id == segment_id).values(doc=broken))
+
+    write_store(clock_server, store)
+    set_clock(clock_server, start)
+    [run] = wait_for_runs(clock_server, pinpoint, app_id, campaign["Id"], 1, "COMPLETED")
+    assert run["Error"].startswith("planning failed 5 times in a row; the last time: "), run["Error"]
+    assert "AttributeError" in run["Error"] or "attribute" in run["Error"], run["Error"]
+    [activity] = activities(pinpoint, app_id, campaign["Id"])
+    assert (activity["State"], activity["Result"]) == ("COMPLETED", "FAIL")
+    assert receiver.post_count() == 0
+
+
 def test_a_start_time_with_microseconds_runs_once(clock_server, pinpoint, app_id, receiver) -> None:
     """StartTime as Python's isoformat() writes it. It ran again at every scheduler tick, to the whole segment."""
     load(pinpoint, app_id, [endpoint(f"ep-{i:02d}") for i in range(5)])

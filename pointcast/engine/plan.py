@@ -330,6 +330,14 @@ def over_limits(conn: sa.Connection, spec: RunSpec, candidates: list[tuple[str, 
     return over
 
 
+def end_unplanned(db: Database, run_id: str, error: str, now: datetime) -> None:
+    """End a run's planning with ``error``: what it planned before is sent, and its activities FAIL with it."""
+    with db.write() as conn:
+        repo.end_planning_with_error(conn, run_id, error)
+        for row in repo.activities_of_run(conn, run_id):
+            finish_activity(conn, row.id, now)  # each FAILs, with what was planned before (if anything)
+
+
 def plan_run(
     db: Database,
     run_id: str,
@@ -358,10 +366,7 @@ def plan_run(
             error = f"the segment cannot be evaluated: {exc}"
     if error is not None:
         log.error("run %s of campaign %s ends unplanned: %s", run_id, spec.campaign.get("Id"), error)
-        with db.write() as conn:
-            repo.end_planning_with_error(conn, run_id, error)
-            for row in repo.activities_of_run(conn, run_id):
-                finish_activity(conn, row.id, now)  # each FAILs, with what was planned before (if anything)
+        end_unplanned(db, run_id, error, now)
         return True
     # An exact selection holds only rows it is sure of: no need to work the condition out a second time per row.
     sure = sa.true() if who.selection.exact else who.selection.sure

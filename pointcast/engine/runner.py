@@ -50,7 +50,7 @@ from pointcast.engine.execute import (
     record,
     send_start,
 )
-from pointcast.engine.plan import RunSpec, plan_run
+from pointcast.engine.plan import RunSpec, end_unplanned, plan_run
 from pointcast.engine.readahead import Lane, ReadAhead, lane_of
 from pointcast.store import models as m
 from pointcast.store.db import describe_error
@@ -58,6 +58,7 @@ from pointcast.store.db import describe_error
 log = logging.getLogger("pointcast.engine")
 _RUNNABLE = ("SCHEDULED", "PENDING_NEXT_RUN", "EXECUTING")  # EXECUTING: local-time runs overlap
 MAX_INTERNAL_ERRORS = 5
+MAX_PLANNING_FAILURES = 5  # a run whose planning fails this many times in a row ends with the error
 RECORD_GATHER_SECONDS = 0.01
 BACK: Lane = ("", "")  # _lend: the slot went to a batch back from waiting, not to a lane
 STOP_GRACE = 5.0  # seconds deliveries in flight may take to end when the server stops cleanly
@@ -199,6 +200,7 @@ class Runner:
             max_workers=PLANNING_THREADS, thread_name_prefix="pointcast-planning"
         )
         self._children: dict[str, BaseProcess] = {}  # run id -> the process planning it
+        self._planning_failures: dict[str, int] = {}  # run id -> its planning's failures in a row
         self._spilled: dict[Lane, str] = {}  # a lane of a run being planned -> the last batch it left in the store
         self._planned_limit = 4 * self.concurrency  # a run's planned batches read ahead before its planning waits
         self._started = asyncio.Event()  # a batch left the look-ahead
@@ -353,9 +355,19 @@ class Runner:
                     )
                 finally:
                     await self._on_planning_thread(self._plan_in_child, run_id, child, planned, not whole)
-        except Exception:
-            log.exception("planning run %s failed; it goes on from where it got to at the next tick", run_id)
-            await asyncio.sleep(self.interval)
+        except Exception as exc:
+            failures = self._planning_failures[run_id] = self._planning_failures.get(run_id, 0) + 1
+            if failures < MAX_PLANNING_FAILURES:
+                log.exception("planning run %s failed; it goes on from where it got to at the next tick", run_id)
+                await asyncio.sleep(self.interval)
+            else:  # five in a row: the same would most likely happen at every tick, for ever
+                error = f"planning failed {failures} times in a row; the last time: {describe_error(exc)}"
+                log.exception("run %s ends unplanned: %s", run_id, error)
+                with contextlib.suppress(Exception):  # the store may be what fails: then the next tick tries again
+                    await self._on_planning_thread(end_unplanned, self.ctx.db, run_id, error, self.clock.now())
+                    self._planning_failures.pop(run_id, None)
+        else:
+            self._planning_failures.pop(run_id, None)
         finally:
             self._planning.pop(run_id, None)
             for lane in [lane for lane in self._spilled if lane[0] == run_id]:
