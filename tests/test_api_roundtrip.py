@@ -234,8 +234,16 @@ def test_segments_that_cannot_be_evaluated_are_refused_when_written(pinpoint, ap
         pinpoint.update_segment(ApplicationId=app_id, SegmentId=x, WriteSegmentRequest={"SegmentGroups": _source_of(y)})
     with pytest.raises(bad, match=f"Segment '{x}' is a source segment of segment\\(s\\) {y}"):
         pinpoint.delete_segment(ApplicationId=app_id, SegmentId=x)
+    # A version that is no longer current still counts while something is written against it: here segment t takes
+    # y's version 1 (which takes x) as its source. Before, only current versions were looked at, and x went.
+    pinned = {"Groups": [{"SourceSegments": [{"Id": y, "Version": 1}]}]}
+    t = pinpoint.create_segment(ApplicationId=app_id, WriteSegmentRequest={"Name": "t", "SegmentGroups": pinned})
+    pinpoint.update_segment(ApplicationId=app_id, SegmentId=y, WriteSegmentRequest={"SegmentGroups": {"Groups": []}})
+    with pytest.raises(bad, match=f"Segment '{x}' is a source segment of segment\\(s\\) {y} version 1"):
+        pinpoint.delete_segment(ApplicationId=app_id, SegmentId=x)
+    pinpoint.delete_segment(ApplicationId=app_id, SegmentId=t["SegmentResponse"]["Id"])
+    pinpoint.delete_segment(ApplicationId=app_id, SegmentId=x)  # nothing can evaluate y's version 1 now
     pinpoint.delete_segment(ApplicationId=app_id, SegmentId=y)
-    pinpoint.delete_segment(ApplicationId=app_id, SegmentId=x)
 
 
 def _segment(pinpoint, app_id: str) -> str:
