@@ -674,6 +674,12 @@ def test_an_imported_segment_takes_no_dimensions(pinpoint, app_id, tmp_path: Pat
     assert renamed["SegmentResponse"]["Name"] == "new" and "Dimensions" not in renamed["SegmentResponse"]
     group = {"Groups": [{"SourceSegments": [{"Id": segment_id}], "Dimensions": [narrowing["Dimensions"]]}]}
     pinpoint.create_segment(ApplicationId=app_id, WriteSegmentRequest={"Name": "blue", "SegmentGroups": group})
+    # SourceSegments: "more than one dimensional segment or only one imported segment" (the model).
+    other = pinpoint.create_segment(ApplicationId=app_id, WriteSegmentRequest={"Name": "all"})["SegmentResponse"]
+    for pair in ([segment_id, other["Id"]], [other["Id"], segment_id], [segment_id, segment_id]):
+        two = {"Groups": [{"SourceSegments": [{"Id": i} for i in pair]}]}
+        with pytest.raises(pinpoint.exceptions.BadRequestException, match="must be the group's only source segment"):
+            pinpoint.create_segment(ApplicationId=app_id, WriteSegmentRequest={"Name": "two", "SegmentGroups": two})
 
 
 def test_a_failed_job_keeps_no_members(backend: str, tmp_path: Path) -> None:

@@ -12,6 +12,7 @@ from pointcast.aws.arns import child_arn
 from pointcast.aws.errors import BadRequest, NotFound
 from pointcast.aws.wire import new_id, now_iso, parse_instant
 from pointcast.imports import repository as imports
+from pointcast.imports.audience import is_imported
 from pointcast.pinpoint import limits
 from pointcast.segments.evaluate import compile_segment
 from pointcast.segments.repository import campaigns_using, segments, segments_using
@@ -44,6 +45,13 @@ def _check(conn: sa.Connection, app_id: str, request: dict[str, Any], own_id: st
             version = source.get("Version")
             if version is not None and not 1 <= version <= segments.get(conn, app_id, source["Id"])["Version"]:
                 raise BadRequest(f"{path}.Version: segment '{source['Id']}' has no version {version}")
+        sources = group.get("SourceSegments") or []
+        imported = [src["Id"] for src in sources if is_imported(segments.get(conn, app_id, src["Id"]))]
+        if imported and len(sources) > 1:  # the model: "more than one dimensional segment or only one imported"
+            raise BadRequest(
+                f"WriteSegmentRequest.SegmentGroups.Groups[{g}].SourceSegments: an imported segment "
+                f"('{imported[0]}') must be the group's only source segment"
+            )
 
 
 def _check_compiles(conn: sa.Connection, app_id: str, doc: dict[str, Any]) -> None:
