@@ -18,6 +18,7 @@ from typing import Any
 import httpx
 import pytest
 
+from pointcast.channels.webhook.breaker import destination_of
 from tests.conftest import running_server
 from tests.support.campaigns import (
     OK,
@@ -98,7 +99,6 @@ def test_a_restarting_webhook_gets_every_batch_once_it_is_back(server, pinpoint,
 
 def test_a_webhook_down_past_the_outage_limit_fails_with_the_reason(server, pinpoint, app_id, receiver) -> None:
     receiver.responder = down = DownFor(3600)
-    port = receiver.url.split(":")[2].split("/")[0]
     load(pinpoint, app_id, [endpoint(i) for i in IDS])
     segment = audience_segment(pinpoint, app_id)
     started = time.monotonic()
@@ -107,7 +107,7 @@ def test_a_webhook_down_past_the_outage_limit_fails_with_the_reason(server, pinp
     waiting = wait_for(
         lambda: progress(server, app_id, campaign_id)["DestinationsDown"], timeout=30, what="the destination down"
     )
-    assert [d["Destination"] for d in waiting] == [f"https://127.0.0.1:{port}"]
+    assert [d["Destination"] for d in waiting] == [destination_of(receiver.url)]
     watched = subprocess.run(
         [str(BIN / "pointcast"), "campaigns", "watch", app_id, campaign_id, "--endpoint-url", server.url],
         env={
@@ -122,7 +122,7 @@ def test_a_webhook_down_past_the_outage_limit_fails_with_the_reason(server, pinp
         timeout=60,
     )
     assert watched.returncode == 1  # endpoints failed
-    assert f"https://127.0.0.1:{port} is down (" in watched.stdout and "s; HTTP 503)" in watched.stdout
+    assert f"{destination_of(receiver.url)} is down (" in watched.stdout and "s; HTTP 503)" in watched.stdout
     assert "COMPLETED: 0 sent, 300 failed" in watched.stdout
     wait_for_runs(server, pinpoint, app_id, campaign_id, 1, "COMPLETED", timeout=60)
     assert 4 <= time.monotonic() - started < 30
@@ -130,13 +130,14 @@ def test_a_webhook_down_past_the_outage_limit_fails_with_the_reason(server, pinp
     assert sorted(found) == IDS
     for outcome in found.values():
         assert outcome["Status"] == "FAILED"
-        assert outcome["Reason"].startswith(f"WEBHOOK_FAILED: https://127.0.0.1:{port} is down: "), outcome
+        assert outcome["Reason"].startswith(f"WEBHOOK_FAILED: {destination_of(receiver.url)} is down: "), outcome
         assert "(the last: HTTP 503)" in outcome["Reason"]
     [activity] = activities(pinpoint, app_id, campaign_id)
     assert activity["Result"] == "FAIL" and activity["SuccessfulEndpointCount"] == 0
     assert down.refused <= 6 + 4 / 0.5 + 3  # the first attempts, then one probe per cool-down
     health = httpx.get(f"{server.url}/pointcast/health").json()
-    [destination] = [d for d in health["engine"]["DestinationsDown"] if d["Destination"].endswith(f":{port}")]
+    down_now = health["engine"]["DestinationsDown"]
+    [destination] = [d for d in down_now if d["Destination"] == destination_of(receiver.url)]
     assert destination["LastError"] == "HTTP 503" and destination["DownSeconds"] >= 4
     assert health["engine"]["DeliveryClient"].startswith("libcurl/")  # pycurl is a dependency: "auto" takes it
 
@@ -147,7 +148,6 @@ def test_a_web_url_hook_that_is_down_has_its_own_breaker(server, pinpoint, app_i
     campaign's progress names it as down, whether the hook is the campaign's own or the project's default."""
     with Receiver(test_ca) as hook_rx:
         hook_rx.responder = down = DownFor(3600)
-        port = hook_rx.url.split(":")[2].split("/")[0]
         load(pinpoint, app_id, [endpoint(i) for i in IDS])
         segment = audience_segment(pinpoint, app_id)
         hook = {"WebUrl": hook_rx.url, "Mode": "FILTER"}
@@ -162,12 +162,13 @@ def test_a_web_url_hook_that_is_down_has_its_own_breaker(server, pinpoint, app_i
         waiting = wait_for(
             lambda: progress(server, app_id, campaign_id)["DestinationsDown"], timeout=30, what="the hook's host down"
         )
-        assert [d["Destination"] for d in waiting] == [f"https://127.0.0.1:{port}"]
+        assert [d["Destination"] for d in waiting] == [destination_of(hook_rx.url)]
         wait_for_runs(server, pinpoint, app_id, campaign_id, 1, "COMPLETED", timeout=60)
     found = {o["EndpointId"]: o for o in outcomes(server, app_id, campaign_id)}
     assert sorted(found) == IDS
     for outcome in found.values():
         assert outcome["Status"] == "FAILED"
-        assert outcome["Reason"].startswith(f"HOOK_FAILED: FILTER {hook_rx.url}: https://127.0.0.1:{port} is down: ")
+        reason = f"HOOK_FAILED: FILTER {hook_rx.url}: {destination_of(hook_rx.url)} is down: "
+        assert outcome["Reason"].startswith(reason), outcome
     assert receiver.post_count() == 0  # nothing reached the channel
     assert down.refused <= 6 + 4 / 0.5 + 3  # the hook's host got the first attempts and one probe per cool-down

@@ -16,7 +16,7 @@ from itertools import count
 import pytest
 
 from pointcast import __version__
-from pointcast.channels.webhook.breaker import Breaker, Breakers, HostDown
+from pointcast.channels.webhook.breaker import Breaker, Breakers, HostDown, destination_of
 from pointcast.channels.webhook.deliver import (
     BATCH_ID_HEADER,
     DRAIN,
@@ -218,14 +218,62 @@ def test_the_breaker_gives_up_after_the_outage_limit(receiver, test_ca, kind) ->
     deliveries = deliver_many(receiver.url, test_ca, kind, 20, QUICK, breakers)
     assert time.monotonic() - started < 5
     assert not any(d.ok for d in deliveries)
-    port = receiver.url.split(":")[2].split("/")[0]
     for delivery in deliveries:
         assert delivery.host_down is not None
-        assert delivery.reason.startswith(f"https://127.0.0.1:{port} is down: ")
+        assert delivery.reason.startswith(f"{destination_of(receiver.url)} is down: ")
         assert "(the last: HTTP 503)" in delivery.reason and "attempt(s) made for this batch" in delivery.reason
     assert 20 <= state["refused"] <= 20 + 15  # the first wave, then about one probe per cool-down
     [down] = breakers.status()
-    assert down["Destination"] == f"https://127.0.0.1:{port}" and down["DownSeconds"] >= 0.6
+    assert down["Destination"] == destination_of(receiver.url) and down["DownSeconds"] >= 0.6
+
+
+def test_a_failing_path_does_not_stop_its_neighbour_on_the_same_host(receiver, test_ca, kind) -> None:
+    """The breaker is per URL: a receiver's path answering 503 opened the breaker of its host and port, and a
+    healthy path there got no POST at all, its batches failing as "down" past the outage limit."""
+    receiver.responder = lambda request: (503, {}, b"broken") if request.path.endswith("/bad") else (200, {}, b"ok")
+    base = receiver.url.rstrip("/")
+    breakers = Breakers(failures=3, base=0.05, cap=0.1, outage_limit=0.3)
+
+    async def wave(session, url: str, count: int):
+        breaker = breakers.for_url(url)
+        return await asyncio.gather(
+            *(post_batch(session, url, b"{}", f"b{i}", QUICK, breaker=breaker) for i in range(count))
+        )
+
+    async def main():
+        async with client(kind, test_ca) as session:
+            failing = await wave(session, f"{base}/bad", 10)  # they end once it is past its outage limit
+            return failing, await wave(session, f"{base}/good", 10)
+
+    failing, healthy = asyncio.run(asyncio.wait_for(main(), 60))
+    assert not any(d.ok for d in failing) and any(d.host_down for d in failing)
+    assert all(d.ok and len(d.attempts) == 1 for d in healthy), [d.reason for d in healthy]
+    assert [d["Destination"] for d in breakers.status()] == [destination_of(f"{base}/bad")]
+
+
+def test_a_breaker_left_open_by_an_old_outage_fails_nothing_once_the_host_is_back(receiver, test_ca, kind) -> None:
+    """An outage past its limit failed a campaign; nothing probed after it, and the next campaign to the host, back
+    for a while, found the breaker open and failed all but its probe's batch at once ("down over 571 s")."""
+    receiver.responder, _ = down_for(3600)
+    breakers = Breakers(failures=3, base=0.05, cap=0.1, outage_limit=0.3)
+    breaker = breakers.for_url(receiver.url)
+
+    async def wave(session, count: int):
+        return await asyncio.gather(
+            *(post_batch(session, receiver.url, b"{}", f"b{i}", QUICK, breaker=breaker) for i in range(count))
+        )
+
+    async def main():
+        async with client(kind, test_ca) as session:
+            first = await wave(session, 10)
+            receiver.responder = replies()  # back up; nothing is sent meanwhile
+            await asyncio.sleep(0.3)
+            return first, await wave(session, 20)
+
+    first, later = asyncio.run(asyncio.wait_for(main(), 60))
+    assert not any(d.ok for d in first)
+    assert all(d.ok for d in later), [d.reason for d in later if not d.ok]
+    assert breakers.status() == []
 
 
 def test_no_attempt_starts_after_the_deadline(receiver, test_ca, kind) -> None:
@@ -281,12 +329,22 @@ def test_breaker_states() -> None:
     for _ in range(2):
         breaker.failed_with("HTTP 502", probe=False)
     assert not breaker.closed and breaker.open_until == 108.0  # from the base again (the clock is at 107)
-    now[0] = 167.0  # down for 60 s: a probe still goes each cool-down, every other attempt ends at once
+    now[0] = 167.0  # down for 60 s (the outage limit): an attempt goes as the probe, and the others wait for it
     assert admit() is True
+    with pytest.raises(TimeoutError):
+        admit()  # waits for the probe's answer
+    breaker.failed_with("HTTP 502", probe=True)  # fresh news: every other attempt ends at once
     with pytest.raises(
-        HostDown, match=r"https://h:443 is down: 3 attempts in a row failed over 60 s \(the last: HTTP 502\)"
+        HostDown, match=r"https://h:443 is down: 4 attempts in a row failed over 60 s \(the last: HTTP 502\)"
     ):
         admit()
+    now[0] = 168.0  # past the limit there is no cool-down: ``base`` after the last failure, the next one probes
+    assert admit() is True
+    breaker.failed_with("HTTP 502", probe=True)
+    now[0] = 900.0  # nobody tried for 12 minutes: old news fails nothing, the next attempt probes
+    assert admit() is True
+    breaker.succeeded()
+    assert breaker.closed
 
 
 def test_breaker_hold_and_changes() -> None:
@@ -308,7 +366,7 @@ def test_breaker_hold_and_changes() -> None:
     now[0] = 101.0
     assert breaker.hold() == 0.0  # the next attempt is the probe
     assert asyncio.run(breaker.admit()) is True
-    assert breaker.hold() == pytest.approx(9.0)  # a probe is out: until the outage limit, or until told
+    assert breaker.hold() == pytest.approx(4.0)  # a probe is out: until told, at most the cap
     breaker.failed_with("HTTP 500", probe=True)
     assert told == [True, True] and breaker.hold() == pytest.approx(2.0)  # twice the cool-down
     now[0] = 110.0

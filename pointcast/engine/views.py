@@ -86,7 +86,7 @@ def progress(conn: sa.Connection, app_id: str, campaign_id: str, down: Sequence[
 
 
 def destinations(doc: dict[str, Any], app_settings: dict[str, Any]) -> set[str]:
-    """Where a campaign POSTs (``scheme://host:port``): what each of its treatments is sent to, as delivery sends
+    """Where a campaign POSTs (``scheme://host:port/path``): what each of its treatments is sent to, as delivery sends
     it (``treatments.post_urls``, with the hook it runs: its own, else the project's default)."""
     hook = effective_hook(doc, app_settings)
     _, treatments = treatments_of(doc)

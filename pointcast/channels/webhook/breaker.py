@@ -1,4 +1,4 @@
-"""A circuit breaker per destination (scheme, host and port), shared by every batch that POSTs there.
+"""A circuit breaker per destination (the URL: scheme, host, port and path), shared by every batch that POSTs there.
 
 Without it a receiver that is down gets every batch's every attempt, and a campaign burns its attempts in the
 seconds of a restart: each of thousands of batches fails for good although the host is back a minute later. With
@@ -10,8 +10,12 @@ it (DESIGN.md "Delivery policy defaults"):
   closes the breaker and they all go on. Failure opens it again, for twice as long (up to ``cap`` seconds).
 - Waiting is bounded: once the destination has been down for ``outage_limit`` seconds (counted from when the
   breaker opened), attempts that find it open end at once with the reason (``HostDown``), and the batch fails with
-  it: nothing waits for ever, and every endpoint still ends with an outcome. A probe still goes out each cool-down,
-  so a host that comes back is used again.
+  it: nothing waits for ever, and every endpoint still ends with an outcome. Past the limit there is no cool-down:
+  an attempt made ``base`` seconds or more after the last failure goes as the probe (and those meanwhile wait for
+  its answer), so a destination that comes back is used again at once, and a breaker nobody has tried for a while
+  fails nothing on old news.
+- The path is part of the destination: a receiver's path that answers 5xx must not stop its healthy neighbour on
+  the same host and port (a timeout or a refused connection shows at each path in a few attempts).
 
 A sender that queues batches can ask ``hold()`` before starting one, and leave it queued (holding no delivery slot)
 while the answer is not 0; ``on_change`` tells it when to ask again.
@@ -41,6 +45,7 @@ class Breaker:
     clock: Callable[[], float] = time.monotonic
     failed: int = 0  # retryable failures in a row
     opened_at: float | None = None  # when the current outage began (None: closed)
+    failed_at: float = 0.0  # when the last retryable failure came
     open_until: float = 0.0
     cool: float = 0.0
     probing: bool = False
@@ -54,17 +59,19 @@ class Breaker:
 
     def hold(self) -> float:
         """Seconds before an attempt could go without waiting: 0 when closed, when the next attempt is the probe,
-        and past the outage limit (it then ends at once); while a probe is out, until the outage limit (its answer
-        comes through ``on_change``)."""
+        and past the outage limit (it then goes as the probe or ends at once); while a probe is out, until its
+        answer (``on_change``), at most ``cap``."""
         if self.opened_at is None:
             return 0.0
-        now = self.clock()
-        left = self.opened_at + self.outage_limit - now
-        if left <= 0:
-            return 0.0
         if self.probing:
-            return left
-        return max(0.0, min(left, self.open_until - now))
+            return self.cap
+        now = self.clock()
+        if self._past_limit(now):
+            return 0.0
+        return max(0.0, self.open_until - now)
+
+    def _past_limit(self, now: float) -> bool:
+        return self.opened_at is not None and now - self.opened_at >= self.outage_limit
 
     def _tell(self) -> None:
         self._changed.set()
@@ -72,25 +79,26 @@ class Breaker:
             self.on_change()
 
     async def admit(self, deadline: float | None = None) -> bool:
-        """Wait until an attempt may go; True if this attempt is the probe. Raises HostDown past the outage limit,
-        and TimeoutError once ``deadline`` (on the breaker's clock) has passed."""
+        """Wait until an attempt may go; True if this attempt is the probe. Raises HostDown past the outage limit
+        when the last failure is fresh (``base`` seconds) and no probe is out, and TimeoutError once ``deadline``
+        (on the breaker's clock) has passed."""
         while self.opened_at is not None:
             now = self.clock()
             if deadline is not None and now >= deadline:
                 raise TimeoutError
-            if now >= self.open_until and not self.probing:
+            past = self._past_limit(now)
+            if not self.probing and (now >= self.open_until or (past and now - self.failed_at >= self.base)):
                 self.probing = True
                 return True
-            down = now - self.opened_at
-            if down >= self.outage_limit:
+            if past and not self.probing:
                 raise HostDown(
-                    f"{self.destination} is down: {self.failed} attempts in a row failed over {down:.0f} s "
-                    f"(the last: {self.last_error})"
+                    f"{self.destination} is down: {self.failed} attempts in a row failed over "
+                    f"{self.failed_at - self.opened_at:.0f} s (the last: {self.last_error})"
                 )
             self._changed.clear()
-            wait = self.opened_at + self.outage_limit - now
-            if not self.probing:
-                wait = min(wait, self.open_until - now)
+            wait = self.cap if self.probing else self.open_until - now  # a probe's answer comes by _changed
+            if not past:
+                wait = min(wait, self.opened_at + self.outage_limit - now)
             if deadline is not None:
                 wait = min(wait, deadline - now)
             with contextlib.suppress(TimeoutError):
@@ -107,7 +115,7 @@ class Breaker:
         """A retryable failure (``probe``: the attempt ``admit`` let through as the probe)."""
         self.failed += 1
         self.last_error = error
-        now = self.clock()
+        now = self.failed_at = self.clock()
         if self.opened_at is not None:
             if probe:  # still down: rest longer before the next probe
                 self.cool = min(self.cap, self.cool * 2)
@@ -127,10 +135,10 @@ class Breaker:
 
 
 def destination_of(url: str) -> str:
-    """What a breaker is kept per: ``scheme://host:port`` (the default port spelled out)."""
+    """What a breaker is kept per: ``scheme://host:port/path`` (the default port spelled out; no query)."""
     parts = urlsplit(url)
     port = parts.port or (443 if parts.scheme == "https" else 80)
-    return f"{parts.scheme}://{parts.hostname}:{port}"
+    return f"{parts.scheme}://{parts.hostname}:{port}{parts.path or '/'}"
 
 
 class Breakers:
@@ -163,7 +171,8 @@ class Breakers:
             self.on_change()
 
     def status(self) -> list[dict[str, object]]:
-        """Open breakers, for the health endpoint."""
+        """Open breakers, for the health endpoint: those with a probe out or a failure in the last outage limit (or
+        ``cap``, if longer); one nobody has tried for longer says nothing of now."""
         now = time.monotonic()
         return [
             {
@@ -173,5 +182,5 @@ class Breakers:
                 "LastError": b.last_error,
             }
             for b in self._by_destination.values()
-            if b.opened_at is not None
+            if b.opened_at is not None and (b.probing or now - b.failed_at <= max(b.cap, b.outage_limit))
         ]
