@@ -25,6 +25,7 @@ class Context:
     clock: Clock = field(default_factory=Clock)
     wake_engine: Callable[[], None] = lambda: None  # set by the runner when it runs here
     destinations_down: Callable[[], list[dict[str, Any]]] = list  # the runner's open breakers, when it runs here
+    secret_changed: Callable[[str], None] = lambda app_id: None  # the runner drops its copy of the app's secret
     credentials: tuple[str, str] = ("pointcast", "pointcast")  # what functions' boto3 clients sign with
     functions: Any = None  # the FunctionHost, while the server runs
 

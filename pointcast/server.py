@@ -89,6 +89,7 @@ def create_app(ctx: Context, verifier: SigV4Verifier, node: str | None, node_ric
             await engine.start()
             ctx.wake_engine = engine.wake
             ctx.destinations_down = engine.destinations_down
+            ctx.secret_changed = engine.secret_changed
         await import_jobs.resume_orphans(ctx)
         yield
         if engine:

@@ -186,6 +186,28 @@ def test_signed_webhooks_verify_with_the_standard_library(server, pinpoint, app_
         with pytest.raises(Exception, match="signature"):
             Webhook(secret).verify(post.body + b" ", headers)
 
+    # A rotated secret signs the very next campaign's batches, and once deleted they go unsigned. The engine kept
+    # the secret it had read for 5 s: a receiver checking with the one just printed refused them.
+    def campaign_posts(name: str) -> list[Any]:
+        before = len(receiver.requests)
+        request = {
+            "Name": name,
+            "SegmentId": segment["Id"],
+            "Schedule": {"StartTime": "IMMEDIATE"},
+            "MessageConfiguration": {"CustomMessage": {"Data": name}},
+            "CustomDeliveryConfiguration": {"DeliveryUri": receiver.url, "EndpointTypes": ["SMS"]},
+        }
+        made = pinpoint.create_campaign(ApplicationId=app_id, WriteCampaignRequest=request)["CampaignResponse"]
+        wait_for_state(pinpoint, app_id, made["Id"], "COMPLETED", server=server)
+        return [r for r in list(receiver.requests)[before:] if r.method == "POST"]
+
+    rotated = signed_request("POST", f"{server.url}/pointcast/v1/apps/{app_id}/webhook-secret").json()["Secret"]
+    posts = campaign_posts("rotated")
+    assert posts and all(Webhook(rotated).verify(p.body, dict(p.headers)) for p in posts)
+    assert signed_request("DELETE", f"{server.url}/pointcast/v1/apps/{app_id}/webhook-secret").status_code == 200
+    posts = campaign_posts("unsigned")
+    assert posts and not any("webhook-signature" in p.headers for p in posts)
+
 
 def test_recency_uses_effective_date_and_events(server, pinpoint, app_id, receiver) -> None:
     from datetime import UTC, datetime, timedelta

@@ -67,12 +67,14 @@ async def rotate_webhook_secret(ctx: Context, request: Request) -> Any:
     """Create (or replace) the project's webhook signing secret and return it once."""
     app_id, secret = request.path_params["app_id"], new_secret()
     await ctx.write(lambda conn: apps.set_webhook_secret(conn, app_id, secret))
+    ctx.secret_changed(app_id)  # the next batch signs with it (another server's engine: within SECRET_TTL)
     return {"ApplicationId": app_id, "Secret": secret, "Scheme": "https://www.standardwebhooks.com/"}
 
 
 async def delete_webhook_secret(ctx: Context, request: Request) -> Any:
     app_id = request.path_params["app_id"]
     await ctx.write(lambda conn: apps.set_webhook_secret(conn, app_id, None))
+    ctx.secret_changed(app_id)
     return {"ApplicationId": app_id}
 
 

@@ -177,6 +177,10 @@ class Engine:
         if self.runner is not None:
             self.runner.wake()
 
+    def secret_changed(self, app_id: str) -> None:
+        if self.runner is not None:
+            self.runner.deps.secrets.pop(app_id, None)
+
     def destinations_down(self) -> list[dict[str, Any]]:
         return self.runner.destinations_down() if self.runner is not None else []
 
