@@ -369,6 +369,10 @@ def test_campaign_updates_are_checked_against_what_they_keep(pinpoint, app_id) -
             {"CustomDeliveryConfiguration": {"DeliveryUri": "arn:aws:lambda:us-east-1:000000000000:function:channel"}},
             "CustomDeliveryConfiguration.EndpointTypes is required",
         ),
+        (  # seed 000: "The MessageConfiguration object in the campaign must also contain a CustomMessage object"
+            {"MessageConfiguration": {}},
+            "MessageConfiguration.CustomMessage is required with a CustomDeliveryConfiguration",
+        ),
         ({"Hook": {"Mode": "DELIVERY"}}, "Hook"),
         ({"Hook": {"LambdaFunctionName": "filter-fn"}}, "Hook.Mode is required"),
         ({"Hook": {"LambdaFunctionName": "f", "WebUrl": "https://x.example", "Mode": "FILTER"}}, "both"),

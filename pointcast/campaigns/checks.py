@@ -120,6 +120,12 @@ def check_request(request: dict[str, Any], *, stored: dict[str, Any] | None = No
         if unit is not request and written:
             check_schedule(unit.get("Schedule"), f"{path}.Schedule", required=False)
         if cdc and written:  # a stored target was checked when it was written
+            effective = message or request.get("MessageConfiguration") or {}  # a treatment's, else the campaign's
+            if effective.get("CustomMessage") is None:  # seed 000: "must also contain a CustomMessage object"
+                raise BadRequest(
+                    f"{path}.MessageConfiguration.CustomMessage is required with a CustomDeliveryConfiguration: the "
+                    "custom channel's message (its Data is sent to the channel as it is)"
+                )
             if not cdc.get("EndpointTypes"):  # seed 000: "specify ... EndpointTypes"; without it nobody is sent to
                 raise BadRequest(
                     f"{path}.CustomDeliveryConfiguration.EndpointTypes is required: the types of endpoint the custom "
