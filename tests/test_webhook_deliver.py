@@ -7,6 +7,7 @@ import contextlib
 import email.utils
 import shutil
 import socket
+import struct
 import subprocess
 import threading
 import time
@@ -424,8 +425,9 @@ def test_a_refused_connection_is_worded_alike(test_ca, kind) -> None:
 
 
 @contextlib.contextmanager
-def hanging_up(ca: TestCA) -> Iterator[str]:
-    """A TLS server on 127.0.0.1 that reads each request's first bytes and closes the connection, answering nothing."""
+def hanging_up(ca: TestCA, answer: bytes = b"", reset: bool = False) -> Iterator[str]:
+    """A TLS server on 127.0.0.1 that reads each request's first bytes, writes ``answer`` (nothing, by default) and
+    closes the connection, or with ``reset`` resets it (SO_LINGER 0)."""
     listener = socket.create_server(("127.0.0.1", 0))
     listener.settimeout(0.05)
     context = ca.server_ssl_context()
@@ -441,6 +443,11 @@ def hanging_up(ca: TestCA) -> Iterator[str]:
                 raw.settimeout(2)
                 with context.wrap_socket(raw, server_side=True) as conn:
                     conn.recv(1024)
+                    if answer:
+                        conn.sendall(answer)
+                        time.sleep(0.1)
+                    if reset:
+                        raw.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
 
     thread = threading.Thread(target=serve, name="hanging_up", daemon=True)
     thread.start()
@@ -456,6 +463,19 @@ def test_a_connection_closed_without_an_answer_is_named(test_ca, kind) -> None:
     with hanging_up(test_ca) as url:
         delivery = post_once(kind, test_ca, url)
     assert delivery.attempts[0].error == "the server closed the connection without a response"
+
+
+def test_a_connection_reset_before_or_during_the_answer_is_worded_alike(test_ca, kind) -> None:
+    """libcurl and aiohttp name a broken connection in the same words (aiohttp gave "ClientOSError: [Errno 104] …"
+    and "ClientPayloadError: Response payload is not completed …", libcurl "Recv failure: …")."""
+    with hanging_up(test_ca, reset=True) as url:
+        before = post_once(kind, test_ca, url)
+    assert before.attempts[0].error == "the server closed the connection without a response"
+    partial = b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\npartial"
+    with hanging_up(test_ca, answer=partial, reset=True) as url:
+        during = post_once(kind, test_ca, url)
+    assert not during.ok
+    assert during.attempts[0].error.startswith("the connection broke while the answer was read ("), during.attempts
 
 
 def test_the_body_is_kept_whole_only_when_asked_and_successful(receiver, test_ca, kind) -> None:

@@ -285,10 +285,11 @@ def _reason(handle: pycurl.Curl, code: int, message: str, timeout: float) -> str
         return f"could not connect ({os.strerror(number) if number else message})"
     if code == pycurl.E_COULDNT_RESOLVE_HOST:
         return f"the host name could not be resolved ({message})"
-    if code in (pycurl.E_GOT_NOTHING, pycurl.E_SEND_ERROR, pycurl.E_RECV_ERROR) and not handle.getinfo(
-        pycurl.RESPONSE_CODE
-    ):
+    broken = (pycurl.E_GOT_NOTHING, pycurl.E_SEND_ERROR, pycurl.E_RECV_ERROR, pycurl.E_PARTIAL_FILE)
+    if code in broken and not handle.getinfo(pycurl.RESPONSE_CODE):
         return "the server closed the connection without a response"  # or reset it, before a status line came
+    if code in broken:
+        return f"the connection broke while the answer was read ({message})"
     if code == pycurl.E_PEER_FAILED_VERIFICATION:
         return f"TLS certificate verification failed ({message})"
     return message or f"libcurl error {code}"

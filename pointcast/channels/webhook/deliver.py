@@ -151,10 +151,12 @@ async def _post(
 async def _aiohttp_post(
     session: aiohttp.ClientSession, url: str, body: bytes, headers: dict[str, str], timeout: float, keep: int
 ) -> Reply:
+    answered = False  # a status line came: a broken connection from now on broke the answer, not the request
     try:
         async with session.post(
             url, data=body, headers=headers, timeout=aiohttp.ClientTimeout(total=timeout), allow_redirects=False
         ) as response:
+            answered = True
             # Not read to its end, the connection is closed rather than reused (aiohttp's release).
             most = keep if 200 <= response.status < 300 else min(keep, RESPONSE_KEEP)
             text = await _read_at_most(response.content, most + 1)
@@ -167,10 +169,15 @@ async def _aiohttp_post(
     except aiohttp.ClientConnectorError as exc:
         number = getattr(exc.os_error, "errno", None)
         raise PostFailed(f"could not connect ({os.strerror(number) if number else exc.os_error})") from None
-    except aiohttp.ServerDisconnectedError:
+    except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError, aiohttp.ClientPayloadError) as exc:
+        if answered:  # in libcurl's words for a reset while reading (curl.py: _reason)
+            raise PostFailed(f"{BROKEN_ANSWER} ({exc})") from None
         raise PostFailed("the server closed the connection without a response") from None
     except aiohttp.ClientError as exc:
         raise PostFailed(f"{type(exc).__name__}: {exc}") from None
+
+
+BROKEN_ANSWER = "the connection broke while the answer was read"
 
 
 async def _read_at_most(content: aiohttp.StreamReader, size: int) -> bytes:
