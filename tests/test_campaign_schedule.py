@@ -569,6 +569,22 @@ def test_campaign_quiet_time_skips_endpoints_inside_it(clock_server, pinpoint, a
     assert activity["SuccessfulEndpointCount"] == sent == activity["TotalEndpointCount"]
 
 
+def test_quiet_time_is_judged_when_a_late_run_actually_sends(clock_server, pinpoint, app_id, receiver) -> None:
+    """A campaign due at 12:00Z, paused, and resumed at 23:00Z sends at 23:00Z: an endpoint in UTC is then inside its
+    22:00-07:00 quiet time, one in Tokyo (08:00) is not. Judged at the scheduled 12:00Z, both were sent."""
+    load(pinpoint, app_id, [endpoint("q-utc", "UTC"), endpoint("q-tokyo", "Asia/Tokyo")])
+    segment = audience_segment(pinpoint, app_id)
+    start = utc("2031-06-02T12:00:00Z")
+    set_clock(clock_server, start - timedelta(hours=1))
+    schedule = {"StartTime": iso(start), "QuietTime": {"Start": "22:00", "End": "07:00"}}
+    cid = webhook_campaign(pinpoint, app_id, segment, receiver.url, schedule, IsPaused=True)["Id"]
+    set_clock(clock_server, start + timedelta(hours=11))
+    pinpoint.update_campaign(ApplicationId=app_id, CampaignId=cid, WriteCampaignRequest={"IsPaused": False})
+    wait_for_runs(clock_server, pinpoint, app_id, cid, 1, "COMPLETED")
+    found = {o["EndpointId"]: (o["Status"], o.get("Reason")) for o in outcomes(clock_server, app_id, cid)}
+    assert found == {"q-utc": ("SKIPPED", "QUIET_TIME"), "q-tokyo": ("SENT", None)}
+
+
 def test_application_quiet_time_applies_when_the_campaign_has_none(clock_server, pinpoint, app_id, receiver) -> None:
     zone_of = quiet_audience(pinpoint, app_id)
     segment = audience_segment(pinpoint, app_id)

@@ -191,7 +191,8 @@ class _Planner:
             self.zones[treatment_id] = set(zones)
 
     def send_time(self, zone: str | None) -> str | None:
-        """When an endpoint in ``zone`` is sent (``iso_ms``), or None inside quiet time: worked out once per zone."""
+        """When an endpoint in ``zone`` is due (``iso_ms``), or None inside quiet time when it is actually sent (its
+        due time, or now if that has passed): worked out once per zone."""
         try:
             return self.zone_times[zone]
         except KeyError:
@@ -199,7 +200,9 @@ class _Planner:
             plan = spec.campaign.get("Schedule") or {}
             send_at = schedule.local_send_time(spec.scheduled, plan, zone)
             fallback = plan.get("Timezone") if plan.get("IsLocalTime") else None  # where a zoneless endpoint is sent
-            due = None if schedule.in_quiet_time(send_at, spec.quiet_time, zone, fallback) else iso_ms(send_at)
+            # A send time already past (a run resumed, or started late) is sent now: quiet time is judged then.
+            sent_at = max(send_at, self.now)
+            due = None if schedule.in_quiet_time(sent_at, spec.quiet_time, zone, fallback) else iso_ms(send_at)
             if len(self.zone_times) < MAX_CACHED_ZONES:
                 self.zone_times[zone] = due
             return due
