@@ -739,6 +739,25 @@ def test_a_daily_local_time_campaign_with_daily_1_sends_every_day(clock_server, 
         assert receiver.delivered() == Counter({"ep-tokyo": day + 1, "ep-la": day + 1}), day
 
 
+def test_daily_1_sends_on_the_day_of_a_daylight_saving_change(clock_server, pinpoint, app_id, receiver) -> None:
+    """09:00 in New York on 2031-03-08, 09 and 10: the spring change on the 9th makes that send 23 hours after the
+    one before, and a 24-hour window counted it (DAILY_LIMIT on the day of the change)."""
+    load(pinpoint, app_id, [endpoint("ep-ny", "America/New_York")])
+    segment = audience_segment(pinpoint, app_id)
+    first = utc("2031-03-08T14:00:00Z")  # 09:00 EST
+    set_clock(clock_server, first - timedelta(days=2))
+    schedule = {"StartTime": "2031-03-08T09:00:00-05:00", "EndTime": "2031-03-10T20:00:00Z", "Frequency": "DAILY",
+                "IsLocalTime": True, "Timezone": "America/New_York"}  # fmt: skip
+    cid = webhook_campaign(pinpoint, app_id, segment, receiver.url, schedule, Limits={"Daily": 1})["Id"]
+    sends = [first, utc("2031-03-09T13:00:00Z"), utc("2031-03-10T13:00:00Z")]  # 09:00 EST, then EDT
+    for day, send in enumerate(sends):
+        for moment in (send - timedelta(hours=19), send):  # planned (09:00 at UTC+14), then New York's 09:00
+            set_clock(clock_server, moment)
+            settle(0.3)
+        wait_for_runs(clock_server, pinpoint, app_id, cid, day + 1, ("PENDING_NEXT_RUN", "COMPLETED"))
+        assert receiver.delivered() == Counter({"ep-ny": day + 1}), day
+
+
 @pytest.mark.parametrize("limits", [{"Daily": 1}, {"Total": 1}])
 def test_overlapping_local_time_runs_keep_the_limits(clock_server, pinpoint, app_id, receiver, limits) -> None:
     """An HOURLY local-time campaign: each run plans every zone at once, before the runs before it have sent to the

@@ -311,7 +311,8 @@ def _limit_counter(db: Database, spec: RunSpec) -> Any:
 def over_limits(conn: sa.Connection, spec: RunSpec, candidates: list[tuple[str, str]]) -> dict[str, str]:
     """Which of the (endpoint id, send time) pairs are over the campaign's Total, or over its Daily in the 24 hours
     before their own send time (sends scheduled exactly 24 hours before do not count, so a DAILY campaign with Daily
-    1 sends every day; with local time each zone's window ends at its own send time). Asked when a run is planned,
+    1 sends every day; with local time each zone's window ends at its own send time, and is 23 hours long, the
+    shortest day a daylight-saving change makes). Asked when a run is planned,
     and again when a batch planned for later is sent: by then another run of the campaign (local-time runs
     overlap) may have sent to the same endpoints."""
     daily, total = spec.limits.get("Daily"), spec.limits.get("Total")
@@ -325,8 +326,11 @@ def over_limits(conn: sa.Connection, spec: RunSpec, candidates: list[tuple[str, 
         by_time: dict[str, list[str]] = defaultdict(list)
         for endpoint_id, due_at in candidates:
             by_time[due_at].append(endpoint_id)
+        # With local time a day on the endpoint's wall clock may be 23 hours (a spring daylight-saving change): a
+        # DAILY campaign at 09:00 with Daily 1 would skip that day with a 24-hour window.
+        window = timedelta(hours=23) if (spec.campaign.get("Schedule") or {}).get("IsLocalTime") else timedelta(days=1)
         for due_at, ids in by_time.items():
-            since = iso_ms(datetime.fromisoformat(due_at) - timedelta(days=1))
+            since = iso_ms(datetime.fromisoformat(due_at) - window)
             for endpoint_id, n in repo.sent_counts(conn, spec.app_id, spec.campaign_id, ids, since).items():
                 if n >= daily:
                     over.setdefault(endpoint_id, "DAILY_LIMIT")
