@@ -839,6 +839,16 @@ def test_messages_per_second_paces_delivery(clock_server, pinpoint, app_id, rece
     assert min(gaps) >= 0.25, [round(g, 2) for g in gaps]
 
 
+def test_a_rate_under_50_a_second_makes_batches_of_that_size(clock_server, pinpoint, app_id, receiver) -> None:
+    """MessagesPerSecond 20: batches of 20, one a second. Batches of 50 went out at once, 50 in that second."""
+    cid = paced_campaign(clock_server, pinpoint, app_id, receiver.url, 60, 20, "2030-12-04T06:00:00Z")
+    wait_for_runs(clock_server, pinpoint, app_id, cid, 1, "COMPLETED", timeout=30)
+    posts = receiver.posts()
+    assert [len(post.endpoint_ids) for post in posts] == [20, 20, 20]
+    gaps = [b.received_at - a.received_at for a, b in itertools.pairwise(posts)]
+    assert min(gaps) >= 0.8, [round(g, 2) for g in gaps]
+
+
 def test_messages_per_second_is_the_campaigns_rate_across_overlapping_runs(clock_server, pinpoint, app_id, receiver):
     """Limits.MessagesPerSecond is "the maximum number of messages that a campaign can send each second". Hourly at
     local time, the run of 13:00 reaches UTC while the run of 12:00 reaches UTC-1: both send at once, and together

@@ -158,6 +158,9 @@ class _Planner:
         self.spec = spec
         self.now = now
         self.now_iso = iso_ms(now)
+        # A rate under 50 a second makes batches that size: 50 at once would be over it for that second.
+        rate = spec.limits.get("MessagesPerSecond")
+        self.batch_size = max(1, min(BATCH_SIZE, int(rate))) if rate else BATCH_SIZE
         self.groups: dict[tuple[str, str], list[str]] = defaultdict(list)
         self.outcomes: list[tuple[Any, ...]] = []
         self.batches: list[dict[str, Any]] = []
@@ -247,7 +250,7 @@ class _Planner:
             self.zones[treatment.id].add(zone or "")
             group = self.groups[(treatment.id, due_at)]
             group.append(endpoint_id)
-            if len(group) == BATCH_SIZE:
+            if len(group) == self.batch_size:
                 self.flush(treatment.id, due_at)
 
     def flush(self, treatment_id: str, send_at: str) -> None:
