@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -77,6 +78,25 @@ def test_a_paced_campaign_does_not_hold_the_slots(server, pinpoint, receiver, te
     gaps = [b.received_at - a.received_at for a, b in itertools.pairwise(posts)]
     assert min(gaps) >= 0.8, [round(g, 2) for g in gaps]  # still one batch a second
     assert {o["Status"] for o in outcomes(server, app_id, paced)} == {"SENT"}
+
+
+def test_a_slow_receiver_does_not_take_every_slot(server, pinpoint, receiver, test_ca) -> None:
+    """A receiver that answers in 1.5 s: its campaign's batches held all 4 slots, and another campaign of 20 batches
+    got about one slot in two as they freed. A run now gets its share of the slots while another's batches wait,
+    so the second campaign keeps the slots it gets."""
+    receiver.responder = slow(1.5)  # under the delivery timeout here (2 s)
+    app_id = new_app(pinpoint, "slow")
+    slow_one = start(pinpoint, app_id, 1000, receiver.url)
+    wait_for(lambda: len(receiver.requests) >= 4, timeout=30, what="the slow receiver's first batches")
+    with Receiver(test_ca) as other:
+        quick_app = new_app(pinpoint, "quick")
+        began = time.monotonic()
+        quick = start(pinpoint, quick_app, 1000, other.url)
+        wait_for_runs(server, pinpoint, quick_app, quick, 1, "COMPLETED", timeout=60)
+        took = time.monotonic() - began
+        assert other.post_count() == 20
+    assert took < QUICK, f"20 batches took {took:.1f} s beside the slow receiver"  # 7.6 s before
+    pinpoint.delete_campaign(ApplicationId=app_id, CampaignId=slow_one)  # its sending stops
 
 
 class Down:

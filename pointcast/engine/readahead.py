@@ -102,14 +102,18 @@ class ReadAhead:
             yield only, found
 
     def _next(
-        self, hold: Hold, exclude: Collection[Lane] = (), only: Lane | None = None
+        self,
+        hold: Hold,
+        exclude: Collection[Lane] = (),
+        only: Lane | None = None,
+        runs_passed_over: Collection[str] = (),
     ) -> tuple[Lane | None, float | None]:
-        """The first lane in turn (not in ``exclude``; ``only``, if given) whose next batch may start now; else None
-        and the seconds until the first may go (None if nothing is queued)."""
+        """The first lane in turn (not in ``exclude``, not of a run in ``runs_passed_over``; ``only``, if given) whose
+        next batch may start now; else None and the seconds until the first may go (None if nothing is queued)."""
         wait: float | None = None
         now = time.monotonic()
         for key, queue in self._queues(only):
-            if key in exclude:
+            if key in exclude or key[0] in runs_passed_over:
                 continue
             seconds = self._wait(key, queue, hold, now)
             if seconds <= 0:
@@ -121,12 +125,17 @@ class ReadAhead:
         """The lane whose batch ``take`` would start now, if any (passing over the lanes in ``exclude``)."""
         return self._next(hold, exclude)[0]
 
-    def take(self, hold: Hold, lane: Lane | None = None) -> Prepared | float | None:
+    def take(
+        self, hold: Hold, lane: Lane | None = None, runs_passed_over: Collection[str] = ()
+    ) -> Prepared | float | None:
         """The next batch to start, from the first lane in turn whose next batch ``hold`` lets start now (0 seconds),
         or from ``lane`` if it may (``next_lane`` just named it); that lane's and its run's turns then go to the
-        back. If every lane must wait: the seconds until the first may go. If nothing is queued: None."""
+        back. If every lane must wait: the seconds until the first may go. If nothing is queued: None. The runs in
+        ``runs_passed_over`` start nothing unless no other run's batch may start now."""
         key = self._next(hold, only=lane)[0] if lane is not None else None
         wait = None
+        if key is None and runs_passed_over:
+            key = self._next(hold, runs_passed_over=runs_passed_over)[0]
         if key is None:
             key, wait = self._next(hold)
         if key is None:
