@@ -25,11 +25,11 @@ def test_a_delivery_hook_counts_only_where_a_treatment_has_no_channel() -> None:
         "AdditionalTreatments": [{"Id": "1", "SizePercent": 10}],
         "Hook": hook,
     }
-    assert destinations(inherited, {}) == {"https://channel.example:443"}  # the treatment has the campaign's channel
+    assert destinations(inherited, {}) == {"https://channel.example:443/hook"}  # the campaign's channel
     built_in = {"MessageConfiguration": {"SMSMessage": {"Body": "x"}}}
-    assert destinations(built_in, {"CampaignHook": hook}) == {"https://hook.example:443"}  # the project's hook
+    assert destinations(built_in, {"CampaignHook": hook}) == {"https://hook.example:443/x"}  # the project's hook
     filtering = {**inherited, "Hook": {**hook, "Mode": "FILTER"}}
-    assert destinations(filtering, {}) == {"https://channel.example:443", "https://hook.example:443"}
+    assert destinations(filtering, {}) == {"https://channel.example:443/hook", "https://hook.example:443/x"}
 
 
 def test_only_throttles_outages_and_the_network_are_transient() -> None:

@@ -450,7 +450,8 @@ def test_lambda_errors_are_lambdas_own(lam, server: Server) -> None:
         lam.invoke(FunctionName=name, Payload=b"{}", LogType="Bogus")
     with pytest.raises(lam.exceptions.InvalidParameterValueException, match="Marker contains the NUL"):
         lam.list_functions(Marker="a\x00b")
-    huge = httpx.post(f"{server.url}/2015-03-31/functions", content=b" " * (70 * 1024 * 1024 + 1), timeout=60)
+    body = b" " * (70 * 1024 * 1024 + 1)
+    huge = signed_request("POST", f"{server.url}/2015-03-31/functions", body, service="lambda")
     assert (huge.status_code, huge.headers["x-amzn-ErrorType"]) == (413, "RequestTooLargeException")
     assert huge.json()["Type"] == "User"
     for path in ("/pointcast/v1/functions/a%00b/invocations", "/pointcast/v1/functions/a%00b/code?token=x"):

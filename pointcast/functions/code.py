@@ -169,8 +169,6 @@ def unpack(root: Path, name: str, data: bytes) -> Path:
             os.utime(target)  # in use again: a sweep that began before this keeps it (``sweep``)
             return target
         target.parent.mkdir(parents=True, exist_ok=True)
-        if target.parent.parent.stat().st_mode & 0o077:  # DATA_DIR/functions: the owner's only
-            target.parent.parent.chmod(0o700)
         staging = Path(tempfile.mkdtemp(prefix=f".{digest}-", dir=target.parent))
         try:
             _extract(archive, files, dirs, staging)

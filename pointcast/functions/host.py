@@ -119,6 +119,9 @@ class FunctionHost:
         self.pool = pool
         self.remote = remote
         self.code_root = ctx.settings.data_dir / "functions"
+        with contextlib.suppress(OSError):  # the unpacked code: the owner's only (made as it is needed otherwise)
+            self.code_root.mkdir(mode=0o700, parents=True, exist_ok=True)
+            self.code_root.chmod(0o700)
         self.concurrency = ctx.settings.function_concurrency
         self.event_queue = ctx.settings.function_event_queue
         self._hosted: dict[str, _Hosted] = {}
