@@ -182,6 +182,20 @@ def test_a_campaign_the_engine_cannot_read_is_invalid_and_the_others_run(clock_s
     assert receiver.delivered() == Counter({f"ep-{i:02d}": 2 for i in range(30)})
 
 
+def store_segment_as(server: Server, pinpoint: Any, app_id: str, segment_id: str, dimensions: Any) -> None:
+    """Give the segment ``dimensions`` the API would refuse, in its current document and its versions (a campaign
+    reads the version it was written against), as an older version of pointcast might have stored them."""
+    stored = pinpoint.get_segment(ApplicationId=app_id, SegmentId=segment_id)["SegmentResponse"]
+    broken = {**stored, "Dimensions": dimensions}
+    versions = m.segment_versions
+
+    def store(conn: Any) -> None:
+        segments.set_current(conn, app_id, broken)
+        conn.execute(sa.update(versions).where(versions.c.segment_id == segment_id).values(doc=broken))
+
+    write_store(server, store)
+
+
 def test_a_run_whose_segment_cannot_be_evaluated_fails_with_the_reason(clock_server, pinpoint, app_id, receiver):
     """A segment the API now refuses (an unknown operator) but an older store might hold: the run ends at once, its
     activity FAILs and the reason is on the run, instead of planning failing again every tick."""
@@ -190,15 +204,9 @@ def test_a_run_whose_segment_cannot_be_evaluated_fails_with_the_reason(clock_ser
     start = utc("2030-05-01T12:00:00Z")
     set_clock(clock_server, start - timedelta(hours=1))
     campaign = webhook_campaign(pinpoint, app_id, segment_id, receiver.url, {"StartTime": iso(start)})
-    stored = pinpoint.get_segment(ApplicationId=app_id, SegmentId=segment_id)["SegmentResponse"]
-    broken = {**stored, "Dimensions": {"Metrics": {"score": {"ComparisonOperator": "BOGUS", "Value": 1}}}}
-    versions = m.segment_versions  # the campaign reads the version it was written against
-
-    def store(conn: Any) -> None:
-        segments.set_current(conn, app_id, broken)
-        conn.execute(sa.update(versions).where(versions.c.segment_id == segment_id).values(doc=broken))
-
-    write_store(clock_server, store)
+    store_segment_as(
+        clock_server, pinpoint, app_id, segment_id, {"Metrics": {"score": {"ComparisonOperator": "BOGUS", "Value": 1}}}
+    )
 
     set_clock(clock_server, start)
     [run] = wait_for_runs(clock_server, pinpoint, app_id, campaign["Id"], 1, "COMPLETED")
@@ -218,15 +226,7 @@ def test_a_run_whose_planning_fails_unexpectedly_ends_after_five_tries(clock_ser
     start = utc("2030-05-02T12:00:00Z")
     set_clock(clock_server, start - timedelta(hours=1))
     campaign = webhook_campaign(pinpoint, app_id, segment_id, receiver.url, {"StartTime": iso(start)})
-    stored = pinpoint.get_segment(ApplicationId=app_id, SegmentId=segment_id)["SegmentResponse"]
-    broken = {**stored, "Dimensions": {"Attributes": {"team": "blue"}}}
-    versions = m.segment_versions
-
-    def store(conn: Any) -> None:
-        segments.set_current(conn, app_id, broken)
-        conn.execute(sa.update(versions).where(versions.c.segment_id == segment_id).values(doc=broken))
-
-    write_store(clock_server, store)
+    store_segment_as(clock_server, pinpoint, app_id, segment_id, {"Attributes": {"team": "blue"}})
     set_clock(clock_server, start)
     [run] = wait_for_runs(clock_server, pinpoint, app_id, campaign["Id"], 1, "COMPLETED")
     assert run["Error"].startswith("planning failed 5 times in a row; the last time: "), run["Error"]
