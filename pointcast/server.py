@@ -140,11 +140,10 @@ def create_app(ctx: Context, verifier: SigV4Verifier, node: str | None, node_ric
                 scope = request.scope
                 raw_path = scope.get("raw_path", b"").decode("latin-1").split("?", 1)[0] or scope["path"]
                 headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
-                verifier.screen(headers)  # before the body is read
+                screened = verifier.screen(headers)  # before the body is read
                 body = await _body(request, headers, MAX_BODY_BYTES, PayloadTooLarge)
-                verifier.verify(
-                    request.method, raw_path, scope.get("query_string", b"").decode("latin-1"), headers, body
-                )
+                query = scope.get("query_string", b"").decode("latin-1")
+                verifier.verify(request.method, raw_path, query, headers, body, screened=screened)
                 payload = await handler(ctx, request)
             except AwsError as exc:
                 return error_response(exc, request_id)
@@ -221,10 +220,10 @@ async def _handle(
     api = next((a for a in apis if a.owns(raw_path)), None)
     limit = api.max_body if api else MAX_BODY_BYTES
     too_large = api.too_large if api else PayloadTooLarge
-    verifier.screen(headers)  # before the body is read
+    screened = verifier.screen(headers)  # before the body is read
     body = await _body(request, headers, limit, too_large)
 
-    signer = verifier.verify(request.method, raw_path, query_string, headers, body)
+    signer = verifier.verify(request.method, raw_path, query_string, headers, body, screened=screened)
     if api is None:
         raise NotFound(f"No API of pointcast serves {request.method} {raw_path}")
     if signer.service and signer.service != api.signing_name:

@@ -12,6 +12,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import NamedTuple
 
 from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
@@ -34,6 +35,16 @@ class SignedRequest:
     service: str
 
 
+class Screened(NamedTuple):
+    """What ``SigV4Verifier.screen`` found in a request's headers: who signs, their secret (None: any credentials
+    are allowed), the request's X-Amz-Date and its parsed Authorization header (None without one)."""
+
+    signer: SignedRequest
+    secret: str | None
+    amz_date: str
+    match: re.Match[str] | None
+
+
 class SigV4Verifier:
     """Verifies AWS Signature Version 4 ``Authorization`` headers against a set of known key pairs."""
 
@@ -41,12 +52,6 @@ class SigV4Verifier:
         self._keys = dict(keys)
         self._max_skew = max_skew_seconds
         self._allow_any = allow_any
-
-    def screen(self, headers: Mapping[str, str], *, now: datetime | None = None) -> None:
-        """Raise ``Forbidden`` for what the headers alone refuse (no signature, an unknown key, a date out of the
-        allowed skew), so that such a request is answered before its body is read: unsigned callers could
-        otherwise make the server hold up to 70 MB each."""
-        self._signer(headers, now)
 
     def verify(
         self,
@@ -57,10 +62,12 @@ class SigV4Verifier:
         body: bytes,
         *,
         now: datetime | None = None,
+        screened: Screened | None = None,
     ) -> SignedRequest:
-        """Return who signed the request, or raise ``Forbidden`` saying why it is refused."""
-        signer, secret, amz_date, match = self._signer(headers, now)
-        if secret is None:
+        """Return who signed the request, or raise ``Forbidden`` saying why it is refused. ``screened``: what
+        ``screen`` found in these headers before the body was read (else the headers are screened here)."""
+        signer, secret, amz_date, match = screened or self.screen(headers, now=now)
+        if secret is None or match is None:
             return signer  # any credentials allowed
         content_sha = headers.get("x-amz-content-sha256")
         # Only S3 defines UNSIGNED-PAYLOAD; a Pinpoint or Lambda request signed that way could be replayed with
@@ -69,7 +76,6 @@ class SigV4Verifier:
             raise Forbidden("X-Amz-Content-SHA256 UNSIGNED-PAYLOAD is for S3 only: sign the request's body")
         if content_sha is not None and content_sha != hashlib.sha256(body).hexdigest():
             raise Forbidden("X-Amz-Content-SHA256 does not match the request body")
-        assert match is not None
         signed_names = match["signed"].split(";")
         missing = [name for name in signed_names if name not in headers]
         if missing:
@@ -91,22 +97,21 @@ class SigV4Verifier:
             )
         return signer
 
-    def _signer(
-        self, headers: Mapping[str, str], now: datetime | None
-    ) -> tuple[SignedRequest, str | None, str, re.Match[str] | None]:
-        """The header checks (``screen``): who signs, their secret (None: any credentials are allowed), the
-        request's X-Amz-Date and the parsed Authorization header."""
+    def screen(self, headers: Mapping[str, str], *, now: datetime | None = None) -> Screened:
+        """What the headers alone tell, or ``Forbidden`` for what they alone refuse (no signature, an unknown key,
+        a date out of the allowed skew), so that such a request is answered before its body is read: unsigned
+        callers could otherwise make the server hold up to 70 MB each. ``verify`` takes the result on."""
         authorization = headers.get("authorization")
         if not authorization:
             if self._allow_any:
-                return SignedRequest("anonymous", "", ""), None, "", None
+                return Screened(SignedRequest("anonymous", "", ""), None, "", None)
             raise Forbidden("Missing Authentication Token: the request is not signed with AWS Signature Version 4")
         match = _AUTH_RE.match(authorization.strip())
         if not match:
             raise Forbidden("Authorization header is not a valid AWS4-HMAC-SHA256 signature")
         signer = SignedRequest(match["akid"], match["region"], match["service"])
         if self._allow_any:
-            return signer, None, "", match
+            return Screened(signer, None, "", match)
         secret = self._keys.get(signer.access_key)
         if secret is None:
             raise Forbidden(
@@ -127,7 +132,7 @@ class SigV4Verifier:
                 f"Signature expired: X-Amz-Date {amz_date} is {int(skew)} s away from the server time "
                 f"(at most {self._max_skew} s allowed)"
             )
-        return signer, secret, amz_date, match
+        return Screened(signer, secret, amz_date, match)
 
 
 def parse_credentials(text: str) -> dict[str, str]:
