@@ -276,6 +276,11 @@ def _discard(_data: bytes) -> None:
     return None
 
 
+# A failed attempt's reason in the words both clients use (deliver.py's aiohttp path too).
+NO_ANSWER = "the server closed the connection without a response"
+BROKEN_ANSWER = "the connection broke while the answer was read"
+
+
 def _reason(handle: pycurl.Curl, code: int, message: str, timeout: float) -> str:
     """A failed transfer in the words aiohttp's path uses (deliver.py), so both read the same in the records."""
     if code == pycurl.E_OPERATION_TIMEDOUT:
@@ -287,9 +292,9 @@ def _reason(handle: pycurl.Curl, code: int, message: str, timeout: float) -> str
         return f"the host name could not be resolved ({message})"
     broken = (pycurl.E_GOT_NOTHING, pycurl.E_SEND_ERROR, pycurl.E_RECV_ERROR, pycurl.E_PARTIAL_FILE)
     if code in broken and not handle.getinfo(pycurl.RESPONSE_CODE):
-        return "the server closed the connection without a response"  # or reset it, before a status line came
+        return NO_ANSWER  # or reset it, before a status line came
     if code in broken:
-        return f"the connection broke while the answer was read ({message})"
+        return f"{BROKEN_ANSWER} ({message})"
     if code == pycurl.E_PEER_FAILED_VERIFICATION:
         return f"TLS certificate verification failed ({message})"
     return message or f"libcurl error {code}"

@@ -26,7 +26,9 @@ import aiohttp
 from pointcast import __version__
 from pointcast.channels.webhook.breaker import Breaker, HostDown
 from pointcast.channels.webhook.curl import (
+    BROKEN_ANSWER,
     KEEPALIVE_SECONDS,
+    NO_ANSWER,
     CurlSession,
     PostFailed,
     Reply,
@@ -172,12 +174,9 @@ async def _aiohttp_post(
     except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError, aiohttp.ClientPayloadError) as exc:
         if answered:  # in libcurl's words for a reset while reading (curl.py: _reason)
             raise PostFailed(f"{BROKEN_ANSWER} ({exc})") from None
-        raise PostFailed("the server closed the connection without a response") from None
+        raise PostFailed(NO_ANSWER) from None
     except aiohttp.ClientError as exc:
         raise PostFailed(f"{type(exc).__name__}: {exc}") from None
-
-
-BROKEN_ANSWER = "the connection broke while the answer was read"
 
 
 async def _read_at_most(content: aiohttp.StreamReader, size: int) -> bytes:

@@ -28,6 +28,8 @@ import rfc3986
 from rfc3986 import exceptions as rfc3986_exceptions
 from rfc3986 import validators as rfc3986_validators
 
+from pointcast.channels.webhook.curl import NO_ANSWER
+
 __all__ = [
     "ACCOUNT_ID_HEADER",
     "MAX_URL_LENGTH",
@@ -172,7 +174,7 @@ async def check_webhook_head(
     except aiohttp.ClientConnectorError as exc:
         raise _head_error(field, url, f"failed: {_connector_reason(exc)}") from None
     except aiohttp.ServerDisconnectedError:
-        raise _head_error(field, url, "failed: the server closed the connection without a response") from None
+        raise _head_error(field, url, f"failed: {NO_ANSWER}") from None
     except aiohttp.ClientResponseError as exc:
         raise _head_error(field, url, f"failed: the response was not valid HTTP ({exc.message})") from None
     except aiohttp.ClientError as exc:
