@@ -179,7 +179,7 @@ class Engine:
 
     def secret_changed(self, app_id: str) -> None:
         if self.runner is not None:
-            self.runner.deps.secrets.pop(app_id, None)
+            self.runner.secret_changed(app_id)
 
     def destinations_down(self) -> list[dict[str, Any]]:
         return self.runner.destinations_down() if self.runner is not None else []

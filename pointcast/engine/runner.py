@@ -752,6 +752,10 @@ class Runner:
             "DeliveryClient": client_name(self._session) if self._session is not None else None,
         }
 
+    def secret_changed(self, app_id: str) -> None:
+        """The project's webhook signing secret was written: the next batch reads it again."""
+        self.deps.secrets.pop(app_id, None)
+
     def destinations_down(self) -> list[dict[str, Any]]:
         """The destinations whose circuit breaker is open (batches to them wait)."""
         return self.breakers.status()
