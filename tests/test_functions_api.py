@@ -97,16 +97,50 @@ def test_invoke_request_response_event_and_tail(lam) -> None:
     log = base64.b64decode(answer["LogResult"]).decode()
     assert "event has 1 members" in log and f"START RequestId: {body['request_id']}" in log
     report = re.search(
-        r"REPORT RequestId: \S+\tDuration: ([0-9.]+) ms\tBilled Duration: (\d+) ms\tMemory Size: 192 MB", log
+        r"REPORT RequestId: \S+\tDuration: ([0-9.]+) ms\tBilled Duration: (\d+) ms\tMemory Size: 192 MB\t"
+        r"Max Memory Used: (\d+) MB\tInit Duration: ([0-9.]+) ms\t\n\Z",
+        log,
     )
     assert report and int(report[2]) == max(1, math.ceil(float(report[1]))), log  # billed: rounded up, as Lambda
-    # Warm: the module stays imported in its worker.
-    again = json.loads(lam.invoke(FunctionName=name, Payload=b"{}")["Payload"].read())
-    assert again["calls"] == 2
+    assert 5 < int(report[3]) < 192 and float(report[4]) > 1, log  # a cold start: the worker's init is reported
+    # Warm: the module stays imported in its worker, and no init is reported; the peak memory is the worker's.
+    warm = lam.invoke(FunctionName=name, Payload=b"{}", LogType="Tail")
+    assert json.loads(warm["Payload"].read())["calls"] == 2
+    warm_log = base64.b64decode(warm["LogResult"]).decode()
+    assert "Init Duration" not in warm_log and re.search(r"\tMax Memory Used: \d+ MB\t\n\Z", warm_log), warm_log
     assert lam.invoke(FunctionName=name, InvocationType="Event", Payload=b"{}")["StatusCode"] == 202
     assert lam.invoke(FunctionName=name, InvocationType="DryRun")["StatusCode"] == 204
     with pytest.raises(lam.exceptions.InvalidRequestContentException):
         lam.invoke(FunctionName=name, Payload=b"not json")
+
+
+def test_the_report_line_gives_the_workers_peak_memory_as_lambda_does(lam) -> None:
+    """``Max Memory Used`` is the peak over the worker's calls so far (Lambda's environment), also for a call
+    that timed out, whose worker is killed."""
+    name = _name()
+    code = (
+        "import time\n"
+        "def handler(event, context):\n"
+        "    block = bytearray(event['mb'] * 1024 * 1024)\n"
+        "    block[::4096] = b'x' * len(block[::4096])\n"  # touched: resident, not only reserved
+        "    time.sleep(event['sleep'])\n"
+        "    return len(block)\n"
+    )
+    deploy(lam, name, code, allow=None, MemorySize=256, Timeout=2)
+
+    def peak(mb: int, sleep: float = 0) -> tuple[int, str | None]:
+        answer = lam.invoke(FunctionName=name, Payload=json.dumps({"mb": mb, "sleep": sleep}), LogType="Tail")
+        log = base64.b64decode(answer["LogResult"]).decode()
+        used = re.search(r"\tMax Memory Used: (\d+) MB\t", log)
+        assert used, log
+        return int(used[1]), answer.get("FunctionError")
+
+    small, _ = peak(1)
+    big, _ = peak(100)
+    assert small < 60 and big >= small + 95, (small, big)
+    assert peak(1)[0] >= big  # the peak so far, not this call's
+    timed_out, error = peak(150, sleep=5)
+    assert error == "Unhandled" and timed_out >= small + 145, (small, timed_out)
 
 
 def test_invoke_takes_what_lambda_takes_and_refuses_a_bad_client_context(lam) -> None:

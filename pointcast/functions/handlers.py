@@ -141,12 +141,15 @@ async def get_policy(ctx: Context, call: Call) -> Any:
 
 def tail(result: Invocation, memory_mb: int) -> str:
     """The log as Lambda shows it: START, what the function wrote, END, REPORT (the billed duration is the duration
-    rounded up to the next millisecond, as Lambda bills)."""
+    rounded up to the next millisecond, as Lambda bills; ``Max Memory Used`` and, on a worker's first call, its
+    ``Init Duration``, as Lambda adds them)."""
+    used = "" if result.max_memory_mb is None else f"Max Memory Used: {result.max_memory_mb} MB\t"
+    init = "" if result.init_ms is None else f"Init Duration: {result.init_ms:.2f} ms\t"
     return (
         f"START RequestId: {result.request_id} Version: $LATEST\n{result.logs}"
         f"END RequestId: {result.request_id}\n"
         f"REPORT RequestId: {result.request_id}\tDuration: {result.duration_ms:.2f} ms\t"
-        f"Billed Duration: {max(1, math.ceil(result.duration_ms))} ms\tMemory Size: {memory_mb} MB\t\n"
+        f"Billed Duration: {max(1, math.ceil(result.duration_ms))} ms\tMemory Size: {memory_mb} MB\t{used}{init}\n"
     )
 
 

@@ -386,6 +386,8 @@ class FunctionHost:
                         ran.duration_ms,
                         ran.timed_out,
                         ran.throttled,
+                        ran.init_ms,
+                        ran.max_memory_mb,
                     )
                 elif hosted_only:
                     result = Invocation.refusal(f"FUNCTION_NOT_FOUND: pointcast hosts no function {ref}")

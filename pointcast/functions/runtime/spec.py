@@ -37,6 +37,9 @@ class InvokeResult:
     ``function_error`` is None on success and "Unhandled" otherwise (the X-Amz-Function-Error header); then
     ``payload`` is the error document. ``logs`` is what the worker wrote during the invocation (a fresh worker's
     init output included) and ``duration_ms`` runs from handing the event to the worker until its answer.
+    ``init_ms`` is the worker's init (its start until it first asked for an event), given with the first call a
+    worker served, as Lambda gives ``Init Duration`` on a cold start; ``max_memory_mb`` is the worker's peak
+    resident memory so far (Lambda's ``Max Memory Used``), None when it could not be read.
     """
 
     request_id: str
@@ -46,6 +49,8 @@ class InvokeResult:
     duration_ms: float
     timed_out: bool = False
     throttled: bool = False  # nothing ran: no worker was free within the call's wait (``WorkerPool.invoke``)
+    init_ms: float | None = None
+    max_memory_mb: int | None = None
 
 
 def error_document(error_type: str, message: str, trace: list[str] | None = None) -> bytes:

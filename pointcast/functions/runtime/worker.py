@@ -146,6 +146,8 @@ class Worker:
         self._waiting_next: Callable[[Delivery], None] | None = None  # the runtime's GET next, unanswered
         self._init_error: bytes | None = None  # what the runtime posted to /init/error
         self._initialized = False  # the runtime has asked for an event once: its init is over
+        self._init_ms: float | None = None  # how long that took; given with the first call it serves, then None
+        self._peak_kb: int | None = None  # the process's peak resident memory when last read (VmHWM)
 
     @property
     def alive(self) -> bool:
@@ -201,6 +203,7 @@ class Worker:
         """SIGKILL the worker's process group; the exit watcher does the rest. Idempotent."""
         self.broken = True
         if self._proc is not None and self._proc.returncode is None:
+            self._read_peak_memory()  # what the call that ends with it reports (a timeout, say)
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(self._proc.pid, signal.SIGKILL)
 
@@ -299,7 +302,28 @@ class Worker:
         ended = time.monotonic()
         duration = (ended - (invocation.delivered or started)) * 1000
         self.last_used = ended
-        return InvokeResult(request_id, payload, function_error, self._take_logs(), duration, timed_out)
+        init_ms = None
+        if invocation.delivered:
+            init_ms, self._init_ms = self._init_ms, None
+        if self.alive:
+            self._read_peak_memory()
+        max_memory_mb = None if self._peak_kb is None else -(-self._peak_kb // 1024)
+        return InvokeResult(
+            request_id, payload, function_error, self._take_logs(), duration, timed_out, False, init_ms, max_memory_mb
+        )
+
+    def _read_peak_memory(self) -> None:
+        """Note the process's peak resident set (Linux's VmHWM; 8 µs). Lambda's ``Max Memory Used`` is its
+        environment's peak so far, over every call it served, as this is the process's since it started."""
+        if self._proc is None:
+            return
+        try:
+            with open(f"/proc/{self._proc.pid}/status", "rb") as status:
+                text = status.read()
+            at = text.index(b"VmHWM:")
+            self._peak_kb = int(text[at + 6 : text.index(b"kB", at)])
+        except (OSError, ValueError):
+            pass  # not Linux, or the process is gone: the last reading stands
 
     def _deliver(self, invocation: _Invocation) -> Delivery:
         """Hand the invocation to the runtime: its Timeout runs from now, less the time the worker's init took past
@@ -373,7 +397,9 @@ class Worker:
     # -- the Runtime API session (runtime_api.Session) ------------------------------------------------------------
 
     def next_invocation(self, deliver: Callable[[Delivery], None]) -> None:
-        self._initialized = True
+        if not self._initialized:
+            self._initialized = True
+            self._init_ms = (time.monotonic() - self._started) * 1000
         invocation, self._pending = self._pending, None
         if invocation is not None:
             deliver(self._deliver(invocation))
