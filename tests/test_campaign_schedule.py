@@ -498,6 +498,46 @@ def test_local_time_hourly_runs_every_occurrence(clock_server, pinpoint, app_id,
     assert sorted(run["ScheduledTime"] for run in runs) == [iso(start + timedelta(hours=k)) for k in range(3)]
 
 
+def test_an_hourly_local_time_campaign_sends_each_zone_its_latest_due_occurrence_from_the_start(
+    clock_server, pinpoint, app_id, receiver
+) -> None:
+    """Created at 08:00Z to run hourly from 09:00 (UTC): for UTC+14 the occurrences 09:00 .. 21:00 are already past
+    and 22:00 is due now; for Tokyo 09:00 .. 17:00 are past. Each zone gets its latest due one now and the rest at
+    their hours, the ones it missed skipped with a reason; UTC gets every one. Before, only the 22:00 run started,
+    and UTC endpoints got nothing until 22:00."""
+    zones = {"kir": "Pacific/Kiritimati", "tyo": "Asia/Tokyo", "utc": "UTC"}
+    load(pinpoint, app_id, [endpoint(f"{key}-{i}", zone) for key, zone in zones.items() for i in range(2)])
+    segment = audience_segment(pinpoint, app_id)
+    created = utc("2030-06-10T08:00:00Z")
+    set_clock(clock_server, created)
+    first = created + timedelta(hours=1)
+    schedule = {"StartTime": iso(first), "EndTime": iso(first + timedelta(hours=14, minutes=1)),
+                "Frequency": "HOURLY", "IsLocalTime": True, "Timezone": "UTC"}  # fmt: skip
+    cid = webhook_campaign(pinpoint, app_id, segment, receiver.url, schedule)["Id"]
+
+    def by_zone() -> Counter[str]:
+        return Counter(endpoint_id.split("-")[0] for endpoint_id in receiver.delivered().elements())
+
+    # 22:00 (+14) and 17:00 (+9) are due now; UTC's first is 09:00Z.
+    wait_for(lambda: by_zone() == Counter({"kir": 2, "tyo": 2}), 20, "the due occurrences of the east")
+    settle(0.5)
+    assert by_zone() == Counter({"kir": 2, "tyo": 2})
+    sent_at = {post.payload["ScheduledTime"] for post in receiver.posts()}
+    assert sent_at == {iso(created)}  # 22:00 in Kiritimati and 17:00 in Tokyo are both 08:00Z
+    set_clock(clock_server, first)
+    wait_for(lambda: by_zone() == Counter({"kir": 4, "tyo": 4, "utc": 2}), 20, "the 09:00 occurrence in UTC")
+    set_clock(clock_server, first + timedelta(hours=40))
+    runs = wait_for_runs(clock_server, pinpoint, app_id, cid, 15, "COMPLETED")
+    assert sorted(run["ScheduledTime"] for run in runs) == [iso(first + timedelta(hours=k)) for k in range(15)]
+    # Kiritimati: 22:00 and 23:00; Tokyo: 17:00 .. 23:00; UTC: all 15. Every endpoint has an outcome in every run.
+    assert by_zone() == Counter({"kir": 2 * 2, "tyo": 2 * 7, "utc": 2 * 15})
+    found = Counter((o["EndpointId"].split("-")[0], o["Status"], o.get("Reason")) for o in outcomes(
+        clock_server, app_id, cid))  # fmt: skip
+    assert found == Counter({("kir", "SENT", None): 4, ("kir", "SKIPPED", "MISSED_OCCURRENCE"): 26,
+                             ("tyo", "SENT", None): 14, ("tyo", "SKIPPED", "MISSED_OCCURRENCE"): 16,
+                             ("utc", "SENT", None): 30})  # fmt: skip
+
+
 # --- quiet time --------------------------------------------------------------------------------------------
 
 # At 03:00Z on 2030-06-03 (summer time): each zone's local time, and whether 22:00-07:00 holds it quiet.

@@ -43,13 +43,24 @@ def walk(sched: dict[str, Any], written: datetime) -> Iterator[datetime]:
 
 
 def reference_due(sched: dict[str, Any], written: datetime, last_run: datetime | None, now: datetime) -> Any:
-    latest = None
+    """The latest occurrence due after ``last_run``; with local time (recurring) the earliest one due after it whose
+    next occurrence has not reached every zone (UTC-12 is the last), so each zone gets its latest due one."""
+    due = []
     for moment in walk(sched, written):
         if schedule.earliest_send(moment, sched) > now:
             break
         if last_run is None or moment > last_run:
-            latest = moment
-    return latest
+            due.append(moment)
+    if not due:
+        return None
+    if not sched.get("IsLocalTime") or sched["Frequency"] in schedule.ONE_TIME:
+        return due[-1]
+    nexts = [*due[1:], None]
+    return next(m for m, after in zip(due, nexts, strict=True) if after is None or latest(after, sched) > now)
+
+
+def latest(moment: datetime, sched: dict[str, Any]) -> datetime:
+    return schedule.local_send_time(moment, sched, "UTC-12")
 
 
 def reference_finished(sched: dict[str, Any], written: datetime, last_run: datetime | None) -> bool:
@@ -158,8 +169,9 @@ def test_a_daily_local_time_campaign_in_an_iana_zone_keeps_its_wall_time_across_
     assert moments[-4:] == [datetime(2030, 11, d, h, tzinfo=UTC) for d, h in ((2, 13), (3, 14), (4, 14), (5, 14))]
     assert len(moments) == 243  # every day, none twice or lost at either change
     # The 10th's run starts when 09:00 comes to UTC+14 (19:00Z on the 9th), and sends to New York at 13:00Z.
-    assert schedule.due(sched, BASE, None, datetime(2030, 3, 9, 18, 59, tzinfo=UTC)) == moments[1]
-    assert schedule.due(sched, BASE, None, datetime(2030, 3, 9, 19, 0, tzinfo=UTC)) == moments[2]
+    assert schedule.due(sched, BASE, moments[0], datetime(2030, 3, 9, 18, 59, tzinfo=UTC)) == moments[1]
+    assert schedule.due(sched, BASE, moments[1], datetime(2030, 3, 9, 18, 59, tzinfo=UTC)) is None
+    assert schedule.due(sched, BASE, moments[1], datetime(2030, 3, 9, 19, 0, tzinfo=UTC)) == moments[2]
     assert schedule.local_send_time(moments[2], sched, "America/New_York") == datetime(2030, 3, 10, 13, tzinfo=UTC)
     weekly = {**sched, "Frequency": "WEEKLY", "Timezone": "Europe/London", "StartTime": "2030-03-24T09:00:00Z"}
     london = [m.astimezone(schedule.zone("Europe/London")) for m in schedule.occurrences(weekly, BASE)]

@@ -166,7 +166,14 @@ class _Planner:
         self.batches: list[dict[str, Any]] = []
         self.zones: dict[str, set[str]] = defaultdict(set)
         self.first_activity = spec.activity_ids["0"]
-        self.zone_times: dict[str | None, str | None] = {}
+        self.zone_times: dict[str | None, tuple[str | None, str | None]] = {}
+        plan = spec.campaign.get("Schedule") or {}
+        # Local time: the occurrence after this run's, which may already be due in a zone (schedule.superseded).
+        self.following = (
+            schedule.following(plan, schedule.parse_time(spec.campaign["CreationDate"]), spec.scheduled)
+            if plan.get("IsLocalTime")
+            else None
+        )
         # One treatment and no holdout: every endpoint is in treatment "0", no need to hash its id.
         self.only = spec.treatments[0] if len(spec.treatments) == 1 and not spec.holdout else None
         self.after: str | None = None  # the last endpoint id planned
@@ -194,8 +201,14 @@ class _Planner:
             self.zones[treatment_id] = set(zones)
 
     def send_time(self, zone: str | None) -> str | None:
-        """When an endpoint in ``zone`` is due (``iso_ms``), or None inside quiet time when it is actually sent (its
-        due time, or now if that has passed): worked out once per zone."""
+        """When an endpoint in ``zone`` is due (``iso_ms``), or None when it is skipped (``zone_plan``)."""
+        return self.zone_plan(zone)[0]
+
+    def zone_plan(self, zone: str | None) -> tuple[str | None, str | None]:
+        """When an endpoint in ``zone`` is due (``iso_ms``), or None and why it is skipped: ``MISSED_OCCURRENCE``
+        when a local-time run is late there and the next occurrence is due there too (only the latest missed one is
+        sent), ``QUIET_TIME`` inside quiet time when it is actually sent (its due time, or now if that has passed).
+        Worked out once per zone."""
         try:
             return self.zone_times[zone]
         except KeyError:
@@ -205,10 +218,14 @@ class _Planner:
             fallback = plan.get("Timezone") if plan.get("IsLocalTime") else None  # where a zoneless endpoint is sent
             # A send time already past (a run resumed, or started late) is sent now: quiet time is judged then.
             sent_at = max(send_at, self.now)
-            due = None if schedule.in_quiet_time(sent_at, spec.quiet_time, zone, fallback) else iso_ms(send_at)
+            verdict: tuple[str | None, str | None] = (iso_ms(send_at), None)
+            if send_at < self.now and schedule.superseded(self.following, plan, zone, self.now):
+                verdict = (None, "MISSED_OCCURRENCE")
+            elif schedule.in_quiet_time(sent_at, spec.quiet_time, zone, fallback):
+                verdict = (None, "QUIET_TIME")
             if len(self.zone_times) < MAX_CACHED_ZONES:
-                self.zone_times[zone] = due
-            return due
+                self.zone_times[zone] = verdict
+            return verdict
 
     def skip(self, treatment: Treatment | None, endpoint_id: str, reason: str) -> None:
         activity = self.spec.activity_ids[treatment.id] if treatment else self.first_activity
@@ -235,9 +252,9 @@ class _Planner:
             elif channel_type not in treatment.endpoint_types:
                 self.skip(treatment, endpoint_id, "CHANNEL_NOT_TARGETED")
             else:
-                due_at = self.send_time(zone)
+                due_at, reason = self.zone_plan(zone)
                 if due_at is None:
-                    self.skip(treatment, endpoint_id, "QUIET_TIME")
+                    self.skip(treatment, endpoint_id, reason or "QUIET_TIME")
                 else:
                     candidates.append((endpoint_id, treatment, due_at, zone))
                     docs[endpoint_id] = doc

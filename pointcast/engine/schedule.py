@@ -6,6 +6,11 @@ across several occurrences, only the latest missed one runs; with ``IsLocalTime`
 (in ``Schedule.Timezone``) is used in each endpoint's ``Demographic.Timezone``, and the run starts when the
 earliest time zone (UTC+14) reaches it, and DAILY, WEEKLY and MONTHLY occurrences step on that zone's wall clock
 (09:00 stays 09:00 across daylight saving); an endpoint inside quiet time is skipped, not delayed.
+
+With local time "the latest missed one" is judged per zone: an occurrence runs unless every zone has a later one
+already due (``superseded``), and in its run a zone whose later occurrence is already due is skipped
+(``MISSED_OCCURRENCE``). So an HOURLY local-time campaign created at 08:00Z starts the runs of 09:00 .. 22:00 at
+once, and each zone gets its own due ones, not only the 22:00 that UTC+14 sends now.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ PERIODS = {"HOURLY": timedelta(hours=1), "DAILY": timedelta(days=1), "WEEKLY": t
 ONE_TIME = ("ONCE", "EVENT", "IN_APP_EVENT")
 _WALL_CLOCK = ("DAILY", "WEEKLY", "MONTHLY")  # local time: stepped on Schedule.Timezone's wall clock (_Cadence)
 LOCAL_LEAD = timedelta(hours=26)  # local time: UTC+14 sends up to 26 hours before UTC-12
+EARLIEST_ZONE, LATEST_ZONE = "UTC+14", "UTC-12"
 _OFFSET = re.compile(r"^UTC(?:([+-])(\d{2})(?::(\d{2}))?)?\Z")
 
 
@@ -133,29 +139,63 @@ def occurrences(schedule: dict[str, Any], written: datetime) -> Iterator[datetim
 
 
 def due(schedule: dict[str, Any], written: datetime, last_run: datetime | None, now: datetime) -> datetime | None:
-    """The latest occurrence that is due at ``now`` and newer than ``last_run``, or None."""
+    """The occurrence to run at ``now``, newer than ``last_run``, or None: the latest one due; with local time the
+    earliest one due that a later one has not wholly superseded (``superseded``), so that each zone gets its latest
+    due occurrence (the scheduler asks again at once for the next)."""
     cadence = _read(schedule, written)
     if cadence.frequency in ONE_TIME:
         latest = next(occurrences(schedule, written), None)
         if latest is None or earliest_send(latest, schedule) > now:
             return None
-    else:
-        # An occurrence's first send is at most LOCAL_LEAD before it (earliest_send), so none later can be due.
-        index = cadence.index_at_or_before(now + LOCAL_LEAD if schedule.get("IsLocalTime") else now)
-        last = cadence.last_index()
-        if last is not None:
-            index = min(index, last)
-        while index >= 0 and earliest_send(cadence.at(index), schedule) > now:
-            index -= 1
-        if index < 0:
-            return None
-        latest = cadence.at(index)
-    return latest if last_run is None or latest > last_run else None
+        return latest if last_run is None or latest > last_run else None
+    local = bool(schedule.get("IsLocalTime"))
+    # An occurrence's first send is at most LOCAL_LEAD before it (earliest_send), so none later can be due.
+    index = cadence.index_at_or_before(now + LOCAL_LEAD if local else now)
+    last = cadence.last_index()
+    if last is not None:
+        index = min(index, last)
+    while index >= 0 and earliest_send(cadence.at(index), schedule) > now:
+        index -= 1
+    if index < 0:
+        return None
+    first = index
+    if local:
+        # Every occurrence LOCAL_LEAD before now is superseded by the next (its latest send is at most that long
+        # after it), so only the few after that one are looked at, however long the server was down.
+        first = 0 if last_run is None else cadence.index_at_or_before(last_run) + 1
+        first = max(first, min(index, cadence.index_at_or_before(now - LOCAL_LEAD)))
+        while first < index and latest_send(cadence.at(first + 1), schedule) <= now:
+            first += 1
+    moment = cadence.at(first)
+    return moment if first <= index and (last_run is None or moment > last_run) else None
+
+
+def following(schedule: dict[str, Any], written: datetime, moment: datetime) -> datetime | None:
+    """The occurrence after ``moment`` (one of the schedule's), or None when there is none."""
+    cadence = _read(schedule, written)
+    if cadence.frequency in ONE_TIME:
+        return None
+    index = cadence.index_at_or_before(moment) + 1
+    last = cadence.last_index()
+    return None if last is not None and index > last else cadence.at(index)
+
+
+def superseded(
+    next_moment: datetime | None, schedule: dict[str, Any], endpoint_zone: str | None, now: datetime
+) -> bool:
+    """Whether a local-time occurrence's send to ``endpoint_zone`` is missed for good: the occurrence after it
+    (``next_moment``, from ``following``) is already due there too, and only the latest missed one is sent."""
+    return next_moment is not None and local_send_time(next_moment, schedule, endpoint_zone) <= now
 
 
 def earliest_send(moment: datetime, schedule: dict[str, Any]) -> datetime:
     """When the first endpoint of an occurrence is due: the occurrence, or its wall time in UTC+14 (local time)."""
-    return local_send_time(moment, schedule, "UTC+14") if schedule.get("IsLocalTime") else moment
+    return local_send_time(moment, schedule, EARLIEST_ZONE) if schedule.get("IsLocalTime") else moment
+
+
+def latest_send(moment: datetime, schedule: dict[str, Any]) -> datetime:
+    """When the last endpoint of an occurrence is due: the occurrence, or its wall time in UTC-12 (local time)."""
+    return local_send_time(moment, schedule, LATEST_ZONE) if schedule.get("IsLocalTime") else moment
 
 
 def finished(schedule: dict[str, Any], written: datetime, last_run: datetime | None) -> bool:

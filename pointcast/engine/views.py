@@ -23,6 +23,7 @@ from pointcast.store import models as m
 SEND_STATUS = {
     "HOLDOUT": "HOLDOUT",
     "QUIET_TIME": "QUIET_TIME",
+    "MISSED_OCCURRENCE": "MISSED_OCCURRENCE",
     "DAILY_LIMIT": "DAILY_CAP",
     "TOTAL_LIMIT": "CAMPAIGN_CAP",
     "OPTED_OUT": "OPTED_OUT",
