@@ -347,6 +347,22 @@ def test_campaign_updates_are_checked_against_what_they_keep(pinpoint, app_id) -
         update(AdditionalTreatments=[{"SizePercent": 50}])
 
 
+def test_default_state_is_there_only_with_more_than_one_treatment(pinpoint, app_id) -> None:
+    """botocore's model: DefaultState "exists only for campaigns that have more than one treatment"."""
+    request = campaign_request(_segment(pinpoint, app_id))
+    treatments = request.pop("AdditionalTreatments")
+    single = pinpoint.create_campaign(ApplicationId=app_id, WriteCampaignRequest=request)["CampaignResponse"]
+    assert "DefaultState" not in single and single["State"] == {"CampaignStatus": "SCHEDULED"}
+
+    def update(**change: Any) -> dict[str, Any]:
+        answer = pinpoint.update_campaign(ApplicationId=app_id, CampaignId=single["Id"], WriteCampaignRequest=change)
+        return dict(answer["CampaignResponse"])
+
+    assert update(AdditionalTreatments=treatments)["DefaultState"] == {"CampaignStatus": "SCHEDULED"}
+    assert "DefaultState" not in update(AdditionalTreatments=[])
+    assert "DefaultState" not in pinpoint.get_campaign(ApplicationId=app_id, CampaignId=single["Id"])["CampaignResponse"]
+
+
 @pytest.mark.parametrize(
     ("change", "member"),
     [

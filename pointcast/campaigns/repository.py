@@ -38,10 +38,13 @@ def delete_activities(conn: sa.Connection, app_id: str, campaign_id: str) -> Non
 
 def with_state(doc: dict[str, Any], status: str) -> dict[str, Any]:
     """The campaign with ``status`` as its State, DefaultState and each additional treatment's State: they move
-    together (UpdateCampaign sets them together too)."""
+    together (UpdateCampaign sets them together too). DefaultState, the default treatment's, "exists only for
+    campaigns that have more than one treatment" (botocore's model)."""
     state = {"CampaignStatus": status}
     treatments = [{**t, "State": state} for t in doc.get("AdditionalTreatments") or []]
-    changed = {**doc, "State": state, "DefaultState": state}
+    changed = {**doc, "State": state}
+    changed.pop("DefaultState", None)
     if treatments:
         changed["AdditionalTreatments"] = treatments
+        changed["DefaultState"] = state
     return changed

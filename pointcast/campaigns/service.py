@@ -76,7 +76,9 @@ def _apply(doc: dict[str, Any], request: dict[str, Any], *, creating: bool) -> N
         ]
     if creating and "tags" in request:  # an update's tags are not processed (botocore's model): TagResource's job
         doc["tags"] = request["tags"]
-    doc.update(with_state(doc, state["CampaignStatus"]))  # State, DefaultState and the treatments' together
+    changed = with_state(doc, state["CampaignStatus"])  # State, DefaultState and the treatments' together
+    doc.clear()
+    doc.update(changed)
 
 
 def create(
