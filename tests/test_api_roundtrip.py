@@ -360,7 +360,8 @@ def test_default_state_is_there_only_with_more_than_one_treatment(pinpoint, app_
 
     assert update(AdditionalTreatments=treatments)["DefaultState"] == {"CampaignStatus": "SCHEDULED"}
     assert "DefaultState" not in update(AdditionalTreatments=[])
-    assert "DefaultState" not in pinpoint.get_campaign(ApplicationId=app_id, CampaignId=single["Id"])["CampaignResponse"]
+    stored = pinpoint.get_campaign(ApplicationId=app_id, CampaignId=single["Id"])["CampaignResponse"]
+    assert "DefaultState" not in stored
 
 
 @pytest.mark.parametrize(
