@@ -61,6 +61,8 @@ class Settings(BaseSettings):
     invoke_queue_seconds: float = Field(10.0, ge=0, le=900)
     # Event invocations (the Lambda API's) waiting or running at once; past it an Event Invoke is answered 429
     function_event_queue: int = Field(1000, ge=1, le=100_000)
+    # Invocation records kept (the newest; each keeps up to 4 KB of its log): older ones are deleted each minute
+    function_records: int = Field(100_000, ge=1_000)
     # How a Python worker talks to the pool: "pipe" (awslambdaric's client over two pipes, the fast path) or
     # "runtime-api" (awslambdaric as shipped, over the Lambda Runtime API on 127.0.0.1); Node.js: always the API.
     function_transport: Literal["pipe", "runtime-api"] = "pipe"

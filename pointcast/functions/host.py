@@ -43,6 +43,7 @@ EVENT_BYTES_QUEUED = 256 * 1024 * 1024  # bytes of Event invocations' events wai
 SWEEP_SECONDS = 300.0  # how often unpacked code no longer used is looked for, besides after each change
 SWEEP_DELAY = 1.0
 FLUSH_SECONDS = 0.25
+PRUNE_SECONDS = 60.0  # how often invocation records past POINTCAST_FUNCTION_RECORDS are deleted
 STALE_TRIES = 3  # look-ups again for a call whose function changed while it waited for a worker; then it runs
 VERDICTS_KEPT = 1024  # policy answers kept per function (one per campaign that invokes it), for its statements
 
@@ -124,6 +125,7 @@ class FunctionHost:
             self.code_root.chmod(0o700)
         self.concurrency = ctx.settings.function_concurrency
         self.event_queue = ctx.settings.function_event_queue
+        self.records_kept = ctx.settings.function_records
         self._hosted: dict[str, _Hosted] = {}
         self._reading: dict[str, asyncio.Future[_Hosted | None]] = {}  # name -> the read every caller waits on
         self._remote_verdicts: dict[tuple[str, str], tuple[float, str | None]] = {}  # (ref, source) -> (when, why not)
@@ -461,10 +463,25 @@ class FunctionHost:
         )
 
     async def _flush_loop(self) -> None:
+        prune_at = time.monotonic()  # at start, then each PRUNE_SECONDS
         while True:
             await asyncio.sleep(FLUSH_SECONDS)
             with contextlib.suppress(Exception):
                 await self.flush()
+            if time.monotonic() >= prune_at:
+                prune_at = time.monotonic() + PRUNE_SECONDS
+                try:
+                    await self.prune()
+                except Exception:
+                    log.exception("deleting old function invocation records failed; trying again in a minute")
+
+    async def prune(self) -> int:
+        """Delete the invocation records past the newest ``POINTCAST_FUNCTION_RECORDS``: without it a campaign of a
+        million endpoints with a FILTER hook would leave some 80 MB of them behind each time it ran."""
+        gone = await self.ctx.write(lambda conn: repo.prune_invocations(conn, self.records_kept))
+        if gone:
+            log.info("deleted %d function invocation records, past the newest %d", gone, self.records_kept)
+        return int(gone)
 
     async def flush(self) -> None:
         """Write the records gathered so far; returns once every record made before the call is written."""

@@ -46,6 +46,14 @@ def insert_invocations(conn: sa.Connection, rows: list[dict[str, Any]]) -> None:
         conn.execute(sa.insert(_I), rows)
 
 
+def prune_invocations(conn: sa.Connection, keep: int) -> int:
+    """Delete all but (at most) the newest ``keep`` invocation records, of every function; how many went."""
+    newest = conn.execute(sa.select(sa.func.max(_I.c.pk))).scalar()
+    if newest is None or newest <= keep:
+        return 0
+    return conn.execute(sa.delete(_I).where(_I.c.pk <= newest - keep)).rowcount or 0
+
+
 def invocations(conn: sa.Connection, function: str, limit: int, before: int | None = None) -> list[sa.Row[Any]]:
     """The newest invocations of a function (by name or ARN), newest first."""
     query = sa.select(_I).where(_I.c.function == function).order_by(_I.c.pk.desc()).limit(limit)
