@@ -1,4 +1,9 @@
-"""Alembic environment: migrations run on the connection pointcast hands over (see store.db.Database.migrate)."""
+"""Alembic environment: migrations run on the connection pointcast hands over (see store.db.Database.migrate).
+
+A migration, once committed, is frozen: stores exist that ran it as it was, and Alembic never runs it again, so an
+edit reaches only fresh stores and leaves the others stamped with a schema they lack (0002 and 0008 were edited so,
+and 0010 repairs the stores that ran them before). Change the schema with a new revision, never by editing one.
+"""
 
 from alembic import context
 
