@@ -152,3 +152,16 @@ def test_a_store_that_ran_an_edited_revision_ends_with_a_fresh_stores_schema(
         rows = conn.execute(sa.select(m.batches.c.id, m.batches.c.not_before)).all()
     if as_it_was is _63878e4:
         assert rows == [("b1", "2026-11-23T06:30:00.000Z")]
+
+
+def test_a_store_written_by_a_newer_pointcast_is_refused_saying_so(store: Database) -> None:
+    store.migrate()
+    with store.engine.begin() as conn:
+        conn.execute(sa.text("UPDATE alembic_version SET version_num = '0099'"))
+    with pytest.raises(RuntimeError) as caught:
+        store.migrate()
+    assert str(caught.value) == (
+        "this store was written by a newer version of pointcast (revision 0099); run that version or newer"
+    )
+    with store.read() as conn:  # left as it was
+        assert conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalar_one() == "0099"

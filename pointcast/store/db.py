@@ -14,6 +14,8 @@ import orjson
 import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 
 MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
 
@@ -77,6 +79,13 @@ class Database:
                 # Several API nodes may start at once: one migrates, the others wait for it.
                 connection.exec_driver_sql("SELECT pg_advisory_xact_lock(720011)")
             config.attributes["connection"] = connection
+            known = {script.revision for script in ScriptDirectory.from_config(config).walk_revisions()}
+            for revision in MigrationContext.configure(connection).get_current_heads():
+                if revision not in known:  # Alembic would say only "Can't locate revision identified by ..."
+                    raise RuntimeError(
+                        f"this store was written by a newer version of pointcast (revision {revision}); "
+                        "run that version or newer"
+                    )
             command.upgrade(config, "head")
 
     @contextmanager
