@@ -118,7 +118,13 @@ def serve(
 
 @app.command()
 def demo(
-    data_dir: Annotated[Path, typer.Option(help="Where the demo keeps its store")] = Path("pointcast-data/demo"),
+    data_dir: Annotated[
+        Path,
+        typer.Option(
+            help="Where the demo keeps its store: a new or empty directory, or one an earlier demo made (it is "
+            "deleted and remade); any other directory is refused"
+        ),
+    ] = Path("pointcast-data/demo"),
 ) -> None:
     """Start pointcast on SQLite with a local HTTPS webhook receiver and run a campaign tour against it."""
     from pointcast.demo import run_demo

@@ -25,6 +25,8 @@ from pointcast.functions.code import remove_tree, zip_files
 ACCOUNT_ID = "000000000000"
 ENDPOINTS = 1000
 KEY_ID, SECRET = "AKIDPOINTCASTDEMO", "pointcast-demo-secret"
+# The file that marks a data dir as the demo's own, which the next run may delete.
+DEMO_MARKER = ".pointcast-demo"
 console = Console()
 CREDIT_SCORE = """
 import random
@@ -109,9 +111,32 @@ def _endpoints(count: int) -> list[dict[str, Any]]:
     ]
 
 
+class NotADemoDir(Exception):
+    """The data dir holds something the demo did not create: it is not the demo's to delete."""
+
+
+def prepare_data_dir(data_dir: Path) -> None:
+    """Give the demo an empty data dir holding only its marker. A directory an earlier demo made (it holds the
+    marker) is emptied; one that is missing or empty is taken; anything else (a real store, perhaps with a server
+    running on it) raises NotADemoDir and is left exactly as it was."""
+    if data_dir.is_dir() and (data_dir / DEMO_MARKER).is_file():
+        remove_tree(data_dir)  # functions' code is unpacked read-only
+    elif data_dir.exists() and (not data_dir.is_dir() or any(data_dir.iterdir())):
+        raise NotADemoDir(
+            f"{data_dir} is not empty and was not made by pointcast demo (it has no {DEMO_MARKER} file); "
+            "the demo deletes its data dir on each run, so it will not use this one. Pass --data-dir with a new "
+            "or empty directory (or delete this one yourself if it is an earlier demo's)"
+        )
+    data_dir.mkdir(parents=True, exist_ok=True)
+    (data_dir / DEMO_MARKER).write_text("pointcast demo: this directory is deleted and remade on each demo run\n")
+
+
 def run_demo(data_dir: Path) -> int:
-    remove_tree(data_dir)  # functions' code is unpacked read-only
-    data_dir.mkdir(parents=True)
+    try:
+        prepare_data_dir(data_dir)
+    except NotADemoDir as exc:
+        console.print(f"[red]demo refused:[/red] {exc}")
+        return 2
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
     with LocalReceiver(ACCOUNT_ID, data_dir) as receiver:
