@@ -116,20 +116,23 @@ def test_invoke_request_response_event_and_tail(lam) -> None:
 
 def test_the_report_line_gives_the_workers_peak_memory_as_lambda_does(lam) -> None:
     """``Max Memory Used`` is the peak over the worker's calls so far (Lambda's environment), also for a call
-    that timed out, whose worker is killed."""
+    that timed out, whose worker is killed, and for one whose runtime exited (as last seen, each second)."""
     name = _name()
     code = (
-        "import time\n"
+        "import os, time\n"
         "def handler(event, context):\n"
         "    block = bytearray(event['mb'] * 1024 * 1024)\n"
         "    block[::4096] = b'x' * len(block[::4096])\n"  # touched: resident, not only reserved
         "    time.sleep(event['sleep'])\n"
+        "    if event.get('exit'):\n"
+        "        os._exit(3)\n"
         "    return len(block)\n"
     )
     deploy(lam, name, code, allow=None, MemorySize=256, Timeout=2)
 
-    def peak(mb: int, sleep: float = 0) -> tuple[int, str | None]:
-        answer = lam.invoke(FunctionName=name, Payload=json.dumps({"mb": mb, "sleep": sleep}), LogType="Tail")
+    def peak(mb: int, sleep: float = 0, exit: bool = False) -> tuple[int, str | None]:
+        event = json.dumps({"mb": mb, "sleep": sleep, "exit": exit})
+        answer = lam.invoke(FunctionName=name, Payload=event, LogType="Tail")
         log = base64.b64decode(answer["LogResult"]).decode()
         used = re.search(r"\tMax Memory Used: (\d+) MB\t", log)
         assert used, log
@@ -141,6 +144,31 @@ def test_the_report_line_gives_the_workers_peak_memory_as_lambda_does(lam) -> No
     assert peak(1)[0] >= big  # the peak so far, not this call's
     timed_out, error = peak(150, sleep=5)
     assert error == "Unhandled" and timed_out >= small + 145, (small, timed_out)
+    exited, error = peak(120, sleep=1.5, exit=True)  # a fresh worker: its own peak
+    assert error == "Unhandled" and exited >= 120, (small, exited)
+
+
+def test_a_handler_printing_hundreds_of_megabytes_does_not_fill_the_disk(lam) -> None:
+    """Its output goes to a file only the last 4 MB of which an invocation's log shows: the rest is freed each
+    second. Before, 300 MB written were 300 MB on disk (2.1 GB in a 4 s print loop, measured)."""
+    name = _name()
+    code = (
+        "import os, time\n"
+        "def handler(event, context):\n"
+        "    chunk, on_disk = b'y' * (1 << 20), []\n"
+        "    for _ in range(3):\n"
+        "        for _ in range(100):\n"
+        "            os.write(1, chunk)\n"
+        "        time.sleep(1.5)\n"
+        "        on_disk.append(os.fstat(1).st_blocks * 512 >> 20)\n"  # stdout is the worker's log file
+        "    os.write(1, b'\\nEND-MARK\\n')\n"
+        "    return on_disk\n"
+    )
+    deploy(lam, name, code, allow=None, Timeout=30)
+    answer = lam.invoke(FunctionName=name, Payload=b"{}", LogType="Tail")
+    on_disk = json.loads(answer["Payload"].read())
+    assert max(on_disk) <= 12, on_disk  # MB: the last 4 MB, and what came since the last look
+    assert "END-MARK" in base64.b64decode(answer["LogResult"]).decode()
 
 
 def test_invoke_takes_what_lambda_takes_and_refuses_a_bad_client_context(lam) -> None:
@@ -198,10 +226,24 @@ def test_an_invoke_waiting_for_a_worker_of_a_function_deleted_meanwhile_is_not_f
 def test_invoke_error_payload(lam) -> None:
     name = _name()
     deploy(lam, name, "def handler(event, context):\n    raise ValueError('bad input: ' + event['x'])\n", allow=None)
-    answer = lam.invoke(FunctionName=name, Payload=json.dumps({"x": "zz"}))
+    answer = lam.invoke(FunctionName=name, Payload=json.dumps({"x": "zz"}), LogType="Tail")
     assert answer["StatusCode"] == 200 and answer["FunctionError"] == "Unhandled"
     error = json.loads(answer["Payload"].read())
     assert error["errorType"] == "ValueError" and error["errorMessage"] == "bad input: zz"
+    log = base64.b64decode(answer["LogResult"]).decode()
+    # Lines joined by LF as Lambda's log sink writes them (awslambdaric's console fallback joins them by CR)
+    assert "[ERROR] ValueError: bad input: zz\nTraceback (most recent call last):\n" in log and "\r" not in log, log
+
+
+def test_platform_lines_of_a_log_start_lines_of_their_own(lam) -> None:
+    """END, and a timeout's line, after output that did not end its line (Lambda's are log events of their own)."""
+    name = _name()
+    code = "import time\ndef handler(event, context):\n    print('x', end='', flush=True)\n    time.sleep(event['s'])\n"
+    deploy(lam, name, code, allow=None, Timeout=1)
+    done = base64.b64decode(lam.invoke(FunctionName=name, Payload=b'{"s": 0}', LogType="Tail")["LogResult"]).decode()
+    assert "\nx\nEND RequestId: " in done, done
+    late = base64.b64decode(lam.invoke(FunctionName=name, Payload=b'{"s": 5}', LogType="Tail")["LogResult"]).decode()
+    assert re.search(r"\nx\n\S+ \S+ Task timed out after 1.00 seconds\nEND RequestId: ", late), late
 
 
 def test_permissions(lam) -> None:

@@ -145,8 +145,9 @@ def tail(result: Invocation, memory_mb: int) -> str:
     ``Init Duration``, as Lambda adds them)."""
     used = "" if result.max_memory_mb is None else f"Max Memory Used: {result.max_memory_mb} MB\t"
     init = "" if result.init_ms is None else f"Init Duration: {result.init_ms:.2f} ms\t"
+    logs = result.logs if not result.logs or result.logs.endswith("\n") else result.logs + "\n"  # END: a line
     return (
-        f"START RequestId: {result.request_id} Version: $LATEST\n{result.logs}"
+        f"START RequestId: {result.request_id} Version: $LATEST\n{logs}"
         f"END RequestId: {result.request_id}\n"
         f"REPORT RequestId: {result.request_id}\tDuration: {result.duration_ms:.2f} ms\t"
         f"Billed Duration: {max(1, math.ceil(result.duration_ms))} ms\tMemory Size: {memory_mb} MB\t{used}{init}\n"

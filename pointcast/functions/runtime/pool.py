@@ -40,6 +40,7 @@ __all__ = ["FunctionSpec", "InvokeResult", "PoolStopped", "WorkerPool", "node_av
 
 QUEUE_TIMEOUT = 900.0  # seconds an invocation may wait for a slot: Lambda's longest Timeout
 STOP_TIMEOUT = 10.0  # seconds stop() waits for killed workers to be reaped
+LOG_LOOK_SECONDS = 1.0  # how often the workers' log files are bounded (Worker.bound_log) and idle ones reaped
 
 
 class Stale(Exception):
@@ -408,9 +409,14 @@ class WorkerPool:
                 waiter.set_result(None)
 
     async def _reap_idle(self) -> None:
-        interval = max(0.05, min(self.idle_seconds / 4, 5.0))
+        interval = max(0.05, min(self.idle_seconds / 4, LOG_LOOK_SECONDS))
         while True:
             await asyncio.sleep(interval)
             cutoff = time.monotonic() - self.idle_seconds
             for worker in [w for w in self._workers if not w.busy and w.last_used < cutoff]:
                 self._discard(worker)
+            for worker in list(self._workers):
+                try:
+                    worker.bound_log()
+                except OSError:
+                    log.exception("bounding the log of %s's worker %s failed", worker.spec.name, worker.id)

@@ -175,12 +175,18 @@ class PipeRuntimeClient(BaseLambdaRuntimeClient):
 
 
 class FramedLogSink(bootstrap.StandardLogSink):  # type: ignore[misc]
-    """awslambdaric's sink for a runtime without Lambda's telemetry pipe, with each record ended by a newline. In
+    """awslambdaric's sink for a runtime without Lambda's telemetry pipe, with each record ended by a newline and an
+    error's lines joined by LF, as Lambda's own sink writes them. In
     Lambda every record is a frame of its own (one log event); written as they come, a record without a final newline
     (any with a traceback: ``log.exception``) ran on into the next output, ``KeyError: 'x'AFTER-PRINT``."""
 
     def log(self, msg: str, frame_type: Any = None) -> None:
         sys.stdout.write(msg if msg.endswith("\n") else msg + "\n")
+
+    def log_error(self, message_lines: list[str]) -> None:
+        # Lambda's sink (FramedTelemetryLogSink) joins an error's lines with LF; the standard one's CR, meant for a
+        # console without the telemetry pipe, made a terminal print each traceback line over the one before.
+        self.log("\n".join(message_lines))
 
 
 def _task_root_first() -> None:

@@ -43,6 +43,7 @@ INIT_TIMEOUT = 10.0  # seconds of init (until a fresh worker asks for its first 
 REAP_TIMEOUT = 5.0  # seconds to wait for a killed process to be reaped
 MAX_LOGS = 4 * 1024 * 1024  # bytes of output kept per invocation (the tail)
 TRUNCATE_AT = 1024 * 1024  # the log file is emptied at the end of an invocation once it is this big
+LOG_DISK_BOUND = 4 * MAX_LOGS  # bytes of a log file kept on disk between the pool's looks (``bound_log``)
 
 log = logging.getLogger("pointcast.functions")
 
@@ -140,6 +141,7 @@ class Worker:
         self._tmp_dir = f"{self._path}.tmp"  # TMPDIR, unless the function's Environment sets one
         self._log_fd = -1
         self._log_offset = 0
+        self._log_freed = 0  # the file's blocks before this offset are freed (``bound_log``)
         self._started = 0.0  # monotonic: when the process was started (its init began)
         self._pending: _Invocation | None = None  # accepted, not yet fetched by the runtime
         self._current: _Invocation | None = None  # fetched, not yet answered
@@ -441,9 +443,35 @@ class Worker:
     # -- logs -----------------------------------------------------------------------------------------------------
 
     def _platform_log(self, line: str) -> None:
-        """A line the platform adds to the invocation's log (a timeout, an exit), as Lambda does."""
+        """A line the platform adds to the invocation's log (a timeout, an exit), as Lambda does: on a line of its
+        own, after output that did not end one."""
         if self._log_fd >= 0:
+            size = os.fstat(self._log_fd).st_size
+            if size > self._log_offset and os.pread(self._log_fd, 1, size - 1) != b"\n":
+                line = "\n" + line
             os.write(self._log_fd, line.encode())
+
+    def bound_log(self) -> None:
+        """Free what the worker wrote beyond the last MAX_LOGS bytes, which no invocation's log will show: a handler
+        that prints in a loop, or a thread that goes on writing while the worker is idle, would otherwise fill the
+        disk (250 MB/s measured), as nothing reads its output until its invocation ends. Called by the pool each
+        second; the blocks are punched out, so the file keeps its size and the output's offsets stay right. Where
+        that cannot be done, the file is emptied instead (the tail then starts after that point). Also notes the
+        process's peak memory, for a call whose worker exits (the REPORT line's Max Memory Used)."""
+        if self._log_fd < 0:
+            return
+        if self.busy and self.alive:
+            self._read_peak_memory()
+        size = os.fstat(self._log_fd).st_size
+        if size - max(self._log_freed, self._log_offset) <= LOG_DISK_BOUND:
+            return
+        end = (size - MAX_LOGS) // 4096 * 4096
+        start = max(self._log_freed, self._log_offset) // 4096 * 4096
+        if launch.punch_hole(self._log_fd, start, end - start):
+            self._log_freed = end
+        else:
+            os.ftruncate(self._log_fd, 0)
+            self._log_offset = self._log_freed = 0
 
     def _take_logs(self) -> str:
         if self._log_fd < 0:
@@ -457,5 +485,5 @@ class Worker:
         if size >= TRUNCATE_AT:
             # Between the read and the truncation only output written after the answer could be lost.
             os.ftruncate(self._log_fd, 0)
-            self._log_offset = 0
+            self._log_offset = self._log_freed = 0
         return data.decode("utf-8", "replace")
