@@ -7,7 +7,9 @@ outcomes in its own transaction, together with where it got to (the run's ``plan
 planned, the batches not yet full, the time zones seen). The batches of a chunk can be sent as soon as it commits,
 while the rest is planned; a run still PLANNING after a crash or a stop resumes from its ``plan_state``, so nothing
 planned (and perhaps sent) is planned again. Activities stay open until the plan is whole
-(``progress.finish_activity``).
+(``progress.finish_activity``). The first write also keeps, in ``plan_state``, the application settings that shape the
+run (``RUN_SETTINGS``), which outlive planning: every later load of the run's spec (a restart, another node, a
+local-time run's later zone) uses them, not the application's settings of the moment.
 """
 
 from __future__ import annotations
@@ -41,6 +43,9 @@ log = logging.getLogger("pointcast.engine")
 BATCH_SIZE = 50  # seed 000: "Each payload can contain up to 50 endpoints"
 CHUNK = 5_000
 MAX_CACHED_ZONES = 10_000  # distinct Demographic.Timezone values whose send time is kept while planning
+# The application settings that shape a run: the project-default hook, quiet time and limits. A run takes them when
+# it is first planned and keeps them (repository.kept_settings); a change to them reaches the runs started after it.
+RUN_SETTINGS = ("CampaignHook", "QuietTime", "Limits")
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +63,7 @@ class RunSpec:
     quiet_time: dict[str, Any] | None
     limits: dict[str, Any]
     hook: dict[str, Any] | None = None  # the CampaignHook that acts: the campaign's own, else the project's
+    settings: dict[str, Any] | None = None  # the application's RUN_SETTINGS this run keeps (load_spec)
 
     @property
     def arn(self) -> str:
@@ -93,9 +99,15 @@ class Prepared(NamedTuple):
 
 
 def load_spec(conn: sa.Connection, run_id: str) -> RunSpec:
+    """The run's spec: its campaign as the run pinned it (``campaign_version``) and the application settings it
+    keeps. Those are read from the application only when the run has none kept: on its first planning (whose first
+    write keeps them) or for a run started by a version that kept none."""
     run = repo.get_run(conn, run_id)
     campaign = campaigns.version(conn, run.app_id, run.campaign_id, str(run.campaign_version))
-    settings = apps.get(conn, run.app_id).settings
+    settings = repo.kept_settings(run.plan_state)
+    if settings is None:
+        current = apps.get(conn, run.app_id).settings
+        settings = {key: current[key] for key in RUN_SETTINGS if key in current}
     holdout, treatments = treatments_of(campaign)
     activities = {row.treatment_id: row.id for row in repo.activities_of_run(conn, run_id)}
     quiet = (campaign.get("Schedule") or {}).get("QuietTime") or settings.get("QuietTime") or None
@@ -112,6 +124,7 @@ def load_spec(conn: sa.Connection, run_id: str) -> RunSpec:
         quiet,
         limits,
         effective_hook(campaign, settings),
+        settings,
     )
 
 
@@ -182,9 +195,11 @@ class _Planner:
         self.planned: list[Prepared] = []  # batches of this chunk that can go to delivery without a store read
 
     def state(self) -> str:
-        """Where planning got to, as the run's ``plan_state``: enough to go on from the next endpoint."""
+        """Where planning got to, as the run's ``plan_state``: enough to go on from the next endpoint, with the
+        application settings the run keeps (``settings``, which outlive planning: repository.set_run_state)."""
         return orjson.dumps(
             {
+                "settings": self.spec.settings,
                 "after": self.after,
                 "groups": [[treatment_id, due_at, ids] for (treatment_id, due_at), ids in self.groups.items()],
                 "zones": {treatment_id: sorted(zones) for treatment_id, zones in self.zones.items()},

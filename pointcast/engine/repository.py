@@ -49,14 +49,32 @@ def get_run_if_any(conn: sa.Connection, run_id: str) -> sa.Row[Any] | None:
     return conn.execute(sa.select(m.runs).where(m.runs.c.id == run_id)).first()
 
 
+def kept_settings(plan_state: str | None) -> dict[str, Any] | None:
+    """The application settings a run keeps (plan.RUN_SETTINGS, under ``settings`` in its ``plan_state``), or None
+    if it keeps none (a run not yet planned, or one started by a version that did not keep them)."""
+    if plan_state is None:
+        return None
+    settings: dict[str, Any] | None = orjson.loads(plan_state).get("settings")
+    return settings
+
+
+def _past_planning(conn: sa.Connection, run_id: str) -> str | None:
+    """The run's ``plan_state`` once it is past PLANNING: its planning cursor goes, the settings it keeps stay."""
+    text = conn.execute(sa.select(m.runs.c.plan_state).where(m.runs.c.id == run_id)).scalar()
+    settings = kept_settings(text)
+    return None if settings is None else orjson.dumps({"settings": settings}).decode()
+
+
 def set_run_state(conn: sa.Connection, run_id: str, state: str) -> None:
-    """Move a run on; a run past PLANNING has no use for its planning cursor."""
-    conn.execute(sa.update(m.runs).where(m.runs.c.id == run_id).values(state=state, plan_state=None))
+    """Move a run on; a run past PLANNING has no use for its planning cursor (but keeps its settings)."""
+    kept = _past_planning(conn, run_id)
+    conn.execute(sa.update(m.runs).where(m.runs.c.id == run_id).values(state=state, plan_state=kept))
 
 
 def end_planning_with_error(conn: sa.Connection, run_id: str, error: str) -> None:
+    kept = _past_planning(conn, run_id)
     conn.execute(
-        sa.update(m.runs).where(m.runs.c.id == run_id).values(state="EXECUTING", plan_state=None, error=storable(error))
+        sa.update(m.runs).where(m.runs.c.id == run_id).values(state="EXECUTING", plan_state=kept, error=storable(error))
     )
 
 

@@ -115,7 +115,9 @@ runs = sa.Table(
     sa.Column("state", sa.String(16), nullable=False),  # PLANNING, EXECUTING, COMPLETED
     sa.Column("created", sa.String(32), nullable=False),
     # While PLANNING: where planning got to (JSON: the last endpoint id planned, the part-filled batches, the time
-    # zones seen), written with each chunk's batches, so a restart resumes planning instead of starting over.
+    # zones seen), written with each chunk's batches, so a restart resumes planning instead of starting over. Also,
+    # from the first chunk on and after planning too: the application settings the run keeps ("settings": its
+    # project-default CampaignHook, QuietTime and Limits as they were when it was first planned).
     sa.Column("plan_state", sa.Text, nullable=True),
     # Why the run ended without planning its audience (its segment cannot be evaluated); its activities FAIL.
     sa.Column("error", sa.Text, nullable=True),
