@@ -6,6 +6,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
+from urllib.parse import quote
 
 import orjson
 import typer
@@ -249,7 +250,10 @@ def functions_logs(
     """The newest invocations of a function (Invoke, custom channel, FILTER and DELIVERY hooks) with their logs."""
     client = _client(endpoint_url, profile)
     with _one_line_errors():
-        found = client.request("GET", f"/pointcast/v1/functions/{function}/invocations", {"limit": str(limit)})
+        path = f"/pointcast/v1/functions/{quote(function, safe=':$')}/invocations"
+        found = client.request("GET", path, {"limit": str(limit)})
+    if not found["Invocations"]:
+        typer.echo(f"no invocations of {function} are recorded", err=True)
     for item in found["Invocations"]:
         if as_json:
             typer.echo(orjson.dumps(item).decode())

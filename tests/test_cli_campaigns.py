@@ -141,6 +141,29 @@ def test_cli_mistakes_are_one_line(server, tmp_path: Path) -> None:
     )
 
 
+def test_functions_logs_takes_names_as_names_and_says_when_there_is_nothing(server, lam) -> None:
+    """A name with URL syntax in it was sent into the URL (``fn?x=1`` asked for ``fn``'s records, ``%zz`` printed
+    nothing); a qualifier other than $LATEST showed the function's records; an empty answer printed nothing."""
+    from tests.support.functions import deploy
+
+    name = f"cli-logs-{free_port()}"
+    deploy(lam, name, "def handler(event, context):\n    return 1\n", allow=None)
+    empty = pointcast(server, "functions", "logs", name)
+    assert empty.returncode == 0 and empty.stdout == "" and f"no invocations of {name} are recorded" in empty.stderr
+    lam.invoke(FunctionName=name, Payload=b"{}")
+    shown = pointcast(server, "functions", "logs", name)
+    assert shown.returncode == 0 and "Invoke" in shown.stdout and "Success" in shown.stdout, shown.stderr
+    assert pointcast(server, "functions", "logs", f"{name}:$LATEST").stdout == shown.stdout
+    for ref, words in [
+        (f"{name}?x=1", "is not a function's name"),
+        (f"{name}%zz", "is not a function's name"),
+        (f"{name}:live", "Function not found"),
+        (f"{name}:1", "Function not found"),
+    ]:
+        refused = pointcast(server, "functions", "logs", ref)
+        assert refused.returncode == 1 and words in refused.stderr, (ref, refused.stderr)
+
+
 def test_watch_says_a_campaign_scheduled_for_later_has_not_started(server, pinpoint, app_id, test_ca) -> None:
     from tests.support.server import ACCOUNT_ID
     from tests.support.tls import TLSReceiver

@@ -30,8 +30,12 @@ async def invocations(ctx: Context, request: Request) -> Any:
     first. A hosted function that does not exist and has no records is a 404."""
     function = request.path_params["name"]
     parsed = parse_ref(function)
-    local = parsed is not None and parsed.is_local(ctx.region, ctx.account_id)
-    if parsed is not None and local:
+    if parsed is None:
+        raise BadRequest(f"{function!r} is not a function's name, partial ARN or ARN")
+    local = parsed.is_local(ctx.region, ctx.account_id)
+    if local:
+        if parsed.qualifier not in (None, "$LATEST"):  # as the Lambda API answers it: only $LATEST is served
+            raise NotFound(f"Function not found: {function_arn(ctx.region, ctx.account_id, function)}")
         function = parsed.name  # hosted functions' invocations are recorded under their name
     raw = request.query_params.get("limit", "20")
     if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= 1000:
