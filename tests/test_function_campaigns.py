@@ -613,6 +613,41 @@ def test_function_not_hosted_here_is_invoked_through_the_lambda_api(
     assert [c["Kind"] for c in invocations(server, fn)] == ["Invoke"]  # the far side saw a Lambda Invoke
 
 
+def test_a_write_reads_a_policy_in_aws_afresh(backend: str, ca_bundle: Path, tmp_path: Path, server, receiver) -> None:
+    """Seed 000's workflow against a function in AWS: an update refused for want of a permission passes as soon as
+    the permission is added, and one accepted is refused as soon as it is removed (not after the 2 s for which
+    run time reuses AWS's answers)."""
+    far = server.lambda_()
+    fn = name()
+    deploy(far, fn, allow=None)
+    remote = {"POINTCAST_REMOTE_LAMBDA": "true", "POINTCAST_REMOTE_LAMBDA_ENDPOINT_URL": server.url, **FAST}
+    remote |= {"POINTCAST_REMOTE_LAMBDA_ACCESS_KEY_ID": "AKIDPOINTCASTTEST"}
+    remote |= {"POINTCAST_REMOTE_LAMBDA_SECRET_ACCESS_KEY": "pointcast-test-secret"}
+    with running_server(backend, tmp_path / "near", ca_bundle, **remote) as near:
+        pinpoint = near.pinpoint()
+        app_id, segment = loaded_app(pinpoint, IDS[:3])
+        later = {"StartTime": "2099-01-01T00:00:00Z", "Frequency": "ONCE"}
+        campaign_id = str(webhook_campaign(pinpoint, app_id, segment, receiver.url, later)["Id"])
+        hook = {"LambdaFunctionName": function_arn(fn), "Mode": "FILTER"}
+
+        def update() -> None:
+            pinpoint.update_campaign(ApplicationId=app_id, CampaignId=campaign_id, WriteCampaignRequest={"Hook": hook})
+
+        with pytest.raises(pinpoint.exceptions.BadRequestException, match="no resource policy"):
+            update()
+        far.add_permission(
+            FunctionName=fn,
+            StatementId="pinpoint",
+            Action="lambda:InvokeFunction",
+            Principal=f"pinpoint.{REGION}.amazonaws.com",
+            SourceArn=f"arn:aws:mobiletargeting:{REGION}:{ACCOUNT_ID}:apps/{app_id}/*",
+        )
+        update()
+        far.remove_permission(FunctionName=fn, StatementId="pinpoint")
+        with pytest.raises(pinpoint.exceptions.BadRequestException, match="no resource policy"):
+            update()
+
+
 def test_functions_in_aws_are_invoked_as_many_at_once_as_batches_are_delivered(
     backend: str, ca_bundle: Path, tmp_path: Path, receiver
 ) -> None:

@@ -254,19 +254,46 @@ async def call(
     tries: list[Attempt] = []
     idle = deps.idle_for(batch_id)
     waiting = idle or contextlib.nullcontext
+    outage_limit = deps.breakers.outage_limit  # POINTCAST_DELIVERY_OUTAGE_LIMIT
+    down_since: float | None = None  # when AWS Lambda began throttling the calls or being out of reach
+    waits = 0
+    unavailable = ""  # what the last such call said
 
     def too_late() -> Called:
-        last = f", the last: {tries[-1].error}" if tries else ""
+        error = tries[-1].error if tries else unavailable
+        last = f", the last: {error}" if error else ""
         reason = f"the deadline passed; {len(tries)} attempt(s) made for this batch{last}"
         return Called(False, reason, attempts=tries, past_deadline=True)
 
-    for number in range(1, attempts + 1):
+    number = 0
+    while number < attempts:
         if deadline is not None and time.monotonic() >= deadline:
             return too_late()
         started = time.time()
         result = await deps.functions.invoke(
             target, event, kind=kind, source_arn=source_arn, timeout=timeout, idle=idle
         )
+        if getattr(result, "unavailable", False) and not result.ok:
+            # AWS Lambda throttled the call or could not be reached: the function did not run, so no attempt is
+            # spent; the batch waits (back-off with jitter, AWS's Retry-After) until the outage limit.
+            now = time.monotonic()
+            down_since = now if down_since is None else down_since
+            unavailable = result.error_message
+            if now - down_since >= outage_limit:
+                reason = (
+                    f"{unavailable} (still after {now - down_since:.0f} s of waiting, past "
+                    f"POINTCAST_DELIVERY_OUTAGE_LIMIT; {len(tries)} attempt(s) made)"
+                )
+                return Called(False, reason, attempts=tries)
+            waits += 1
+            delay = max(0.0, min(deps.policy.delay(waits, result.retry_after), down_since + outage_limit - now))
+            if deadline is not None and now + delay >= deadline:
+                return too_late()
+            async with waiting():
+                await sleep(delay)
+            continue
+        down_since = None
+        number += 1
         attempt = Attempt(number, started, result.duration_ms)
         if result.ok:
             attempt.status = 200

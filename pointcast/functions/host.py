@@ -28,7 +28,7 @@ from pointcast.functions import policy
 from pointcast.functions import repository as repo
 from pointcast.functions.code import digest_dir, sweep, unpack
 from pointcast.functions.names import FunctionRef, parse_ref
-from pointcast.functions.remote import RemoteLambda, is_transient
+from pointcast.functions.remote import RemoteLambda, is_throttle, is_transient, policy_refusal
 from pointcast.functions.runtime.pool import FunctionSpec, Stale, WorkerPool, node_available
 from pointcast.functions.runtime.spec import InvokeResult
 from pointcast.store.db import storable
@@ -53,6 +53,10 @@ class Invocation(InvokeResult):
     """What one invocation did. ``refused`` is set (and nothing ran) when the policy does not allow the caller."""
 
     refused: str | None = None
+    # AWS Lambda throttled the call or could not be reached (the function did not run): the engine waits for it,
+    # with back-off, instead of spending one of the batch's attempts (``engine.hooks.call``).
+    unavailable: bool = False
+    retry_after: float | None = None  # AWS's Retry-After, when it gave one
 
     @classmethod
     def refusal(cls, reason: str) -> Invocation:
@@ -262,16 +266,19 @@ class FunctionHost:
         return parsed, hosted
 
     async def permission_problem(self, ref: str, source_arn: str) -> str | None:
-        """None when Pinpoint may invoke ``ref`` for ``source_arn``; otherwise why not (for an error message)."""
+        """None when Pinpoint may invoke ``ref`` for ``source_arn``; otherwise why not (for an error message). A
+        write's check: a policy in AWS is read afresh, not taken from the answers kept for run time (a permission
+        just added must count, and one just removed too)."""
         try:
-            return await self._permission(ref, source_arn)
+            return await self._permission(ref, source_arn, fresh=True)
         except PolicyUnavailable as exc:
             return str(exc)
 
-    async def _permission(self, ref: str, source_arn: str) -> str | None:
+    async def _permission(self, ref: str, source_arn: str, *, fresh: bool = False) -> str | None:
         """``permission_problem``, but a policy in AWS that could not be read for a passing reason (throttling, an
-        outage) raises ``PolicyUnavailable``: at run time that is a failed attempt, retried, not a refusal. AWS's
-        answers are kept ``SPEC_TTL`` seconds, as a hosted function's are (GetPolicy is throttled per account)."""
+        outage) raises ``PolicyUnavailable``: at run time the engine waits for it, not a refusal. AWS's answers are kept
+        ``SPEC_TTL`` seconds for run time, as a hosted function's are (GetPolicy is throttled per account); ``fresh``
+        (a write's check) reads the policy again whatever is kept."""
         try:
             parsed, hosted = await self._where(ref)
         except ValueError as exc:
@@ -287,7 +294,7 @@ class FunctionHost:
         else:
             key = (ref, source_arn)
             known = self._remote_verdicts.get(key)
-            if known is not None and time.monotonic() - known[0] < SPEC_TTL:
+            if known is not None and not fresh and time.monotonic() - known[0] < SPEC_TTL:
                 return known[1]
             local = parsed.is_local(settings.region, settings.account_id)
             missing = f"no function {parsed.name} is hosted here" if local else f"function {ref} is not hosted here"
@@ -298,8 +305,7 @@ class FunctionHost:
                     raise PolicyUnavailable(
                         f"{missing}, and its policy in AWS Lambda could not be read: {exc}"
                     ) from exc
-                reason = f"{missing} (deleted, or not created yet?), and AWS Lambda refused to give its policy: {exc}"
-                problem: str | None = reason
+                problem: str | None = policy_refusal(exc, missing)
             else:
                 reason = policy.pinpoint_may_invoke(statements, settings.region, source_arn, settings.account_id)
                 problem = (
@@ -343,9 +349,11 @@ class FunctionHost:
                 if source_arn is not None:
                     try:
                         problem = await self._permission(ref, source_arn)
-                    except PolicyUnavailable as exc:  # a failed attempt: the engine tries again
+                    except PolicyUnavailable as exc:  # AWS throttled or down: the engine waits and tries again
                         payload = orjson.dumps({"errorType": "pointcast.PolicyUnavailable", "errorMessage": str(exc)})
-                        result = Invocation("", payload, "Unhandled", "", (time.monotonic() - clock) * 1000)
+                        took = (time.monotonic() - clock) * 1000
+                        throttled = exc.__cause__ is not None and is_throttle(exc.__cause__)
+                        result = Invocation("", payload, "Unhandled", "", took, throttled=throttled, unavailable=True)
                         self._record(await self._key(ref), kind, source_arn, started, result)
                         return result
                     if problem:

@@ -21,21 +21,24 @@ class FunctionRef:
     region: str | None
     account: str | None
     qualifier: str | None
+    partition: str | None = None  # a full ARN's (aws, aws-cn, aws-us-gov, ...), kept when the ARN is made again
 
     def arn(self, region: str, account: str) -> str:
-        return function_arn(self.region or region, self.account or account, self.name)
+        return function_arn(self.region or region, self.account or account, self.name, self.partition or "aws")
 
     def is_local(self, region: str, account: str) -> bool:
-        """Whether the reference can name a function of this pointcast (its region and account, when it says)."""
-        return self.region in (None, region) and self.account in (None, account)
+        """Whether the reference can name a function of this pointcast (its region and account, when it says, in
+        the aws partition: pointcast's own ARNs are arn:aws:...)."""
+        return self.region in (None, region) and self.account in (None, account) and self.partition in (None, "aws")
 
 
 def parse_ref(ref: str) -> FunctionRef | None:
     found = _REF.match(ref)
     if not found:
         return None
-    return FunctionRef(found["name"], found["region"], found["account"] or found["short_account"], found["qualifier"])
+    account = found["account"] or found["short_account"]
+    return FunctionRef(found["name"], found["region"], account, found["qualifier"], found["partition"])
 
 
-def function_arn(region: str, account: str, name: str) -> str:
-    return f"arn:aws:lambda:{region}:{account}:function:{name}"
+def function_arn(region: str, account: str, name: str, partition: str = "aws") -> str:
+    return f"arn:{partition}:lambda:{region}:{account}:function:{name}"

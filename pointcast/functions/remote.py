@@ -19,7 +19,13 @@ from typing import TYPE_CHECKING, Any
 import boto3
 import orjson
 from botocore.config import Config
-from botocore.exceptions import ClientError, ConnectionError, HTTPClientError
+from botocore.exceptions import (
+    ClientError,
+    ConnectionError,
+    HTTPClientError,
+    NoCredentialsError,
+    PartialCredentialsError,
+)
 
 from pointcast.functions.names import FunctionRef
 
@@ -80,7 +86,7 @@ class RemoteLambda:
         full ARN (its region, else ours); a bare name as it is, so that AWS resolves it in the account of the
         credentials (pointcast's own account id is not that account). The qualifier, if any, is sent apart: an
         alias or version has a resource policy of its own."""
-        name = ref.arn(region, ref.account) if ref.account else ref.name
+        name = ref.arn(region, ref.account) if ref.account else ref.name  # the ARN's partition kept
         return {"FunctionName": name, **({"Qualifier": ref.qualifier} if ref.qualifier else {})}
 
     async def policy_statements(self, ref: FunctionRef, region: str) -> list[dict[str, Any]]:
@@ -106,24 +112,132 @@ class RemoteLambda:
         started = time.monotonic()
 
         def call() -> Invocation:
+            request_id = ""
             try:
                 answer = client.invoke(**self._target(ref, region), Payload=event, LogType="Tail")
-            except Exception as exc:  # connection errors, throttling, not found: all a failed try
-                took = (time.monotonic() - started) * 1000
-                payload = orjson.dumps({"errorType": type(exc).__name__, "errorMessage": str(exc)})
-                timed_out = "timeout" in type(exc).__name__.lower() or "timed out" in str(exc).lower()
-                return Invocation("", payload, "Unhandled", "", took, timed_out=timed_out)
+                request_id = answer.get("ResponseMetadata", {}).get("RequestId", "")
+                payload = answer["Payload"].read()  # a read timeout or a broken stream here is a failed try too
+            except Exception as exc:  # throttling, the network, not found, AWS's errors: all a failed try
+                return failed_call(exc, request_id, (time.monotonic() - started) * 1000)
             logs = answer.get("LogResult")
+            error = answer.get("FunctionError")
             return Invocation(
-                answer.get("ResponseMetadata", {}).get("RequestId", ""),
-                answer["Payload"].read(),
-                answer.get("FunctionError"),
+                request_id,
+                payload,
+                error,
                 base64.b64decode(logs).decode("utf-8", "replace") if logs else "",
                 (time.monotonic() - started) * 1000,
+                timed_out=error is not None and _sandbox_timed_out(payload),
             )
 
         invocation: Invocation = await self._run(call)
         return invocation
+
+
+def _sandbox_timed_out(payload: bytes) -> bool:
+    """Whether AWS's error document says the function ran out of time (``Sandbox.Timedout``, or the older
+    ``Task timed out after ...`` message)."""
+    try:
+        doc = orjson.loads(payload)
+    except orjson.JSONDecodeError:
+        return False
+    if not isinstance(doc, dict):
+        return False
+    return doc.get("errorType") == "Sandbox.Timedout" or str(doc.get("errorMessage", "")).startswith("Task timed out")
+
+
+def is_throttle(exc: BaseException) -> bool:
+    """Whether AWS Lambda throttled the call (429, TooManyRequestsException, a Throttling code): nothing ran."""
+    if not isinstance(exc, ClientError):
+        return False
+    status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0
+    code = str(exc.response.get("Error", {}).get("Code", ""))
+    return status == 429 or "Throttl" in code or code == "TooManyRequestsException"
+
+
+def is_unreachable(exc: BaseException) -> bool:
+    """Whether AWS Lambda could not be reached at all (no connection made: refused, DNS, a connect timeout, the
+    proxy): the call never got to the function. A read timeout or a connection closed mid-answer is not this."""
+    return isinstance(exc, ConnectionError)
+
+
+def retry_after(exc: BaseException) -> float | None:
+    """AWS's Retry-After (seconds), when its error answer gave one."""
+    if not isinstance(exc, ClientError):
+        return None
+    headers = exc.response.get("ResponseMetadata", {}).get("HTTPHeaders") or {}
+    try:
+        return float(headers.get("retry-after", ""))
+    except ValueError:
+        return None
+
+
+def failed_call(exc: BaseException, request_id: str, took_ms: float) -> Invocation:
+    """An Invoke that failed short of the function's answer, as an Invocation: AWS's request id kept, a timeout as
+    TimedOut, a throttle as Throttled; a throttle or an unreachable AWS is ``unavailable`` (the engine waits for it
+    rather than spending an attempt)."""
+    from pointcast.functions.host import Invocation
+
+    if isinstance(exc, ClientError):
+        request_id = exc.response.get("ResponseMetadata", {}).get("RequestId") or request_id
+    throttled = is_throttle(exc)
+    unreachable = is_unreachable(exc)
+    if throttled:
+        error_type, message = "pointcast.Throttled", f"AWS Lambda throttled the call: {exc}"
+    elif unreachable:
+        error_type, message = "pointcast.Unreachable", f"AWS Lambda could not be reached: {exc}"
+    else:
+        error_type, message = type(exc).__name__, str(exc)
+    payload = orjson.dumps({"errorType": error_type, "errorMessage": message})
+    timed_out = "timeout" in type(exc).__name__.lower() or "timed out" in str(exc).lower()
+    return Invocation(
+        request_id,
+        payload,
+        "Unhandled",
+        "",
+        took_ms,
+        timed_out=timed_out and not unreachable,
+        throttled=throttled,
+        unavailable=throttled or unreachable,
+        retry_after=retry_after(exc),
+    )
+
+
+CREDENTIALS = (
+    "POINTCAST_REMOTE_LAMBDA_ACCESS_KEY_ID and POINTCAST_REMOTE_LAMBDA_SECRET_ACCESS_KEY (else boto3's own chain: "
+    "AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, a profile, an instance role)"
+)
+_BAD_CREDENTIALS = {
+    "UnrecognizedClientException",
+    "InvalidSignatureException",
+    "InvalidClientTokenId",
+    "SignatureDoesNotMatch",
+    "ExpiredTokenException",
+    "ExpiredToken",
+    "IncompleteSignature",
+    "MissingAuthenticationToken",
+}
+PERMISSIONS = "lambda:GetPolicy and lambda:InvokeFunction"
+
+
+def policy_refusal(exc: BaseException, missing: str) -> str:
+    """Why a function's policy in AWS could not be read, for a reason that will not pass by itself, said so that
+    the reader knows what to do: ``missing`` says that pointcast does not host the function."""
+    if isinstance(exc, (NoCredentialsError, PartialCredentialsError)):
+        return f"{missing}, and pointcast has no AWS credentials to read its policy in AWS Lambda: set {CREDENTIALS}"
+    if isinstance(exc, ClientError):
+        code = str(exc.response.get("Error", {}).get("Code", ""))
+        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0
+        if code in _BAD_CREDENTIALS or status == 401:
+            return f"{missing}, and AWS Lambda refused pointcast's credentials ({exc}): check {CREDENTIALS}"
+        if code == "AccessDeniedException" or status == 403:
+            return (
+                f"{missing}, and AWS Lambda denied pointcast's credentials access to its policy ({exc}): they need "
+                f"{PERMISSIONS} on the function"
+            )
+        if code == "ResourceNotFoundException":
+            return f"{missing}, nor in AWS Lambda (deleted, or not created yet?): {exc}"
+    return f"{missing}, and AWS Lambda refused to give its policy: {exc}"
 
 
 def is_transient(exc: BaseException) -> bool:
