@@ -59,10 +59,27 @@ def test_an_answer_that_is_not_its_value_written_plainly_is_encoded_again(answer
 DEEP = b'{"e1": {"Attributes": {"A": ' + b"[" * 100_000 + b"]" * 100_000 + b"}}}"  # JSON, nested past any decoder
 
 
-@pytest.mark.parametrize("answer", [b"not json", b"[1, 2]", b'{"e1": "x"}', DEEP])
+@pytest.mark.parametrize(
+    "answer",
+    [
+        b"not json",
+        b"[1, 2]",
+        b'{"e1": "x"}',
+        DEEP,
+        b'{"statusCode": 200, "body": "ok"}',  # a DELIVERY-style answer: not "filter the whole batch"
+        b'{"ok": true}',
+        b'{"Endpoints": "x", "statusCode": 200}',
+    ],
+)
 def test_answers_that_are_not_a_map_of_definitions_fail(answer: bytes) -> None:
     with pytest.raises(FilterError):
         decode_filter(answer, IDS)
+
+
+@pytest.mark.parametrize("answer", [b"{}", b'{"zz": {"Address": "a"}}', b'{"e1": {"Address": "a"}, "zz": 5}'])
+def test_an_empty_map_or_ids_beside_valid_ones_are_still_answers(answer: bytes) -> None:
+    got = decode_filter(answer, IDS)
+    assert got.kept == (["e1"] if b"e1" in answer else [])
 
 
 def _reference(payload: bytes, ids: list[str]) -> tuple[list[str], list[str], list[str], object] | str:
@@ -76,6 +93,8 @@ def _reference(payload: bytes, ids: list[str]) -> tuple[list[str], list[str], li
         value = value["Endpoints"]
     if not isinstance(value, dict):
         return "error"
+    if value and not set(value) & set(ids) and not all(isinstance(v, dict) for v in value.values()):
+        return "error"  # no id of the batch, and not all definitions: some other object, not "filter everyone"
     kept: dict[str, object] = {}
     rejected = []
     for endpoint_id, definition in value.items():

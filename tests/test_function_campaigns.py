@@ -27,6 +27,7 @@ from standardwebhooks.webhooks import Webhook
 from pointcast.functions.runtime import node_ric
 from tests.conftest import IN_CI, running_server
 from tests.support.campaigns import (
+    RESET,
     Receiver,
     activities,
     audience_segment,
@@ -256,6 +257,18 @@ def test_web_url_filter_hook(server, pinpoint, test_ca, receiver) -> None:
     assert hook_post.headers["webhook-id"] == channel_post.headers["webhook-id"] + ".filter"
 
 
+@pytest.mark.parametrize("status", [200, 204])
+def test_web_url_filter_hook_answering_with_an_empty_body(server, pinpoint, test_ca, receiver, status) -> None:
+    with Receiver(test_ca, responder=lambda record: (status, {}, b"")) as hook_rx:
+        app_id, segment = loaded_app(pinpoint, IDS[:3])
+        hook = {"WebUrl": hook_rx.url, "Mode": "FILTER"}
+        found = finish(server, pinpoint, app_id, function_campaign(pinpoint, app_id, segment, receiver.url, Hook=hook))
+    reasons = {o["Status"] + ": " + o["Reason"] for o in found.values()}
+    assert reasons == {f"FAILED: HOOK_FAILED: FILTER {hook_rx.url}: the hook answered {status} with an empty body, "
+                       "not a map of endpoint id to endpoint definition"}, reasons  # fmt: skip
+    assert len([r for r in hook_rx.requests if r.method == "POST"]) == 1  # an answer, not a failure to retry
+
+
 # --- DELIVERY hook (seed 001) -------------------------------------------------------------------------------
 
 MESSENGER = """
@@ -343,6 +356,25 @@ def test_delivery_hook_delivers_instead_of_built_in_channels(server, pinpoint, l
     assert {m["message"]["text"] for m in graph.messages} == {"This message should be intercepted by a campaign hook."}
     calls = invocations(server, fn)
     assert [c["Kind"] for c in calls] == ["DELIVERY", "DELIVERY"]
+
+
+def test_a_delivery_web_url_hook_failing_says_so_once(server, pinpoint, test_ca) -> None:
+    """The reason reads `<error>; 3 attempt(s) made`, not `timed out after 5.0 s after 3 attempt(s)`."""
+    with Receiver(test_ca, responder=lambda r: RESET if r.method == "POST" else (200, {}, b"")) as hook_rx:
+        app_id = str(pinpoint.create_app(CreateApplicationRequest={"Name": "d"})["ApplicationResponse"]["Id"])
+        load(pinpoint, app_id, [endpoint("sms-1", ChannelType="SMS", Address="+15550000001")])
+        request = {
+            "Name": "delivery-url",
+            "SegmentId": audience_segment(pinpoint, app_id),
+            "Schedule": {"StartTime": "IMMEDIATE"},
+            "MessageConfiguration": {"SMSMessage": {"Body": "hi"}},
+            "Hook": {"WebUrl": hook_rx.url, "Mode": "DELIVERY"},
+        }
+        campaign = pinpoint.create_campaign(ApplicationId=app_id, WriteCampaignRequest=request)["CampaignResponse"]
+        found = finish(server, pinpoint, app_id, campaign["Id"])
+    [reason] = {o["Reason"] for o in found.values()}
+    assert reason.startswith(f"HOOK_FAILED: DELIVERY {hook_rx.url}: ") and reason.endswith("; 3 attempt(s) made")
+    assert "after 3 attempt(s)" not in reason, reason
 
 
 # --- a function that calls pointcast back -------------------------------------------------------------------

@@ -153,6 +153,13 @@ def _definitions(payload: bytes, wanted: set[str]) -> tuple[dict[str, Members], 
     inner = top.get("Endpoints")
     if inner is not None and "Endpoints" not in wanted and (endpoints := _object(inner)) is not None:
         top, whole = endpoints, False  # the whole event handed back: only its endpoints count
+    if top and wanted.isdisjoint(top) and any(_object(raw) is None for raw in top.values()):
+        # Not a map of endpoint id to definition that happens to keep no one (that is {}, or ids not in the batch
+        # with definitions): some other object, e.g. an API Gateway-style {"statusCode": 200, "body": "ok"}.
+        raise FilterError(
+            f"the function returned an object with no endpoint id of the batch among its keys ({_keys(top)}), "
+            "not a map of endpoint id to endpoint definition"
+        )
     found: dict[str, Members] = {}
     for endpoint_id, raw in top.items():
         members = _object(raw) if endpoint_id in wanted else {}  # ids not in the batch are rejected, whatever they hold
@@ -160,6 +167,11 @@ def _definitions(payload: bytes, wanted: set[str]) -> tuple[dict[str, Members], 
             raise FilterError(f"endpoint {endpoint_id!r}: the definition is {_kind(raw)}, not an object")
         found[endpoint_id] = members
     return found, whole
+
+
+def _keys(top: Members) -> str:
+    names = [repr(k) for k in list(top)[:5]]
+    return ", ".join(names) + (", ..." if len(top) > 5 else "")
 
 
 def _written_as(payload: bytes, value: dict[str, Members]) -> bool:
@@ -248,6 +260,19 @@ async def call(
         )
         ok = delivery.ok
         reason = None if ok else delivery.reason
+        final = delivery.attempts[-1] if delivery.attempts else None
+        if (
+            not ok
+            and final is not None
+            and final.error
+            and reason == f"{final.error} after {len(delivery.attempts)} attempt(s)"
+        ):
+            reason = f"{final.error}; {len(delivery.attempts)} attempt(s) made"  # not "... after 10 s after 3 ..."
+        if ok and kind == "FILTER" and not (delivery.body or b"").strip():
+            status = final.status if final is not None else "?"
+            # Not "the function's return value is not JSON": a URL's answer is an HTTP answer.
+            reason = f"the hook answered {status} with an empty body, not a map of endpoint id to endpoint definition"
+            return Called(False, reason, b"", delivery.attempts)
         return Called(ok, reason, delivery.body or b"", delivery.attempts, delivery.past_deadline)
     if deps.functions is None:
         return Called(False, f"the function runtime is not running on this server ({target})")
