@@ -94,6 +94,14 @@ class Settings(BaseSettings):
             raise ValueError("POINTCAST_ACCOUNT_ID must be 12 digits")
         return value
 
+    @field_validator("region")
+    @classmethod
+    def _a_region_name(cls, value: str) -> str:
+        # It goes into every ARN, and into the host names and SigV4 scopes clients derive from it
+        if not re.fullmatch(r"[a-z]{2}(-[a-z]+)+-\d{1,2}", value):
+            raise ValueError(f"POINTCAST_REGION must be a region name such as us-east-1 (got {value!r})")
+        return value
+
     def public_url(self) -> str:
         """The URL functions' boto3 clients (AWS_ENDPOINT_URL) and code downloads use to reach this server."""
         if self.advertised_url:

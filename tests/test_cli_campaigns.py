@@ -139,6 +139,9 @@ def test_cli_mistakes_are_one_line(server, tmp_path: Path) -> None:
     assert (
         refused.returncode in (1, 2) and "POINTCAST_PORT: Input should be greater than or equal to 1" in refused.stderr
     )
+    bad_region = {**run_env, "POINTCAST_PORT": str(free_port()), "POINTCAST_REGION": "nowhere!!"}
+    refused = subprocess.run([str(Path(BIN) / "pointcast"), "serve"], env=bad_region, capture_output=True, text=True)
+    assert refused.returncode in (1, 2) and "POINTCAST_REGION must be a region name" in refused.stderr, refused.stderr
 
 
 def test_functions_logs_takes_names_as_names_and_says_when_there_is_nothing(server, lam) -> None:
