@@ -963,6 +963,23 @@ def test_node_log_levels_and_fatal(tmp_path: Path, node_client: dict[str, Any]) 
     assert "an info" not in result.logs and "\tWARN\ta warning" in result.logs and "\tFATAL\ta fatal" in result.logs
 
 
+def test_node_json_log_format(tmp_path: Path, node_client: dict[str, Any]) -> None:
+    """LoggingConfig's LogFormat JSON: each console record one JSON object, the same under both clients."""
+    spec = function(
+        tmp_path, "json-logs", PARITY, runtime="nodejs20.x", filename="index.js", handler="index.levels",
+        log_format="JSON", log_level="WARN",
+    )  # fmt: skip
+
+    async def main() -> InvokeResult:
+        async with running_pool(tmp_path, **node_client) as pool:
+            return await pool.invoke(spec, b"{}")
+
+    result = run(main)
+    records = [json.loads(line) for line in result.logs.splitlines() if line.startswith("{")]
+    assert [(r["level"], r["message"]) for r in records] == [("WARN", "a warning"), ("FATAL", "a fatal")], result.logs
+    assert all(r["requestId"] == result.request_id and r["timestamp"].endswith("Z") for r in records)
+
+
 def test_node_bootstrap_error_between_invocations_fails_no_call(tmp_path: Path) -> None:
     """Work a handler left behind that throws while the worker is idle ends the worker; the next call, another
     batch's, runs on a fresh worker rather than failing with that error. (AWS's client, which has the worker

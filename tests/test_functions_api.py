@@ -235,6 +235,32 @@ def test_invoke_error_payload(lam) -> None:
     assert "[ERROR] ValueError: bad input: zz\nTraceback (most recent call last):\n" in log and "\r" not in log, log
 
 
+def test_logging_config_json_and_its_level_reach_the_runtime(lam) -> None:
+    """LoggingConfig's LogFormat JSON and ApplicationLogLevel are what the function's logs follow (they were stored
+    and had no effect): awslambdaric writes each record as a JSON object and drops those under the level."""
+    name = _name()
+    code = (
+        "import logging\n"
+        "def handler(event, context):\n"
+        "    logging.getLogger().info('quiet')\n"
+        "    logging.getLogger().warning('loud')\n"
+        "    return 1\n"
+    )
+    deploy(lam, name, code, allow=None, LoggingConfig={"LogFormat": "JSON", "ApplicationLogLevel": "WARN"})
+
+    def logged() -> str:
+        answer = lam.invoke(FunctionName=name, Payload=b"{}", LogType="Tail")
+        return base64.b64decode(answer["LogResult"]).decode()
+
+    records = [json.loads(line) for line in logged().splitlines() if line.startswith("{")]
+    assert [(r["level"], r["message"]) for r in records] == [("WARNING", "loud")], records
+    assert records[0]["requestId"]
+    lam.update_function_configuration(FunctionName=name, LoggingConfig={"LogFormat": "Text"})
+    lam.get_waiter("function_updated_v2").wait(FunctionName=name)
+    text = logged()
+    assert "\tloud\n" in text and "[WARNING]" in text and '"message"' not in text, text
+
+
 def test_platform_lines_of_a_log_start_lines_of_their_own(lam) -> None:
     """END, and a timeout's line, after output that did not end its line (Lambda's are log events of their own)."""
     name = _name()

@@ -102,6 +102,12 @@ class _Hosted:
         return self.verdicts[source_arn]
 
 
+def _logging(doc: dict[str, Any]) -> tuple[str, str | None]:
+    """LoggingConfig's LogFormat and ApplicationLogLevel, as a worker starts with them."""
+    config = doc.get("LoggingConfig") or {}
+    return str(config.get("LogFormat") or "Text"), config.get("ApplicationLogLevel")
+
+
 def _runtime_revision(doc: dict[str, Any]) -> str:
     """What a worker runs, as one value: its code and the configuration it starts with (a policy is not part of
     it, though a change of it changes ``RevisionId``)."""
@@ -112,6 +118,7 @@ def _runtime_revision(doc: dict[str, Any]) -> str:
         doc["Timeout"],
         doc["MemorySize"],
         doc.get("Environment"),
+        *_logging(doc),
     ]
     return hashlib.sha256(orjson.dumps(runs)).hexdigest()[:32]
 
@@ -247,6 +254,8 @@ class FunctionHost:
             timeout=float(doc["Timeout"]),
             memory_mb=int(doc["MemorySize"]),
             concurrency=self.concurrency,
+            log_format=_logging(doc)[0],
+            log_level=_logging(doc)[1],
         )
         if cached and cached.spec.revision != spec.revision:
             self.pool.retire(name)

@@ -121,13 +121,48 @@ function postError(urlPath, doc) {
 // As AWS's client: each level under AWS_LAMBDA_LOG_LEVEL (the function's LoggingConfig) writes nothing.
 const LEVELS = ['TRACE', 'DEBUG', 'INFO', 'WARN', 'ERROR', 'FATAL'];
 
+// LoggingConfig.LogFormat JSON (AWS_LAMBDA_LOG_FORMAT): each record one JSON object, as AWS's client writes them.
+function errorFields(value) {
+  return {
+    errorType: (value && value.constructor && value.constructor.name) || 'UnknownError',
+    errorMessage: value.message,
+    stackTrace: typeof value.stack === 'string' ? value.stack.split('\n') : value.stack,
+  };
+}
+
+function jsonRecord(time, level, args) {
+  const record = { timestamp: time, level, requestId: currentRequestId };
+  const replacer = (_, value) => (value instanceof Error ? Object.assign(errorFields(value), value) : value);
+  if (args.length === 1) {
+    record.message = args[0];
+    try {
+      return JSON.stringify(record, replacer);
+    } catch (_) {
+      record.message = util.format(record.message);
+      return JSON.stringify(record);
+    }
+  }
+  record.message = util.format(...args);
+  const error = args.find((arg) => arg instanceof Error);
+  if (error) {
+    const fields = errorFields(error);
+    Object.assign(record, fields, { stackTrace: typeof error.stack === 'string' ? fields.stackTrace : [] });
+  }
+  return JSON.stringify(record);
+}
+
 function patchConsole() {
   const least = Math.max(0, LEVELS.indexOf(String(process.env.AWS_LAMBDA_LOG_LEVEL || 'TRACE').toUpperCase()));
+  const json = String(process.env.AWS_LAMBDA_LOG_FORMAT || '').toUpperCase() === 'JSON';
   const line = (level) => {
     if (LEVELS.indexOf(level) < least) return () => {};
     return (...args) => {
-      const text = util.format(...args);
-      process.stdout.write(`${new Date().toISOString()}\t${currentRequestId}\t${level}\t${text}\n`);
+      const time = new Date().toISOString();
+      if (json) {
+        process.stdout.write(jsonRecord(time, level, args) + '\n');
+        return;
+      }
+      process.stdout.write(`${time}\t${currentRequestId}\t${level}\t${util.format(...args)}\n`);
     };
   };
   console.trace = line('TRACE');

@@ -112,6 +112,10 @@ def environment(
             "PYTHONPYCACHEPREFIX": str(pycache),
         }
     )
+    # LoggingConfig, as Lambda tells its runtimes: application logs as JSON objects, and the level only with JSON
+    env["AWS_LAMBDA_LOG_FORMAT"] = spec.log_format
+    if spec.log_format == "JSON":
+        env["AWS_LAMBDA_LOG_LEVEL"] = spec.log_level or "INFO"
     if api_address is not None:  # None: the worker talks over pipes (ric.py), and there is no Runtime API to name
         env["AWS_LAMBDA_RUNTIME_API"] = api_address
     return env

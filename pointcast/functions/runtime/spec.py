@@ -24,6 +24,8 @@ class FunctionSpec:
     timeout: float  # seconds
     memory_mb: int
     concurrency: int  # at most this many invocations (workers) at once
+    log_format: str = "Text"  # LoggingConfig.LogFormat: "Text" or "JSON"
+    log_level: str | None = None  # LoggingConfig.ApplicationLogLevel (with JSON; Lambda's default there: INFO)
 
     @property
     def is_node(self) -> bool:
