@@ -119,6 +119,30 @@ def test_a_run_keeps_the_application_settings_it_started_with(clock_server, rece
         }
 
 
+def test_a_paced_run_keeps_its_hook_across_a_restart(clock_server, receiver: Receiver) -> None:
+    """500 endpoints at 50 a second (10 batches over 10 s) through the project's hook A; after two batches the
+    project's hook becomes B (which drops everyone) and the server restarts: the other eight still go through A."""
+    pinpoint, lam = clock_server.pinpoint(), clock_server.lambda_()
+    deploy(lam, "hook-a", KEEP_ALL)
+    deploy(lam, "hook-b", DROP_ALL)
+    app_id = str(pinpoint.create_app(CreateApplicationRequest={"Name": "paced"})["ApplicationResponse"]["Id"])
+    ids = [f"ep-{i:03d}" for i in range(500)]
+    load(pinpoint, app_id, [endpoint(i) for i in ids])
+    segment = audience_segment(pinpoint, app_id)
+    settings(pinpoint, app_id, CampaignHook={"LambdaFunctionName": "hook-a", "Mode": "FILTER"})
+    paced = {"Limits": {"MessagesPerSecond": 50}}
+    campaign_id = webhook_campaign(pinpoint, app_id, segment, receiver.url, {"StartTime": "IMMEDIATE"}, **paced)["Id"]
+    wait_for(lambda: receiver.post_count() >= 2, 30, "two batches")
+    settings(pinpoint, app_id, CampaignHook={"LambdaFunctionName": "hook-b", "Mode": "FILTER"})
+    clock_server.stop()
+    assert receiver.post_count() < 10  # the rest is sent after the restart
+    clock_server.start()
+    wait_for_runs(clock_server, pinpoint, app_id, campaign_id, 1, "COMPLETED", timeout=60)
+    assert {(o["Status"], o["Reason"]) for o in outcomes(clock_server, app_id, campaign_id)} == {("SENT", None)}
+    assert {i for p in receiver.posts() for i in p.endpoint_ids} == set(ids)
+    assert invocations(clock_server, "hook-b") == 0
+
+
 def test_planning_resumed_after_a_quiet_time_change_keeps_the_first(backend, ca_bundle, tmp_path, receiver) -> None:
     """A run planned one chunk, then stopped (a restart); the application's QuietTime then covers the send time:
     the rest of the run is planned without it, as its first chunk was."""
