@@ -261,13 +261,6 @@ async def call(
         ok = delivery.ok
         reason = None if ok else delivery.reason
         final = delivery.attempts[-1] if delivery.attempts else None
-        if (
-            not ok
-            and final is not None
-            and final.error
-            and reason == f"{final.error} after {len(delivery.attempts)} attempt(s)"
-        ):
-            reason = f"{final.error}; {len(delivery.attempts)} attempt(s) made"  # not "... after 10 s after 3 ..."
         if ok and kind == "FILTER" and not (delivery.body or b"").strip():
             status = final.status if final is not None else "?"
             # Not "the function's return value is not JSON": a URL's answer is an HTTP answer.

@@ -104,8 +104,8 @@ class Delivery:
             )
         if last is None:
             return "not attempted"
-        if last.error:
-            return f"{last.error} after {len(self.attempts)} attempt(s)"
+        if last.error:  # "timed out after 10.0 s; 3 attempt(s) made", not "... after 10.0 s after 3 attempt(s)"
+            return f"{last.error}; {len(self.attempts)} attempt(s) made"
         return f"HTTP {last.status} after {len(self.attempts)} attempt(s)"
 
 
