@@ -239,3 +239,26 @@ def test_policy_refusals_say_what_to_do(fake: FakeLambda, monkeypatch: pytest.Mo
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
     none = policy_error(fake, "denied", keys=False)
     assert "no AWS credentials" in none and "POINTCAST_REMOTE_LAMBDA_SECRET_ACCESS_KEY" in none
+
+
+def test_the_outage_limit_is_the_functions_not_each_batchs(fake: FakeLambda) -> None:
+    """Batches that follow one another (as a campaign's do through its delivery slots) to a function throttled for
+    good: the first waits out the limit, the next fail at once. Before, each waited the whole limit in turn (20,000
+    batches x 300 s through 32 slots: about 52 hours), calling AWS all the while."""
+    fake.throttles["gone"] = 1_000_000
+    functions = Functions(remote(fake.url))
+    deps = engine(functions, outage_limit=0.5)
+    started = time.monotonic()
+    results = [call(deps, "gone") for _ in range(10)]
+    took = time.monotonic() - started
+    assert all(not r.ok for r in results) and took < 2.0, took  # 10 x 0.5 s before
+    assert "past POINTCAST_DELIVERY_OUTAGE_LIMIT" in str(results[-1].reason)
+    # A throttle answered with "Retry-After: 0" is waited for by the backoff, not called again at once.
+    assert functions.calls < 100, functions.calls
+
+
+def test_the_backoff_of_a_long_wait_does_not_overflow() -> None:
+    """A function throttled for hours is waited for more than 1,024 times; 2 ** 1025 is not a float."""
+    policy = RetryPolicy(3, 0.5, 30.0, 5.0)
+    assert 0 <= policy.delay(5000, None) <= 30.0
+    assert policy.delay(3, float("nan")) <= 30.0

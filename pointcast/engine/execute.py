@@ -49,6 +49,7 @@ class ExecuteDeps:
     function_attempts: int = 3
     hook_timeout: float = 15.0
     breakers: Breakers = field(default_factory=Breakers)  # per destination (channels/webhook/breaker.py)
+    unavailable: dict[str, Any] = field(default_factory=dict)  # per function in AWS Lambda: hooks.Outage
     # Around a wait in the middle of a batch's delivery (by batch id): the runner may lend the batch's slot meanwhile.
     idle: Callable[[str], AbstractAsyncContextManager[None]] | None = None
 

@@ -216,6 +216,16 @@ def _decode_filter(payload: bytes, ids: list[str]) -> Filtered:
 
 
 @dataclass(slots=True)
+class Outage:
+    """A function in AWS Lambda that throttles its calls or is out of reach: since when, when last, and what it said
+    then (monotonic seconds)."""
+
+    since: float
+    last: float
+    said: str
+
+
+@dataclass(slots=True)
 class Called:
     """What calling a hook or function channel came to: the answer of the last try, and every try."""
 
@@ -273,7 +283,10 @@ async def call(
     idle = deps.idle_for(batch_id)
     waiting = idle or contextlib.nullcontext
     outage_limit = deps.breakers.outage_limit  # POINTCAST_DELIVERY_OUTAGE_LIMIT
-    down_since: float | None = None  # when AWS Lambda began throttling the calls or being out of reach
+    # When AWS Lambda began throttling this function's calls or being out of reach, and the last time it did: kept
+    # for every batch that calls it (deps.unavailable), so that the outage limit is the function's, as a webhook's is
+    # its destination's, not each batch's in turn (a million endpoints would otherwise take days to fail).
+    outages = deps.unavailable
     waits = 0
     unavailable = ""  # what the last such call said
 
@@ -287,6 +300,16 @@ async def call(
     while number < attempts:
         if deadline is not None and time.monotonic() >= deadline:
             return too_late()
+        outage = outages.get(target)
+        now = time.monotonic()
+        if outage is not None and now - outage.since >= outage_limit and now - outage.last < deps.policy.cap:
+            # Down past the limit, and seen so lately that another call would only find it so again: fail now
+            # (after a quiet spell of the backoff cap, the next call goes, and finds out).
+            reason = (
+                f"{outage.said} (the function has been out of reach or throttled for {now - outage.since:.0f} s, "
+                f"past POINTCAST_DELIVERY_OUTAGE_LIMIT; {len(tries)} attempt(s) made)"
+            )
+            return Called(False, reason, attempts=tries)
         started = time.time()
         result = await deps.functions.invoke(
             target, event, kind=kind, source_arn=source_arn, timeout=timeout, idle=idle
@@ -295,22 +318,25 @@ async def call(
             # AWS Lambda throttled the call or could not be reached: the function did not run, so no attempt is
             # spent; the batch waits (back-off with jitter, AWS's Retry-After) until the outage limit.
             now = time.monotonic()
-            down_since = now if down_since is None else down_since
             unavailable = result.error_message
-            if now - down_since >= outage_limit:
+            outage = outages.get(target)
+            if outage is None:
+                outage = outages[target] = Outage(now, now, unavailable)
+            outage.last, outage.said = now, unavailable
+            if now - outage.since >= outage_limit:
                 reason = (
-                    f"{unavailable} (still after {now - down_since:.0f} s of waiting, past "
+                    f"{unavailable} (still after {now - outage.since:.0f} s of waiting, past "
                     f"POINTCAST_DELIVERY_OUTAGE_LIMIT; {len(tries)} attempt(s) made)"
                 )
                 return Called(False, reason, attempts=tries)
             waits += 1
-            delay = max(0.0, min(deps.policy.delay(waits, result.retry_after), down_since + outage_limit - now))
+            delay = max(0.0, min(deps.policy.delay(waits, result.retry_after), outage.since + outage_limit - now))
             if deadline is not None and now + delay >= deadline:
                 return too_late()
             async with waiting():
                 await sleep(delay)
             continue
-        down_since = None
+        outages.pop(target, None)  # the function ran (or AWS answered for it): it is within reach
         number += 1
         attempt = Attempt(number, started, result.duration_ms)
         if result.ok:

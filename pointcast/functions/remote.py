@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import concurrent.futures
+import math
 import threading
 import time
 from typing import TYPE_CHECKING, Any
@@ -162,14 +163,16 @@ def is_unreachable(exc: BaseException) -> bool:
 
 
 def retry_after(exc: BaseException) -> float | None:
-    """AWS's Retry-After (seconds), when its error answer gave one."""
+    """AWS's Retry-After (seconds), when its error answer gave a positive one: a throttle answered "0" (or "nan")
+    would otherwise be called again at once, as fast as the round trip allows, until the outage limit."""
     if not isinstance(exc, ClientError):
         return None
     headers = exc.response.get("ResponseMetadata", {}).get("HTTPHeaders") or {}
     try:
-        return float(headers.get("retry-after", ""))
+        value = float(headers.get("retry-after", ""))
     except ValueError:
         return None
+    return value if math.isfinite(value) and value > 0 else None
 
 
 def failed_call(exc: BaseException, request_id: str, took_ms: float) -> Invocation:

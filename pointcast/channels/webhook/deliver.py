@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import os
 import random
 import ssl
@@ -58,10 +59,12 @@ class RetryPolicy:
     timeout: float = 10.0
 
     def delay(self, attempt: int, retry_after: float | None) -> float:
-        """Seconds to wait before attempt ``attempt + 1`` (``attempt`` counts from 1)."""
-        if retry_after is not None:
+        """Seconds to wait before attempt ``attempt + 1`` (``attempt`` counts from 1): the answer's Retry-After, if
+        it gave one, else full jitter. (The exponent stops growing long before the cap: 2 ** 1025 is more than a
+        float holds, and a function in AWS may be waited for that many times.)"""
+        if retry_after is not None and math.isfinite(retry_after):
             return min(max(retry_after, 0.0), self.cap)
-        return random.uniform(0, min(self.cap, self.base * 2 ** (attempt - 1)))
+        return random.uniform(0, min(self.cap, self.base * 2 ** min(attempt - 1, 64)))
 
 
 @dataclass(slots=True)
