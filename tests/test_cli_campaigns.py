@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.support.campaigns import wait_for
-from tests.support.server import BIN, KEY_ID, REGION, SECRET, cli_env, free_port
+from tests.support.server import ACCOUNT_ID, BIN, KEY_ID, REGION, SECRET, cli_env, free_port
 from tests.test_campaign_run import endpoints, load
 
 
@@ -160,11 +160,13 @@ def test_functions_logs_takes_names_as_names_and_says_when_there_is_nothing(serv
     for ref, words in [
         (f"{name}?x=1", "is not a function's name"),
         (f"{name}%zz", "is not a function's name"),
-        (f"{name}:live", "Function not found"),
-        (f"{name}:1", "Function not found"),
+        (f"{name}:live", f"Function not found: arn:aws:lambda:{REGION}:{ACCOUNT_ID}:function:{name}:live\n"),
+        (f"{name}:1", f"function:{name}:1\n"),
+        (f"arn:aws:lambda:{REGION}:{ACCOUNT_ID}:function:{name}:v1", f"Function not found: arn:aws:lambda:{REGION}"),
     ]:
         refused = pointcast(server, "functions", "logs", ref)
         assert refused.returncode == 1 and words in refused.stderr, (ref, refused.stderr)
+        assert "function:arn:" not in refused.stderr, refused.stderr
 
 
 def test_watch_says_a_campaign_scheduled_for_later_has_not_started(server, pinpoint, app_id, test_ca) -> None:

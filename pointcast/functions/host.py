@@ -44,6 +44,7 @@ SWEEP_SECONDS = 300.0  # how often unpacked code no longer used is looked for, b
 SWEEP_DELAY = 1.0
 FLUSH_SECONDS = 0.25
 PRUNE_SECONDS = 60.0  # how often invocation records past POINTCAST_FUNCTION_RECORDS are deleted
+PRUNE_CHUNK = 5000  # records deleted a transaction: the store is not held for seconds (600k took 6.3 s at once)
 STALE_TRIES = 3  # look-ups again for a call whose function changed while it waited for a worker; then it runs
 VERDICTS_KEPT = 1024  # policy answers kept per function (one per campaign that invokes it), for its statements
 
@@ -495,7 +496,12 @@ class FunctionHost:
     async def prune(self) -> int:
         """Delete the invocation records past the newest ``POINTCAST_FUNCTION_RECORDS``: without it a campaign of a
         million endpoints with a FILTER hook would leave some 80 MB of them behind each time it ran."""
-        gone = await self.ctx.write(lambda conn: repo.prune_invocations(conn, self.records_kept))
+        gone = 0
+        while True:
+            chunk = await self.ctx.write(lambda conn: repo.prune_invocations(conn, self.records_kept, PRUNE_CHUNK))
+            gone += chunk
+            if chunk < PRUNE_CHUNK:
+                break
         if gone:
             log.info("deleted %d function invocation records, past the newest %d", gone, self.records_kept)
         return int(gone)

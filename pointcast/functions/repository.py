@@ -46,12 +46,17 @@ def insert_invocations(conn: sa.Connection, rows: list[dict[str, Any]]) -> None:
         conn.execute(sa.insert(_I), rows)
 
 
-def prune_invocations(conn: sa.Connection, keep: int) -> int:
-    """Delete all but (at most) the newest ``keep`` invocation records, of every function; how many went."""
+def prune_invocations(conn: sa.Connection, keep: int, at_most: int | None = None) -> int:
+    """Delete the oldest invocation records, of every function, past (at most) the newest ``keep``: ``at_most`` of
+    them (all, if None); how many went."""
     newest = conn.execute(sa.select(sa.func.max(_I.c.pk))).scalar()
     if newest is None or newest <= keep:
         return 0
-    return conn.execute(sa.delete(_I).where(_I.c.pk <= newest - keep)).rowcount or 0
+    old = _I.c.pk <= newest - keep
+    if at_most is not None:
+        oldest = sa.select(_I.c.pk).where(old).order_by(_I.c.pk).limit(at_most).scalar_subquery()
+        old = _I.c.pk.in_(oldest)
+    return conn.execute(sa.delete(_I).where(old)).rowcount or 0
 
 
 def invocations(conn: sa.Connection, function: str, limit: int, before: int | None = None) -> list[sa.Row[Any]]:

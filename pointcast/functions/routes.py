@@ -35,7 +35,8 @@ async def invocations(ctx: Context, request: Request) -> Any:
     local = parsed.is_local(ctx.region, ctx.account_id)
     if local:
         if parsed.qualifier not in (None, "$LATEST"):  # as the Lambda API answers it: only $LATEST is served
-            raise NotFound(f"Function not found: {function_arn(ctx.region, ctx.account_id, function)}")
+            qualified = f"{parsed.name}:{parsed.qualifier}"
+            raise NotFound(f"Function not found: {function_arn(ctx.region, ctx.account_id, qualified)}")
         function = parsed.name  # hosted functions' invocations are recorded under their name
     raw = request.query_params.get("limit", "20")
     if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= 1000:
