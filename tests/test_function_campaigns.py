@@ -574,6 +574,11 @@ def test_failing_functions_end_as_the_contract_says(server, pinpoint, lam, recei
     assert all(r.startswith(prefix) and words in r and "after 3 attempt(s)" in r for r in reasons), reasons
     calls = invocations(server, fn)
     assert len(calls) == 2 * 3 and all(c["Outcome"] != "Success" for c in calls)
+    # Each attempt names its invocation: a failed batch leads to the records that say why.
+    batches = {o["BatchId"] for o in found.values()}
+    base = f"/pointcast/v1/apps/{app_id}/campaigns/{campaign_id}/batches"
+    tried = [a["RequestId"] for b in sorted(batches) for a in own(server, f"{base}/{b}/attempts")["Attempts"]]
+    assert sorted(tried) == sorted(c["RequestId"] for c in calls), (tried, calls)
     if behaviour == "sleeps":
         limit = 2000 if place == "FILTER" else 3000  # the hook's 2 s, else the function's own Timeout
         assert all(limit * 0.9 <= c["DurationMs"] < limit + 1500 for c in calls), [c["DurationMs"] for c in calls]

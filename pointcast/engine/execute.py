@@ -300,6 +300,7 @@ async def deliver(deps: ExecuteDeps, item: Prepared) -> Result:
             "status_code": a.status,
             "error": a.error,
             "response": a.response,
+            "request_id": a.request_id,
         }
         for number, a in enumerate(tries, 1)
     ]

@@ -338,7 +338,7 @@ async def call(
             continue
         outages.pop(target, None)  # the function ran (or AWS answered for it): it is within reach
         number += 1
-        attempt = Attempt(number, started, result.duration_ms)
+        attempt = Attempt(number, started, result.duration_ms, request_id=result.request_id or None)
         if result.ok:
             attempt.status = 200
             attempt.response = result.payload[:1024].decode("utf-8", "replace") or None

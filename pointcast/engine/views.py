@@ -179,6 +179,7 @@ def _attempt(row: Any) -> dict[str, Any]:
         "StatusCode": row.status_code,
         "Error": row.error,
         "Response": row.response,
+        "RequestId": row.request_id,
     }
 
 

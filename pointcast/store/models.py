@@ -170,6 +170,7 @@ attempts = sa.Table(
     sa.Column("status_code", sa.Integer, nullable=True),
     sa.Column("error", sa.Text, nullable=True),
     sa.Column("response", sa.Text, nullable=True),
+    sa.Column("request_id", sa.String(64), nullable=True),  # a function's attempt: its invocation's request id
     sa.Index("ix_attempts_batch", "batch_id"),
 )
 

@@ -77,6 +77,7 @@ class Attempt:
     status: int | None = None
     error: str | None = None
     response: str | None = None
+    request_id: str | None = None  # a function's: its invocation's (the record `pointcast functions logs` shows)
 
     @property
     def ok(self) -> bool:
