@@ -394,6 +394,7 @@ class FunctionHost:
                             idle=idle,
                             current=current if tries_left else None,
                             request_id=request_id,
+                            measure=kind == "Invoke",  # the REPORT line's Max Memory Used is the Lambda API's alone
                             **({} if queue_timeout is None else {"queue_timeout": queue_timeout}),
                         )
                     except Stale:

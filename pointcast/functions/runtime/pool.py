@@ -207,6 +207,7 @@ class WorkerPool:
         current: Callable[[], bool] | None = None,
         request_id: str | None = None,
         queue_timeout: float = QUEUE_TIMEOUT,
+        measure: bool = True,
     ) -> InvokeResult:
         """Run ``spec``'s handler once on ``event``; what the handler did is in the result, never raised.
 
@@ -216,6 +217,8 @@ class WorkerPool:
         is taken whether ``spec`` still holds; if not, the slot goes back and ``Stale`` is raised. ``request_id`` is
         the invocation's id (the context's aws_request_id), made here when not given. A call that finds no slot
         and worker within ``queue_timeout`` seconds ends ``throttled`` (TooManyRequestsException), having run nothing.
+        ``measure``: read the worker's peak memory after the call (``max_memory_mb``; 8 us, so not for a campaign's
+        calls, whose results nobody reads it from).
         """
         self._check_running()
         request_id = request_id or str(uuid.uuid4())
@@ -234,12 +237,12 @@ class WorkerPool:
         try:
             worker = await self._checkout(fn, spec, deadline)
             try:
-                return await worker.invoke(request_id, event, client_context, spec.timeout)
+                return await worker.invoke(request_id, event, client_context, spec.timeout, measure)
             except WorkerGone:  # it never ran: once more, on a fresh worker (the slot is still this call's)
                 self._checkin(worker)
                 worker = None
                 worker = await self._checkout(fn, spec, deadline)
-                return await worker.invoke(request_id, event, client_context, spec.timeout)
+                return await worker.invoke(request_id, event, client_context, spec.timeout, measure)
         except WorkerGone as exc:
             return _failed(request_id, "Runtime.ExitError", str(exc))
         except TimeoutError:

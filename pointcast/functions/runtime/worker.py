@@ -266,7 +266,12 @@ class Worker:
     # -- invoking -------------------------------------------------------------------------------------------------
 
     async def invoke(
-        self, request_id: str, event: bytes, client_context: str | None, timeout: float | None = None
+        self,
+        request_id: str,
+        event: bytes,
+        client_context: str | None,
+        timeout: float | None = None,
+        measure: bool = True,
     ) -> InvokeResult:
         """Run one invocation on this worker; always returns, within INIT_TIMEOUT + ``timeout`` (the function's
         Timeout unless the call has a shorter one: a worker outlives the call that started it). On a fresh worker
@@ -307,7 +312,7 @@ class Worker:
         init_ms = None
         if invocation.delivered:
             init_ms, self._init_ms = self._init_ms, None
-        if self.alive:
+        if measure and self.alive:
             self._read_peak_memory()
         max_memory_mb = None if self._peak_kb is None else -(-self._peak_kb // 1024)
         return InvokeResult(
