@@ -536,6 +536,48 @@ def test_a_killed_server_leaves_no_worker_running(tmp_path: Path) -> None:
         assert "left running by a worker of an earlier server" in srv.log()
 
 
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="needs Linux")
+def test_a_starting_server_leaves_a_running_older_servers_workers_alone(tmp_path: Path) -> None:
+    """A server from before pool.lock holds none, so a new server on its data directory took its live workers for a
+    dead server's leftovers and killed them. Now only processes with no server among their ancestors are leftovers:
+    here a stand-in old server's worker lives on, and an orphan left by a dead one is killed."""
+    import subprocess
+    import sys
+
+    data_dir = tmp_path / "srv"
+    workers = data_dir / "workers"
+    workers.mkdir(parents=True)
+    marker = str(workers / "worker-old")
+
+    def children(pid: int) -> list[int]:
+        found = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout
+        return [int(child) for child in found.split()]
+
+    # An old server (its argv: ... pointcast serve) running a worker; and an orphan, whose parent is gone.
+    start_worker = "import os, subprocess, sys; env = dict(os.environ, POINTCAST_WORKER=sys.argv[1]); "
+    start_worker += "subprocess.Popen(['sleep', '60'], env=env).wait()"
+    old_server = subprocess.Popen([sys.executable, "-c", start_worker, marker, "pointcast", "serve"])
+    leave = subprocess.run(
+        ["sh", "-c", "sleep 60 >/dev/null 2>&1 & echo $!"],
+        env={**os.environ, "POINTCAST_WORKER": marker},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    orphan = int(leave.stdout)
+    try:
+        [worker] = wait_for(lambda: children(old_server.pid), 10, "the old server's worker")
+        with running_server("sqlite", data_dir, None) as srv:
+            wait_for(lambda: not alive(orphan), 10, "the orphan to be killed")
+            assert alive(worker) and old_server.poll() is None, srv.log()
+    finally:
+        for pid in [orphan, *children(old_server.pid)]:
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
+        old_server.kill()
+        old_server.wait()
+
+
 def test_lambda_errors_are_lambdas_own(lam, server: Server) -> None:
     """What a Lambda client is refused with is a type its model has, with Lambda's ``Type`` member: an operation
     pointcast does not serve, a body over the limit, a query or header member outside the model's range or enum,

@@ -228,8 +228,28 @@ def _writes_to(pid: str, prefix: str) -> bool:
 
 
 def leftover_processes(work_dir: Path) -> list[int]:
-    """What the workers of a server that was killed left running in ``work_dir`` (``processes_of``)."""
-    return processes_of(worker_path(work_dir, ""))
+    """What the workers of a server that was killed left running in ``work_dir`` (``processes_of``): not those a
+    running server owns (a version from before ``pool.lock``, whose workers the lock cannot tell about)."""
+    return [pid for pid in processes_of(worker_path(work_dir, "")) if not _under_a_server(pid)]
+
+
+def _under_a_server(pid: int) -> bool:
+    """Whether a pointcast server is among the process's ancestors: its worker, or what the worker started, while it
+    runs. What a dead server's workers left was handed to init (or a subreaper), which is not one."""
+    for _ in range(64):
+        try:
+            with open(f"/proc/{pid}/stat", "rb") as f:
+                stat = f.read()
+            pid = int(stat[stat.rindex(b")") + 2 :].split()[1])  # the parent: after the name, which may hold spaces
+            if pid <= 1:
+                return False
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                argv = f.read().split(b"\0")
+        except (OSError, ValueError):
+            return False
+        if any(arg.endswith((b"pointcast", b"pointcast/__main__.py")) for arg in argv) and b"serve" in argv:
+            return True
+    return False
 
 
 _FALLOC_FL_KEEP_SIZE, _FALLOC_FL_PUNCH_HOLE = 1, 2
