@@ -163,6 +163,12 @@ def test_a_web_url_hook_that_is_down_has_its_own_breaker(server, pinpoint, app_i
             lambda: progress(server, app_id, campaign_id)["DestinationsDown"], timeout=30, what="the hook's host down"
         )
         assert [d["Destination"] for d in waiting] == [destination_of(hook_rx.url)]
+        if whose == "project":  # the run keeps the hook it started with, and its progress still names it
+            pinpoint.update_application_settings(
+                ApplicationId=app_id, WriteApplicationSettingsRequest={"CampaignHook": {}}
+            )
+            still = progress(server, app_id, campaign_id)["DestinationsDown"]
+            assert [d["Destination"] for d in still] == [destination_of(hook_rx.url)]
         wait_for_runs(server, pinpoint, app_id, campaign_id, 1, "COMPLETED", timeout=60)
     found = {o["EndpointId"]: o for o in outcomes(server, app_id, campaign_id)}
     assert sorted(found) == IDS

@@ -16,6 +16,7 @@ from pointcast.aws.errors import BadRequest, NotFound
 from pointcast.campaigns.repository import campaigns
 from pointcast.channels.webhook.breaker import destination_of
 from pointcast.engine.hooks import FILTERED, effective_hook
+from pointcast.engine.repository import kept_settings
 from pointcast.engine.treatments import post_urls, treatments_of
 from pointcast.store import models as m
 
@@ -45,7 +46,7 @@ def progress(conn: sa.Connection, app_id: str, campaign_id: str, down: Sequence[
     r, b, o = m.runs, m.batches, m.outcomes
     run_rows = list(
         conn.execute(
-            sa.select(r.c.id, r.c.state, r.c.scheduled_time, r.c.error)
+            sa.select(r.c.id, r.c.state, r.c.scheduled_time, r.c.error, r.c.plan_state)
             .where(r.c.app_id == app_id, r.c.campaign_id == campaign_id)
             .order_by(r.c.pk)
         )
@@ -68,7 +69,14 @@ def progress(conn: sa.Connection, app_id: str, campaign_id: str, down: Sequence[
     )
     lists = conn.execute(sa.select(b.c.endpoint_ids).where(b.c.run_id.in_(run_ids))).scalars()
     planned = sum(len(orjson.loads(ids)) for ids in lists)
-    mine = destinations(doc, apps_service.get_settings(conn, app_id)) if down else set()
+    mine: set[str] = set()
+    if down:  # where the campaign's runs POST: each with the application settings it keeps (its project hook)
+        current: dict[str, Any] | None = None
+        for row in run_rows:
+            kept = kept_settings(row.plan_state)
+            if kept is None:
+                kept = current = current if current is not None else apps_service.get_settings(conn, app_id)
+            mine |= destinations(doc, kept)
     return {
         "Runs": [
             {"Id": row.id, "State": row.state, "ScheduledTime": row.scheduled_time}
