@@ -526,6 +526,11 @@ def test_an_hourly_local_time_campaign_sends_each_zone_its_latest_due_occurrence
     assert sent_at == {iso(created)}  # 22:00 in Kiritimati and 17:00 in Tokyo are both 08:00Z
     set_clock(clock_server, first)
     wait_for(lambda: by_zone() == Counter({"kir": 4, "tyo": 4, "utc": 2}), 20, "the 09:00 occurrence in UTC")
+    # Then hour by hour, on each send time (a jump past them would be downtime: only the latest would go).
+    for hour in range(1, 15):
+        set_clock(clock_server, first + timedelta(hours=hour))
+        want = Counter({"kir": 4, "tyo": 2 * min(7, 2 + hour), "utc": 2 * (hour + 1)})
+        wait_for(lambda want=want: by_zone() == want, 20, f"the sends of {hour} h after the first")  # type: ignore[misc]
     set_clock(clock_server, first + timedelta(hours=40))
     runs = wait_for_runs(clock_server, pinpoint, app_id, cid, 15, "COMPLETED")
     assert sorted(run["ScheduledTime"] for run in runs) == [iso(first + timedelta(hours=k)) for k in range(15)]
@@ -538,7 +543,68 @@ def test_an_hourly_local_time_campaign_sends_each_zone_its_latest_due_occurrence
                              ("utc", "SENT", None): 30})  # fmt: skip
 
 
+def test_after_downtime_each_zone_gets_its_latest_missed_occurrence_not_every_batch_planned_before(
+    clock_server, pinpoint, app_id, receiver
+) -> None:
+    """An HOURLY local-time campaign plans each occurrence's later zones ahead; when the clock then jumps 28 hours
+    (the server was down), those batches are all due at once. Each zone gets its latest due occurrence, once; the
+    batches of earlier ones end MISSED_OCCURRENCE. Before, UTC-12 got 14 messages in the same second."""
+    load(pinpoint, app_id, [endpoint("west-0", "Etc/GMT+12"), endpoint("utc-0", "UTC")])
+    segment = audience_segment(pinpoint, app_id)
+    created = utc("2030-06-10T08:00:00Z")
+    set_clock(clock_server, created)
+    first = created + timedelta(hours=1)
+    schedule = {"StartTime": iso(first), "EndTime": iso(first + timedelta(hours=29, minutes=30)),
+                "Frequency": "HOURLY", "IsLocalTime": True, "Timezone": "UTC"}  # fmt: skip
+    cid = webhook_campaign(pinpoint, app_id, segment, receiver.url, schedule)["Id"]
+    # The runs of 09:00 .. 22:00 start now (UTC+14 is past them), each planning both zones for later.
+    wait_for(lambda: len(progress(clock_server, app_id, cid)["Runs"]) == 14, 30, "14 runs planned ahead")
+    settle(0.5)
+    assert receiver.posts() == []
+    jumped = created + timedelta(hours=28)  # 12:00Z the next day
+    set_clock(clock_server, jumped)
+    # UTC: 09:00 .. 12:00 the next day are due, the latest once; UTC-12 (sent 12 h after): 09:00 .. 00:00.
+    expected = {"utc-0": [iso(jumped)], "west-0": [iso(jumped)]}
+
+    def sent() -> dict[str, list[str]]:
+        found: dict[str, list[str]] = {}
+        for post in receiver.posts():
+            for endpoint_id in post.endpoint_ids:
+                found.setdefault(endpoint_id, []).append(post.payload["ScheduledTime"])
+        return found
+
+    wait_for(lambda: sent() == expected, 30, "one send per zone")
+    # 22:00's run is wholly superseded (23:00's has reached UTC-12 too): 09:00 .. 22:00 the day before, less it,
+    # and 23:00 .. 14:00 the next day.
+    wait_for(lambda: len(progress(clock_server, app_id, cid)["Runs"]) == 29, 30, "every run due started")
+    settle(1.0)
+    assert sent() == expected
+    found = Counter((o["EndpointId"], o["Status"], o.get("Reason")) for o in outcomes(clock_server, app_id, cid))
+    assert found[("utc-0", "SKIPPED", "MISSED_OCCURRENCE")] == 26 and found[("utc-0", "SENT", None)] == 1
+    assert found[("west-0", "SKIPPED", "MISSED_OCCURRENCE")] == 14 and found[("west-0", "SENT", None)] == 1
+
+
 # --- quiet time --------------------------------------------------------------------------------------------
+
+
+def test_a_batch_sent_late_is_judged_for_quiet_time_when_it_is_sent(clock_server, pinpoint, app_id, receiver):
+    """A local-time run plans London's 09:00 (08:00Z) at 06:00Z; the clock then jumps to 23:30Z (the server was
+    down), which is 00:30 in London, inside 22:00-07:00: the batch is not sent at night. Before, quiet time was
+    judged only when the run was planned."""
+    load(pinpoint, app_id, [endpoint("ldn-0", "Europe/London")])
+    segment = audience_segment(pinpoint, app_id)
+    planned_at = utc("2030-06-10T06:00:00Z")
+    set_clock(clock_server, planned_at)
+    schedule = {"StartTime": "2030-06-10T09:00:00Z", "IsLocalTime": True, "Timezone": "UTC",
+                "QuietTime": {"Start": "22:00", "End": "07:00"}}  # fmt: skip
+    cid = webhook_campaign(pinpoint, app_id, segment, receiver.url, schedule)["Id"]
+    wait_for(lambda: progress(clock_server, app_id, cid)["PendingBatches"] == 1, 30, "London's batch planned")
+    set_clock(clock_server, utc("2030-06-10T23:30:00Z"))
+    wait_for_runs(clock_server, pinpoint, app_id, cid, 1, "COMPLETED")
+    assert receiver.posts() == []
+    [outcome] = outcomes(clock_server, app_id, cid)
+    assert (outcome["Status"], outcome["Reason"]) == ("SKIPPED", "QUIET_TIME")
+
 
 # At 03:00Z on 2030-06-03 (summer time): each zone's local time, and whether 22:00-07:00 holds it quiet.
 QUIET_AT = utc("2030-06-03T03:00:00Z")

@@ -126,17 +126,30 @@ class Result:
     delivered: tuple[Any, ...] | None = None  # one outcome for the endpoints delivered: repo.insert_outcome_sets
 
 
-def prepare(conn: sa.Connection, batch_ids: list[str], specs: Mapping[str, RunSpec] | None = None) -> list[Prepared]:
+def prepare(
+    conn: sa.Connection,
+    batch_ids: list[str],
+    specs: Mapping[str, RunSpec] | None = None,
+    now: datetime | str | None = None,
+) -> list[Prepared]:
     """Read pending batches and their endpoints in two queries, however many batches there are.
 
     Of a campaign with Daily or Total limits, the endpoints that reached them since the batch was planned are left
     out (SKIPPED ``DAILY_LIMIT``/``TOTAL_LIMIT``): a batch read here was planned earlier (a local-time zone's, one
     read again after a restart), and another run of the campaign (local-time runs overlap) may have sent to them
-    since. ``specs``: the run specs already loaded (the runner's cache); others are read here."""
+    since. A batch read more than LATE after its time (the server was down, or its clock jumped) is judged again
+    where its endpoints are (``_late``) as planning judged it: missed for good when the next occurrence is due there
+    too, inside quiet time now. ``specs``: the run specs already loaded (the runner's cache); others are read here."""
     found = repo.batches_with_docs(conn, batch_ids)
+    moment = datetime.fromisoformat(now) if isinstance(now, str) else now
     known: dict[str, RunSpec] = {}
+    late: dict[str, dict[str, str]] = {}  # batch id -> endpoint id -> why it is not sent after all
     for run_id in dict.fromkeys(batch.run_id for batch, *_ in found):
         spec = (specs or {}).get(run_id) or load_spec(conn, run_id)
+        if moment is not None:
+            for batch, _, docs, _ in found:
+                if batch.run_id == run_id and moment - datetime.fromisoformat(batch.not_before) > LATE:
+                    late[batch.id] = _late(spec, docs, moment)
         if spec.limits.get("Daily") or spec.limits.get("Total"):
             known[run_id] = spec
     over: dict[str, dict[str, str]] = {}  # run id -> endpoint id -> the limit it reached
@@ -145,12 +158,36 @@ def prepare(conn: sa.Connection, batch_ids: list[str], specs: Mapping[str, RunSp
         over[run_id] = over_limits(conn, spec, candidates) if candidates else {}
     prepared = []
     for batch, ids, docs, not_now in found:
+        if late.get(batch.id):
+            not_now = {**not_now, **late[batch.id]}
+            docs = {k: v for k, v in docs.items() if k not in late[batch.id]}
         reached = over.get(batch.run_id)
         if reached and reached.keys() & docs.keys():
             not_now = {**not_now, **{i: reached[i] for i in docs if i in reached}}
             docs = {k: v for k, v in docs.items() if k not in reached}
         prepared.append(Prepared(batch, ids, docs, None, not_now))
     return prepared
+
+
+LATE = timedelta(seconds=60)  # a batch read this long after its time is judged again (prepare)
+
+
+def _late(spec: RunSpec, docs: Mapping[str, str], now: datetime) -> dict[str, str]:
+    """Of a batch's endpoints (id -> stored definition), those not to be sent at ``now``, long after the batch's
+    time, and why: ``MISSED_OCCURRENCE`` when the campaign's next occurrence is due where the endpoint is too (after
+    downtime each zone gets its latest missed occurrence, not one per run planned before), ``QUIET_TIME`` when now is
+    inside quiet time there."""
+    plan = spec.campaign.get("Schedule") or {}
+    following = schedule.following(plan, schedule.parse_time(spec.campaign["CreationDate"]), spec.scheduled)
+    fallback = plan.get("Timezone") if plan.get("IsLocalTime") else None
+    skipped: dict[str, str] = {}
+    for endpoint_id, doc in docs.items():
+        zone = (orjson.loads(doc).get("Demographic") or {}).get("Timezone")
+        if schedule.superseded(following, plan, zone, now):
+            skipped[endpoint_id] = "MISSED_OCCURRENCE"
+        elif schedule.in_quiet_time(now, spec.quiet_time, zone, fallback):
+            skipped[endpoint_id] = "QUIET_TIME"
+    return skipped
 
 
 def _header(spec: RunSpec, treatment: Treatment, activity_id: str, scheduled: str, delivery: bool) -> dict[str, Any]:
@@ -329,7 +366,7 @@ def record(conn: sa.Connection, results: list[Result], now: datetime) -> None:
 
 async def execute_batch(deps: ExecuteDeps, batch_id: str) -> None:
     """Send one batch start to finish: a plain function of its id and the store (what a worker runs)."""
-    [item, *_] = await deps.read(lambda conn: prepare(conn, [batch_id], deps.specs)) or [None]
+    [item, *_] = await deps.read(lambda conn: prepare(conn, [batch_id], deps.specs, deps.now())) or [None]
     if item is None:
         return
     result = await deliver(deps, item)

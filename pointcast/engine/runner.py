@@ -141,7 +141,7 @@ def _lane_items(
     lane: Lane, through: str, now: str, busy: set[str], limit: int, specs: dict[str, RunSpec], conn: sa.Connection
 ) -> list[Prepared]:
     """A lane's pending due batches up to ``through`` in planning order, read for sending (Runner._read_spilled)."""
-    return prepare(conn, repo.lane_batches(conn, lane, through, now, busy, limit), specs)
+    return prepare(conn, repo.lane_batches(conn, lane, through, now, busy, limit), specs, now)
 
 
 class _Either:
@@ -643,7 +643,7 @@ class Runner:
         specs = self.deps.specs
 
         def work(conn: sa.Connection) -> list[Prepared]:
-            return prepare(conn, [row.id for row in repo.due_batches(conn, now, busy, wanted, skip, full)], specs)
+            return prepare(conn, [row.id for row in repo.due_batches(conn, now, busy, wanted, skip, full)], specs, now)
 
         await self._queue(await self.ctx.read(work))
 
