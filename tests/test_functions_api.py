@@ -531,9 +531,11 @@ def test_a_killed_server_leaves_no_worker_running(tmp_path: Path) -> None:
         srv.stop(signal.SIGKILL)
         wait_for(lambda: not alive(pids["worker"]), 10, "the worker to die with the server")
         assert alive(pids["child"])  # the handler's own child outlived its worker...
+        assert list((srv.data_dir / "workers").glob("worker-*.log"))  # the dead worker's output
         srv.start()
         wait_for(lambda: not alive(pids["child"]), 10, "the child to be killed")  # ... until the next start
         assert "left running by a worker of an earlier server" in srv.log()
+        assert not list((srv.data_dir / "workers").glob("worker-*.log"))  # went with it (they stayed for ever)
 
 
 @pytest.mark.skipif(not Path("/proc").is_dir(), reason="needs Linux")

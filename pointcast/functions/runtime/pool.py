@@ -130,6 +130,9 @@ class WorkerPool:
                     log.warning("killed process %d, left running by a worker of an earlier server", pid)
             for tmp_dir in self.work_dir.glob("worker-*.tmp"):  # the TMPDIRs of those workers
                 launch.remove_tree(str(tmp_dir))
+            for log_file in self.work_dir.glob("worker-*.log"):  # and their output (up to 16 MB each, for ever)
+                with contextlib.suppress(OSError):
+                    log_file.unlink()
         fcntl.flock(self._lock_fd, fcntl.LOCK_SH)  # (from exclusive: a conversion)
         self._started = True
         self._reaper = asyncio.create_task(self._reap_idle(), name="pointcast-pool-reaper")
