@@ -625,6 +625,18 @@ def test_filter_returning_ids_not_in_the_batch(server, pinpoint, lam, receiver) 
 # --- functions that live elsewhere (AWS Lambda; here a second pointcast on loopback stands in for it) --------
 
 
+def remote_env(url: str, **extra: str) -> dict[str, str]:
+    """A server that invokes functions it does not host in "AWS Lambda" at ``url`` (another pointcast)."""
+    return {
+        "POINTCAST_REMOTE_LAMBDA": "true",
+        "POINTCAST_REMOTE_LAMBDA_ENDPOINT_URL": url,
+        "POINTCAST_REMOTE_LAMBDA_ACCESS_KEY_ID": "AKIDPOINTCASTTEST",
+        "POINTCAST_REMOTE_LAMBDA_SECRET_ACCESS_KEY": "pointcast-test-secret",
+        **FAST,
+        **extra,
+    }
+
+
 def test_function_not_hosted_here_is_invoked_through_the_lambda_api(
     backend: str, ca_bundle: Path, tmp_path: Path, server, receiver
 ) -> None:
@@ -635,9 +647,7 @@ def test_function_not_hosted_here_is_invoked_through_the_lambda_api(
         fn,
         "def handler(event, context):\n    return {k: v for k, v in event['Endpoints'].items() if k < 'ep-005'}\n",
     )
-    remote = {"POINTCAST_REMOTE_LAMBDA": "true", "POINTCAST_REMOTE_LAMBDA_ENDPOINT_URL": server.url, **FAST}
-    remote |= {"POINTCAST_REMOTE_LAMBDA_ACCESS_KEY_ID": "AKIDPOINTCASTTEST"}
-    remote |= {"POINTCAST_REMOTE_LAMBDA_SECRET_ACCESS_KEY": "pointcast-test-secret"}
+    remote = remote_env(server.url)
     with running_server(backend, tmp_path / "near", ca_bundle, **remote) as near:
         pinpoint = near.pinpoint()
         app_id, segment = loaded_app(pinpoint, IDS[:10])
@@ -657,9 +667,7 @@ def test_a_write_reads_a_policy_in_aws_afresh(backend: str, ca_bundle: Path, tmp
     far = server.lambda_()
     fn = name()
     deploy(far, fn, allow=None)
-    remote = {"POINTCAST_REMOTE_LAMBDA": "true", "POINTCAST_REMOTE_LAMBDA_ENDPOINT_URL": server.url, **FAST}
-    remote |= {"POINTCAST_REMOTE_LAMBDA_ACCESS_KEY_ID": "AKIDPOINTCASTTEST"}
-    remote |= {"POINTCAST_REMOTE_LAMBDA_SECRET_ACCESS_KEY": "pointcast-test-secret"}
+    remote = remote_env(server.url)
     with running_server(backend, tmp_path / "near", ca_bundle, **remote) as near:
         pinpoint = near.pinpoint()
         app_id, segment = loaded_app(pinpoint, IDS[:3])
@@ -700,10 +708,7 @@ def test_functions_in_aws_are_invoked_as_many_at_once_as_batches_are_delivered(
             "import time\n\ndef handler(event, context):\n    time.sleep(3)\n    return event['Endpoints']\n",
             Timeout=10,
         )
-        remote = {"POINTCAST_REMOTE_LAMBDA": "true", "POINTCAST_REMOTE_LAMBDA_ENDPOINT_URL": far.url, **FAST}
-        remote |= {"POINTCAST_HOOK_TIMEOUT": "15"}  # 12 workers start at once on the far side
-        remote |= {"POINTCAST_REMOTE_LAMBDA_ACCESS_KEY_ID": "AKIDPOINTCASTTEST"}
-        remote |= {"POINTCAST_REMOTE_LAMBDA_SECRET_ACCESS_KEY": "pointcast-test-secret"}
+        remote = remote_env(far.url, POINTCAST_HOOK_TIMEOUT="15")  # 12 workers start at once on the far side
         with running_server(backend, tmp_path / "near", ca_bundle, **remote) as near:
             pinpoint = near.pinpoint()
             ids = [f"ep-{i:03d}" for i in range(600)]
@@ -802,9 +807,7 @@ def test_functions_in_aws_one_try_per_attempt_names_as_given_and_throttled_polic
     deploy(far, good, "def handler(event, context):\n    return event['Endpoints']\n", allow=allow)
     deploy(far, bad, "def handler(event, context):\n    raise ValueError('no')\n", allow=allow)
     proxy = LambdaProxy(server.url)
-    remote = {"POINTCAST_REMOTE_LAMBDA": "true", "POINTCAST_REMOTE_LAMBDA_ENDPOINT_URL": proxy.url, **FAST}
-    remote |= {"POINTCAST_ACCOUNT_ID": near_account, "POINTCAST_REMOTE_LAMBDA_ACCESS_KEY_ID": "AKIDPOINTCASTTEST"}
-    remote |= {"POINTCAST_REMOTE_LAMBDA_SECRET_ACCESS_KEY": "pointcast-test-secret"}
+    remote = remote_env(proxy.url, POINTCAST_ACCOUNT_ID=near_account)
     try:
         with running_server(backend, tmp_path / "near", ca_bundle, **remote) as near:
             pinpoint = near.pinpoint()
