@@ -147,9 +147,14 @@ def prepare(
     for run_id in dict.fromkeys(batch.run_id for batch, *_ in found):
         spec = (specs or {}).get(run_id) or load_spec(conn, run_id)
         if moment is not None:
-            for batch, _, docs, _ in found:
-                if batch.run_id == run_id and moment - datetime.fromisoformat(batch.not_before) > LATE:
-                    late[batch.id] = _late(spec, docs, moment)
+            behind = [
+                (batch.id, docs)
+                for batch, _, docs, _ in found
+                if batch.run_id == run_id and moment - datetime.fromisoformat(batch.not_before) > LATE
+            ]
+            following = spec.following() if behind else None  # once a run
+            for batch_id, docs in behind:
+                late[batch_id] = _late(spec, following, docs, moment)
         if spec.limits.get("Daily") or spec.limits.get("Total"):
             known[run_id] = spec
     over: dict[str, dict[str, str]] = {}  # run id -> endpoint id -> the limit it reached
@@ -172,13 +177,12 @@ def prepare(
 LATE = timedelta(seconds=60)  # a batch read this long after its time is judged again (prepare)
 
 
-def _late(spec: RunSpec, docs: Mapping[str, str], now: datetime) -> dict[str, str]:
+def _late(spec: RunSpec, following: datetime | None, docs: Mapping[str, str], now: datetime) -> dict[str, str]:
     """Of a batch's endpoints (id -> stored definition), those not to be sent at ``now``, long after the batch's
     time, and why: ``MISSED_OCCURRENCE`` when the campaign's next occurrence is due where the endpoint is too (after
     downtime each zone gets its latest missed occurrence, not one per run planned before), ``QUIET_TIME`` when now is
     inside quiet time there."""
     plan = spec.campaign.get("Schedule") or {}
-    following = schedule.following(plan, schedule.parse_time(spec.campaign["CreationDate"]), spec.scheduled)
     fallback = plan.get("Timezone") if plan.get("IsLocalTime") else None
     skipped: dict[str, str] = {}
     for endpoint_id, doc in docs.items():

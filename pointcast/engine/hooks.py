@@ -314,7 +314,7 @@ async def call(
         result = await deps.functions.invoke(
             target, event, kind=kind, source_arn=source_arn, timeout=timeout, idle=idle
         )
-        if getattr(result, "unavailable", False) and not result.ok:
+        if result.unavailable and not result.ok:
             # AWS Lambda throttled the call or could not be reached: the function did not run, so no attempt is
             # spent; the batch waits (back-off with jitter, AWS's Retry-After) until the outage limit.
             now = time.monotonic()

@@ -69,6 +69,12 @@ class RunSpec:
     def arn(self) -> str:
         return str(self.campaign["Arn"])
 
+    def following(self) -> datetime | None:
+        """The campaign's occurrence after this run's (None if there is none): where it is already due, this run's
+        send is missed for good (schedule.superseded)."""
+        plan = self.campaign.get("Schedule") or {}
+        return schedule.following(plan, schedule.parse_time(self.campaign["CreationDate"]), self.scheduled)
+
     def treatment(self, treatment_id: str) -> Treatment:
         return next(t for t in self.treatments if t.id == treatment_id)
 
@@ -180,13 +186,8 @@ class _Planner:
         self.zones: dict[str, set[str]] = defaultdict(set)
         self.first_activity = spec.activity_ids["0"]
         self.zone_times: dict[str | None, tuple[str | None, str | None]] = {}
-        plan = spec.campaign.get("Schedule") or {}
         # Local time: the occurrence after this run's, which may already be due in a zone (schedule.superseded).
-        self.following = (
-            schedule.following(plan, schedule.parse_time(spec.campaign["CreationDate"]), spec.scheduled)
-            if plan.get("IsLocalTime")
-            else None
-        )
+        self.following = spec.following() if (spec.campaign.get("Schedule") or {}).get("IsLocalTime") else None
         # One treatment and no holdout: every endpoint is in treatment "0", no need to hash its id.
         self.only = spec.treatments[0] if len(spec.treatments) == 1 and not spec.holdout else None
         self.after: str | None = None  # the last endpoint id planned

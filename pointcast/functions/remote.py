@@ -246,7 +246,5 @@ def policy_refusal(exc: BaseException, missing: str) -> str:
 def is_transient(exc: BaseException) -> bool:
     """Whether a failed call to AWS may succeed if made again: throttling, AWS's own errors, the network."""
     if isinstance(exc, ClientError):
-        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0
-        code = str(exc.response.get("Error", {}).get("Code", ""))
-        return status == 429 or status >= 500 or "Throttl" in code or code == "TooManyRequestsException"
+        return is_throttle(exc) or (exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0) >= 500
     return isinstance(exc, (ConnectionError, HTTPClientError))  # not NoCredentialsError, ParamValidationError, ...
