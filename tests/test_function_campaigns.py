@@ -10,13 +10,12 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import threading
 import time
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +40,7 @@ from tests.support.campaigns import (
     webhook_campaign,
 )
 from tests.support.functions import deploy, zip_code
+from tests.support.loopback import LoopbackHTTP
 from tests.support.server import ACCOUNT_ID, REGION, Server
 from tests.support.signing import signed_request
 
@@ -294,7 +294,7 @@ def handler(event, context):
 """
 
 
-class Graph:
+class Graph(LoopbackHTTP):
     """A plain-HTTP loopback stand-in for graph.facebook.com: records each message posted."""
 
     def __init__(self) -> None:
@@ -311,13 +311,7 @@ class Graph:
             def log_message(self, *args: Any) -> None:
                 pass
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v2.6/me/messages"
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
+        super().__init__(Handler, "/v2.6/me/messages")
 
 
 def test_delivery_hook_delivers_instead_of_built_in_channels(server, pinpoint, lam) -> None:
@@ -749,7 +743,7 @@ def test_cli_functions_logs(server, lam) -> None:
     wait_for(recorded, 5, "the invocation record")
 
 
-class LambdaProxy:
+class LambdaProxy(LoopbackHTTP):
     """AWS Lambda as far as a test can tell: a loopback proxy in front of a pointcast, logging each request and
     answering the next ``throttle`` GetPolicy calls with AWS's 429."""
 
@@ -783,13 +777,7 @@ class LambdaProxy:
             def log_message(self, *args: Any) -> None:
                 pass
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
+        super().__init__(Handler)
 
 
 def test_functions_in_aws_one_try_per_attempt_names_as_given_and_throttled_policy_reads_retried(

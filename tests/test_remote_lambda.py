@@ -7,11 +7,10 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
-import threading
 import time
 import uuid
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from types import SimpleNamespace
 from typing import Any
 from urllib.parse import unquote
@@ -24,12 +23,13 @@ from pointcast.engine import hooks
 from pointcast.engine.execute import ExecuteDeps
 from pointcast.functions.names import parse_ref
 from pointcast.functions.remote import RemoteLambda, policy_refusal
+from tests.support.loopback import LoopbackHTTP
 
 REGION = "us-east-1"
 SOURCE = f"arn:aws:mobiletargeting:{REGION}:123456789012:apps/a/campaigns/c"
 
 
-class FakeLambda:
+class FakeLambda(LoopbackHTTP):
     """Invoke and GetPolicy as AWS answers them; each function name picks a behaviour. ``throttles[name]`` 429s
     are answered before a function succeeds."""
 
@@ -97,13 +97,7 @@ class FakeLambda:
             def log_message(self, *args: Any) -> None:
                 pass
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
+        super().__init__(Handler)
 
 
 @pytest.fixture
