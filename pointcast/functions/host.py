@@ -244,6 +244,7 @@ class FunctionHost:
         if code_row is None:
             return None
         code_dir = await asyncio.to_thread(unpack, self.code_root, name, code_row.code)
+        log_format, log_level = _logging(doc)
         spec = FunctionSpec(
             name=name,
             arn=doc["FunctionArn"],
@@ -255,8 +256,8 @@ class FunctionHost:
             timeout=float(doc["Timeout"]),
             memory_mb=int(doc["MemorySize"]),
             concurrency=self.concurrency,
-            log_format=_logging(doc)[0],
-            log_level=_logging(doc)[1],
+            log_format=log_format,
+            log_level=log_level,
         )
         if cached and cached.spec.revision != spec.revision:
             self.pool.retire(name)
@@ -399,17 +400,7 @@ class FunctionHost:
                         )
                     except Stale:
                         continue
-                    result = Invocation(
-                        ran.request_id,
-                        ran.payload,
-                        ran.function_error,
-                        ran.logs,
-                        ran.duration_ms,
-                        ran.timed_out,
-                        ran.throttled,
-                        ran.init_ms,
-                        ran.max_memory_mb,
-                    )
+                    result = Invocation(**{f.name: getattr(ran, f.name) for f in dataclasses.fields(ran)})
                 elif hosted_only:
                     result = Invocation.refusal(f"FUNCTION_NOT_FOUND: pointcast hosts no function {ref}")
                 elif self.remote is not None:
